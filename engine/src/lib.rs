@@ -1,0 +1,31 @@
+//! trailhub's workflow engine: runs a validated DAG of [`Task`]s durably, and never names a
+//! concrete step.
+//!
+//! - [`Dag`]: nodes with dependencies, sealed (validated) before anything can run it.
+//! - [`execute`]: the scheduler. It alone writes the journal; task attempts report back over a
+//!   channel. Bounded concurrency, retries with backoff, failure isolation, resume.
+//! - [`rollback`]: undoes journaled effects in reverse dependency order, itself journaled.
+//! - [`plan`]: every node's read-only plan.
+//! - [`render`]: the DAG as text, DOT or Mermaid, optionally colored by journaled state.
+
+mod dag;
+mod errors;
+mod events;
+mod plan;
+mod render;
+mod retry;
+mod rollback;
+mod scheduler;
+mod task;
+mod walk;
+
+pub use dag::{Building, Built, Dag, NodeInfo, NodeSpec};
+pub use errors::{EngineError, ErrorKind, TaskError, ValidationError};
+pub use events::{NullObserver, Observer, Progress};
+pub use plan::{Change, Plan, PlanAction, PlannedNode, plan};
+pub use render::{GraphFormat, render};
+pub use retry::RetryPolicy;
+pub use rollback::{RollbackScope, RollbackSummary, pending_rollback, rollback};
+pub use scheduler::{RunOptions, RunSummary, execute};
+pub use task::{Applied, ApplyCtx, ExclusiveGuard, PlanCtx, RolledBack, Task};
+pub use trailhub_state::{ErrorRecord, NodeRecord, NodeState, RunStatus};

@@ -1,0 +1,138 @@
+//! Dry run: every node's read-only `plan`, concurrently, with nothing applied or journaled.
+
+use crate::dag::{Built, Dag};
+use crate::errors::TaskError;
+use crate::task::PlanCtx;
+use serde::Serialize;
+use std::sync::Arc;
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+
+/// What `apply` would do to a node's resource.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PlanAction {
+    /// The resource does not exist and would be created.
+    Create,
+    /// The resource exists and some fields would change.
+    Update,
+    /// Nothing would change.
+    NoOp,
+    /// It cannot be known before earlier nodes apply (their outputs are needed), or probing failed.
+    Unknown,
+}
+
+impl PlanAction {
+    /// The name shown in output.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PlanAction::Create => "create",
+            PlanAction::Update => "update",
+            PlanAction::NoOp => "no-op",
+            PlanAction::Unknown => "unknown",
+        }
+    }
+}
+
+/// One field that `apply` would change.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Change {
+    /// The field, e.g. `Status` or `Rules[0].Destination.StorageClass`.
+    pub field: String,
+    /// The value now, `None` when absent.
+    pub from: Option<String>,
+    /// The value `apply` would set.
+    pub to: String,
+}
+
+/// A node's plan.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Plan {
+    /// What would be done.
+    pub action: PlanAction,
+    /// The fields that would change (for `update`, and `create` where useful).
+    pub changes: Vec<Change>,
+    /// Anything else the operator should know (why `unknown`, what is checked…).
+    pub note: Option<String>,
+}
+
+impl Plan {
+    /// A plan with no changes listed.
+    pub fn new(action: PlanAction) -> Self {
+        Plan {
+            action,
+            changes: Vec::new(),
+            note: None,
+        }
+    }
+
+    /// Adds a changed field.
+    pub fn change(mut self, field: &str, from: Option<String>, to: impl Into<String>) -> Self {
+        self.changes.push(Change {
+            field: field.to_string(),
+            from,
+            to: to.into(),
+        });
+        self
+    }
+
+    /// Sets the note.
+    pub fn note(mut self, note: impl Into<String>) -> Self {
+        self.note = Some(note.into());
+        self
+    }
+}
+
+/// One node's plan, or the error its probe met.
+#[derive(Debug, Clone)]
+pub struct PlannedNode {
+    /// The node's id.
+    pub id: String,
+    /// Its group.
+    pub group: String,
+    /// Its step.
+    pub step: String,
+    /// What the task describes itself as.
+    pub description: String,
+    /// The plan, or why it could not be made.
+    pub result: Result<Plan, TaskError>,
+}
+
+/// Plans every node, at most `concurrency` at once, and returns them in dependency order.
+/// Calls only `Task::plan`, which must not mutate anything.
+pub async fn plan(dag: &Dag<Built>, concurrency: usize) -> Vec<PlannedNode> {
+    let permits = Arc::new(Semaphore::new(concurrency.max(1)));
+    let mut set = JoinSet::new();
+    let order = dag.topological();
+    for (position, id) in order.iter().enumerate() {
+        let info = dag.node(id).expect("ordered ids should be nodes").clone();
+        let task = dag.task(id).expect("ordered ids should have tasks").clone();
+        let permits = permits.clone();
+        set.spawn(async move {
+            let _permit = permits.acquire_owned().await;
+            let ctx = PlanCtx {
+                node: info.id.clone(),
+                group: info.group.clone(),
+            };
+            let result = task.plan(&ctx).await;
+            (
+                position,
+                PlannedNode {
+                    id: info.id,
+                    group: info.group,
+                    step: info.step,
+                    description: task.describe(),
+                    result,
+                },
+            )
+        });
+    }
+    let mut out: Vec<Option<PlannedNode>> = (0..order.len()).map(|_| None).collect();
+    while let Some(joined) = set.join_next().await {
+        match joined {
+            Ok((position, planned)) => out[position] = Some(planned),
+            Err(e) => std::panic::resume_unwind(e.into_panic()),
+        }
+    }
+    out.into_iter().flatten().collect()
+}

@@ -1,0 +1,227 @@
+//! A crash test in sled's manner: a child process applies a workflow whose effects go to a
+//! file, and is killed with SIGKILL at random moments; the parent then reopens the journal,
+//! resumes, and checks that nothing was lost or applied twice.
+
+use async_trait::async_trait;
+use serde_json::{Value, json};
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use trailhub_engine::{
+    Applied, ApplyCtx, Dag, NodeSpec, NullObserver, Plan, PlanAction, PlanCtx, RolledBack,
+    RunStatus, Task, TaskError, execute,
+};
+use trailhub_state::{Journal, NodeState};
+
+const CHILD_ENV: &str = "TRAILHUB_CRASH_CHILD_DIR";
+const LAYERS: usize = 4;
+const WIDTH: usize = 8;
+
+struct FileTask {
+    id: String,
+    log: PathBuf,
+}
+
+fn effects(log: &Path) -> Vec<String> {
+    std::fs::read_to_string(log)
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+#[async_trait]
+impl Task for FileTask {
+    fn describe(&self) -> String {
+        format!("append {} to the effect log", self.id)
+    }
+    async fn plan(&self, _ctx: &PlanCtx) -> Result<Plan, TaskError> {
+        Ok(Plan::new(PlanAction::Unknown))
+    }
+    async fn apply(&self, ctx: &ApplyCtx) -> Result<Applied, TaskError> {
+        if effects(&self.log).contains(&self.id) {
+            return Ok(Applied::unchanged(Value::Null));
+        }
+        ctx.record_undo(json!({ "had": false })).await?;
+        tokio::time::sleep(Duration::from_millis(3)).await;
+        let mut file = std::fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(&self.log)
+            .map_err(|e| TaskError::fatal(e.to_string()))?;
+        file.write_all(format!("{}\n", self.id).as_bytes())
+            .and_then(|()| file.sync_all())
+            .map_err(|e| TaskError::fatal(e.to_string()))?;
+        tokio::time::sleep(Duration::from_millis(3)).await;
+        Ok(Applied::changed(Value::Null))
+    }
+    async fn rollback(
+        &self,
+        _undo: Option<&Value>,
+        _ctx: &ApplyCtx,
+    ) -> Result<RolledBack, TaskError> {
+        Ok(RolledBack::default())
+    }
+}
+
+/// Layered graph: each node of layer k depends on two nodes of layer k-1.
+fn deps_of(layer: usize, i: usize) -> Vec<String> {
+    if layer == 0 {
+        return Vec::new();
+    }
+    vec![
+        format!("l{}n{}", layer - 1, i),
+        format!("l{}n{}", layer - 1, (i * 3 + 1) % WIDTH),
+    ]
+}
+
+fn workflow(log: &Path) -> Dag {
+    let mut dag = Dag::new();
+    for layer in 0..LAYERS {
+        for i in 0..WIDTH {
+            let id = format!("l{layer}n{i}");
+            dag.add(NodeSpec {
+                id: id.clone(),
+                group: format!("n{i}"),
+                step: format!("l{layer}"),
+                deps: deps_of(layer, i),
+                task: Arc::new(FileTask {
+                    id,
+                    log: log.to_path_buf(),
+                }),
+            });
+        }
+    }
+    dag.seal().unwrap()
+}
+
+async fn apply_or_resume(dir: &Path) -> RunStatus {
+    let journal = Journal::open(&dir.join("state")).unwrap();
+    let dag = workflow(&dir.join("effects.log"));
+    let (run, op) = match journal.resolve_run(None) {
+        Ok(run) => (run.id, "resume"),
+        Err(_) => (
+            journal
+                .create_run("crash", "", None, Value::Null)
+                .unwrap()
+                .id,
+            "apply",
+        ),
+    };
+    let options = trailhub_engine::RunOptions {
+        concurrency: 3,
+        retry: trailhub_engine::RetryPolicy::fast(3),
+    };
+    execute(
+        &dag,
+        &journal,
+        &run,
+        op,
+        &options,
+        &NullObserver,
+        std::future::pending(),
+    )
+    .await
+    .unwrap()
+    .status
+}
+
+/// The child's body; a no-op unless the parent started this process.
+#[tokio::test]
+async fn crash_child() {
+    let Some(dir) = std::env::var_os(CHILD_ENV) else {
+        return;
+    };
+    apply_or_resume(Path::new(&dir)).await;
+}
+
+fn spawn_child(dir: &Path) -> std::process::Child {
+    Command::new(std::env::current_exe().unwrap())
+        .args([
+            "crash::crash_child",
+            "--exact",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(CHILD_ENV, dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn killed_at_random_moments_then_resumed() {
+    let dir = tempfile::tempdir().unwrap();
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos() as u64
+        | 1;
+    let mut x = seed;
+    let mut next = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    let mut kills = 0;
+    for _ in 0..5 {
+        let mut child = spawn_child(dir.path());
+        let wait = Duration::from_millis(20 + next() % 120);
+        let started = Instant::now();
+        let mut exited = false;
+        while started.elapsed() < wait {
+            if child.try_wait().unwrap().is_some() {
+                exited = true;
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        if !exited {
+            child.kill().unwrap();
+            kills += 1;
+        }
+        child.wait().unwrap();
+    }
+    assert!(
+        kills > 0,
+        "at least one child was killed mid-run (seed {seed})"
+    );
+
+    let status = apply_or_resume(dir.path()).await;
+    assert_eq!(status, RunStatus::Succeeded, "seed {seed}");
+
+    let journal = Journal::open(&dir.path().join("state")).unwrap();
+    let run = journal.resolve_run(None).unwrap();
+    let nodes = journal.nodes(&run.id).unwrap();
+    assert_eq!(nodes.len(), LAYERS * WIDTH);
+    assert!(
+        nodes
+            .values()
+            .all(|r| r.state == NodeState::Done && r.undo.is_some())
+    );
+    let log = effects(&dir.path().join("effects.log"));
+    for layer in 0..LAYERS {
+        for i in 0..WIDTH {
+            let id = format!("l{layer}n{i}");
+            let at: Vec<usize> = log
+                .iter()
+                .enumerate()
+                .filter(|(_, l)| **l == id)
+                .map(|(p, _)| p)
+                .collect();
+            assert_eq!(
+                at.len(),
+                1,
+                "{id} applied exactly once (seed {seed}): {log:?}"
+            );
+            for dep in deps_of(layer, i) {
+                let dep_at = log.iter().position(|l| *l == dep).unwrap();
+                assert!(dep_at < at[0], "{dep} before {id} (seed {seed})");
+            }
+        }
+    }
+}

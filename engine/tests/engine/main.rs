@@ -1,0 +1,9 @@
+//! Tests of the engine through its public API, on in-process test tasks whose effects are kept
+//! in a shared `World` (or, for the crash test, a file), read back independently of the engine.
+
+mod crash;
+mod props;
+mod render;
+mod rollback;
+mod scheduler;
+mod support;

@@ -1,0 +1,250 @@
+//! Test tasks and helpers: a `World` that records effects, attempts and concurrency, and small
+//! builders for graphs drawn in comments.
+
+use async_trait::async_trait;
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::Notify;
+use trailhub_engine::{
+    Applied, ApplyCtx, Dag, NodeSpec, NullObserver, Plan, PlanAction, PlanCtx, RetryPolicy,
+    RolledBack, RunOptions, RunSummary, Task, TaskError, execute,
+};
+use trailhub_state::Journal;
+
+/// What the test tasks did, in order.
+#[derive(Default)]
+pub struct WorldState {
+    /// Live effects: node -> how many times its effect was created.
+    pub effects: BTreeMap<String, u32>,
+    /// Every effect creation and removal, in order: ("+a", "-a").
+    pub log: Vec<String>,
+    /// Every apply attempt, in order.
+    pub attempts: Vec<String>,
+    /// Attempts in flight now, and the most seen at once.
+    pub running: usize,
+    pub max_running: usize,
+    /// Holders of the exclusive resource now, and the most seen at once.
+    pub holding: usize,
+    pub max_holding: usize,
+    /// The undo record in force when each node first mutated.
+    pub first_undo: BTreeMap<String, Value>,
+    /// Apply calls so far (for crash injection).
+    pub applies: usize,
+    /// Crash (stop answering) when the n-th apply (1-based) has written its effect.
+    pub crash_at: Option<usize>,
+}
+
+#[derive(Clone, Default)]
+pub struct World {
+    pub state: Arc<Mutex<WorldState>>,
+    pub crashed: Arc<Notify>,
+}
+
+impl World {
+    pub fn with<R>(&self, f: impl FnOnce(&mut WorldState) -> R) -> R {
+        f(&mut self.state.lock().unwrap())
+    }
+}
+
+/// How a test task behaves.
+#[derive(Clone, Default)]
+pub struct Behaviour {
+    /// Fail with a retryable error this many times first.
+    pub transient_failures: u32,
+    /// Always fail with a fatal error.
+    pub fatal: bool,
+    /// Always fail with a retryable error.
+    pub always_retryable: bool,
+    /// Fail rollback fatally.
+    pub rollback_fails: bool,
+    /// Hold this named exclusive resource while applying.
+    pub exclusive: Option<String>,
+    /// Time an apply takes.
+    pub delay: Duration,
+}
+
+pub struct TestTask {
+    pub id: String,
+    pub world: World,
+    pub behaviour: Behaviour,
+}
+
+#[async_trait]
+impl Task for TestTask {
+    fn describe(&self) -> String {
+        format!("test task {}", self.id)
+    }
+
+    async fn plan(&self, _ctx: &PlanCtx) -> Result<Plan, TaskError> {
+        let exists = self.world.with(|w| w.effects.contains_key(&self.id));
+        Ok(if exists {
+            Plan::new(PlanAction::NoOp)
+        } else {
+            Plan::new(PlanAction::Create).change("effect", None, "present")
+        })
+    }
+
+    async fn apply(&self, ctx: &ApplyCtx) -> Result<Applied, TaskError> {
+        let failures_so_far = self.world.with(|w| {
+            w.attempts.push(self.id.clone());
+            w.running += 1;
+            w.max_running = w.max_running.max(w.running);
+            w.attempts.iter().filter(|a| **a == self.id).count() as u32 - 1
+        });
+        let _guard = match &self.behaviour.exclusive {
+            Some(name) => Some(ctx.exclusive(name).await),
+            None => None,
+        };
+        if self.behaviour.exclusive.is_some() {
+            self.world.with(|w| {
+                w.holding += 1;
+                w.max_holding = w.max_holding.max(w.holding);
+            });
+        }
+        if !self.behaviour.delay.is_zero() {
+            tokio::time::sleep(self.behaviour.delay).await;
+        }
+        let result = self.effect(ctx, failures_so_far).await;
+        self.world.with(|w| {
+            w.running -= 1;
+            if self.behaviour.exclusive.is_some() {
+                w.holding -= 1;
+            }
+        });
+        result
+    }
+
+    async fn rollback(
+        &self,
+        undo: Option<&Value>,
+        _ctx: &ApplyCtx,
+    ) -> Result<RolledBack, TaskError> {
+        if self.behaviour.rollback_fails {
+            return Err(TaskError::fatal(format!("cannot undo {}", self.id)).with_code("Nope"));
+        }
+        let had = undo.and_then(|u| u["had"].as_bool()).unwrap_or(true);
+        let removed = self.world.with(|w| {
+            if !had && w.effects.remove(&self.id).is_some() {
+                w.log.push(format!("-{}", self.id));
+                true
+            } else {
+                false
+            }
+        });
+        Ok(RolledBack {
+            changed: removed,
+            note: None,
+        })
+    }
+}
+
+impl TestTask {
+    async fn effect(&self, ctx: &ApplyCtx, failures_so_far: u32) -> Result<Applied, TaskError> {
+        if self.behaviour.fatal {
+            return Err(TaskError::fatal(format!("{} is broken", self.id)).with_code("Broken"));
+        }
+        if self.behaviour.always_retryable || failures_so_far < self.behaviour.transient_failures {
+            return Err(TaskError::retryable("throttled").with_code("Throttling"));
+        }
+        let had = self.world.with(|w| w.effects.contains_key(&self.id));
+        if had {
+            return Ok(Applied::unchanged(json!({ "node": self.id })));
+        }
+        let proposed = json!({ "had": false, "attempt": ctx.attempt() });
+        let undo = ctx.record_undo(proposed).await?;
+        let crash = self.world.with(|w| {
+            // The effective record: after a crash, an earlier attempt's journaled record wins
+            // over this attempt's proposal.
+            w.first_undo.entry(self.id.clone()).or_insert(undo.clone());
+            *w.effects.entry(self.id.clone()).or_default() += 1;
+            w.log.push(format!("+{}", self.id));
+            w.applies += 1;
+            w.crash_at == Some(w.applies)
+        });
+        assert_eq!(
+            undo["had"], false,
+            "the effective undo record is the first one"
+        );
+        ctx.call("test", "CreateEffect", true, self.id.clone());
+        if crash {
+            self.world.crashed.notify_one();
+            std::future::pending::<()>().await;
+        }
+        Ok(Applied::changed(json!({ "node": self.id })))
+    }
+}
+
+/// Builds a graph from `(id, deps)` pairs; the group is the id's part before `/`, the step the
+/// part after (or the id).
+pub fn graph(
+    world: &World,
+    nodes: &[(&str, &[&str])],
+    behaviours: &BTreeMap<&str, Behaviour>,
+) -> Dag {
+    let mut dag = Dag::new();
+    for (id, deps) in nodes {
+        let (group, step) = id.split_once('/').unwrap_or(("g", id));
+        dag.add(NodeSpec {
+            id: id.to_string(),
+            group: group.to_string(),
+            step: step.to_string(),
+            deps: deps.iter().map(|d| d.to_string()).collect(),
+            task: Arc::new(TestTask {
+                id: id.to_string(),
+                world: world.clone(),
+                behaviour: behaviours.get(id).cloned().unwrap_or_default(),
+            }),
+        });
+    }
+    dag.seal().expect("test graphs are valid")
+}
+
+pub fn options(concurrency: usize) -> RunOptions {
+    RunOptions {
+        concurrency,
+        retry: RetryPolicy::fast(4),
+    }
+}
+
+pub fn new_run(journal: &Journal) -> String {
+    journal
+        .create_run("test", "definition", None, Value::Null)
+        .unwrap()
+        .id
+}
+
+pub async fn run_to_end(dag: &Dag, journal: &Journal, run: &str, concurrency: usize) -> RunSummary {
+    execute(
+        dag,
+        journal,
+        run,
+        "apply",
+        &options(concurrency),
+        &NullObserver,
+        std::future::pending(),
+    )
+    .await
+    .unwrap()
+}
+
+/// A future that never resolves.
+pub fn never() -> impl Future<Output = ()> {
+    std::future::pending()
+}
+
+pub fn open(dir: &Path) -> Journal {
+    Journal::open(dir).unwrap()
+}
+
+pub fn states(journal: &Journal, run: &str) -> BTreeMap<String, String> {
+    journal
+        .nodes(run)
+        .unwrap()
+        .into_iter()
+        .map(|(k, v)| (k, v.state.as_str().to_string()))
+        .collect()
+}

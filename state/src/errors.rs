@@ -1,0 +1,96 @@
+//! Errors of the journal: each names the state directory and what the operator can do.
+
+use std::path::PathBuf;
+
+/// What can go wrong opening, reading or writing a journal.
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    /// Another live process holds the state directory's lock.
+    #[error(
+        "state directory {path} is locked by another trailhub process (pid {pid}); wait for it to \
+         finish, or pass another --state directory"
+    )]
+    Locked {
+        /// The state directory.
+        path: PathBuf,
+        /// The pid written by the lock holder, as found in the lock file.
+        pid: String,
+    },
+    /// The directory holds files but no trailhub marker.
+    #[error(
+        "{path} is not a trailhub state directory (it holds other files and no trailhub.json); \
+         pass --state with a new or empty directory"
+    )]
+    NotAJournal {
+        /// The directory.
+        path: PathBuf,
+    },
+    /// The marker exists but cannot be understood.
+    #[error(
+        "{path} has an unreadable trailhub.json marker ({reason}); it is not a journal this trailhub can open"
+    )]
+    BadMarker {
+        /// The marker file.
+        path: PathBuf,
+        /// Why it could not be read.
+        reason: String,
+    },
+    /// Written by a newer trailhub: this one refuses to write it.
+    #[error(
+        "journal at {path} has format version {found}, newer than this trailhub writes ({supported}); \
+         upgrade trailhub to use it (nothing was changed)"
+    )]
+    NewerFormat {
+        /// The state directory.
+        path: PathBuf,
+        /// The version found in the marker.
+        found: u32,
+        /// The version this binary writes.
+        supported: u32,
+    },
+    /// The state directory does not exist and was not to be created.
+    #[error("no trailhub journal at {path}; run `trailhub apply` first, or pass --state")]
+    Missing {
+        /// The state directory.
+        path: PathBuf,
+    },
+    /// A filesystem error on the state directory.
+    #[error("error accessing state directory {path}")]
+    Io {
+        /// The path involved.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// sled refused to open the database.
+    #[error("error opening journal at {path}")]
+    Open {
+        /// The database path.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: sled::Error,
+    },
+    /// A read or write of the database failed.
+    #[error("journal read or write failed")]
+    Db(#[from] sled::Error),
+    /// A record could not be decoded.
+    #[error("corrupt journal record {key}")]
+    Decode {
+        /// The record's key, printable.
+        key: String,
+        /// The decoding error.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// No run with this id.
+    #[error("no run `{id}` in this journal; `trailhub runs` lists the runs")]
+    UnknownRun {
+        /// The id asked for.
+        id: String,
+    },
+    /// The journal holds no run at all.
+    #[error("this journal holds no run yet; start one with `trailhub apply -c INVENTORY`")]
+    NoRuns,
+}

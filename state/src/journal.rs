@@ -1,0 +1,522 @@
+//! The journal itself: opening a state directory, and atomic, durable writes of run records,
+//! node records and events.
+
+use crate::StateError;
+use crate::lock::DirLock;
+use crate::records::{Event, EventKind, NodeRecord, RunRecord, RunStatus, now_ms};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use sled::Transactional;
+use sled::transaction::ConflictableTransactionError;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// The journal format this binary writes.
+///
+/// Rule: a reader accepts this version and every older one; a writer refuses a journal whose
+/// marker names a newer version, and says so, rather than corrupt what it does not understand.
+pub const FORMAT_VERSION: u32 = 1;
+
+const MARKER: &str = "trailhub.json";
+const DB_DIR: &str = "journal";
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Marker {
+    format: String,
+    version: u32,
+}
+
+/// One write of a [`Journal::commit`].
+#[derive(Debug, Clone)]
+pub enum Write {
+    /// Insert or replace a run record.
+    Run(RunRecord),
+    /// Insert or replace a node record.
+    Node {
+        /// The run.
+        run: String,
+        /// The node id.
+        node: String,
+        /// The record.
+        record: NodeRecord,
+    },
+    /// Append an event to the run's history.
+    Event {
+        /// The run.
+        run: String,
+        /// The node concerned, if any.
+        node: Option<String>,
+        /// What happened.
+        kind: EventKind,
+    },
+}
+
+/// An open, locked journal.
+///
+/// Every `commit` is atomic (all its writes or none) and durable: when it returns `Ok`, the
+/// writes have been flushed and fsynced, and survive a `kill -9` or a crash of the process.
+#[derive(Debug)]
+pub struct Journal {
+    dir: PathBuf,
+    db: sled::Db,
+    runs: sled::Tree,
+    nodes: sled::Tree,
+    events: sled::Tree,
+    _lock: DirLock,
+}
+
+impl Journal {
+    /// Opens the journal in `dir`, creating the directory (mode 0700) and the journal if needed.
+    ///
+    /// Fails with [`StateError::Locked`] if another process has it open,
+    /// [`StateError::NotAJournal`] if `dir` holds other files, and
+    /// [`StateError::NewerFormat`] if a newer trailhub wrote it.
+    pub fn open(dir: &Path) -> Result<Journal, StateError> {
+        create_private_dir(dir)?;
+        Self::open_dir(dir)
+    }
+
+    /// Opens an existing journal; [`StateError::Missing`] if there is none at `dir`.
+    pub fn open_existing(dir: &Path) -> Result<Journal, StateError> {
+        if !dir.join(MARKER).exists() {
+            if dir.is_dir() && !is_empty_dir(dir)? {
+                return Err(StateError::NotAJournal {
+                    path: dir.to_path_buf(),
+                });
+            }
+            return Err(StateError::Missing {
+                path: dir.to_path_buf(),
+            });
+        }
+        Self::open_dir(dir)
+    }
+
+    fn open_dir(dir: &Path) -> Result<Journal, StateError> {
+        let marker_path = dir.join(MARKER);
+        if marker_path.exists() {
+            check_marker(&marker_path, dir)?;
+        } else if !is_empty_dir(dir)? {
+            return Err(StateError::NotAJournal {
+                path: dir.to_path_buf(),
+            });
+        }
+        let lock = DirLock::acquire(dir)?;
+        if !marker_path.exists() {
+            let marker = Marker {
+                format: "trailhub-journal".into(),
+                version: FORMAT_VERSION,
+            };
+            let text = serde_json::to_string_pretty(&marker).expect("marker should serialize");
+            write_private_file(&marker_path, text.as_bytes())?;
+        }
+        let db_path = dir.join(DB_DIR);
+        let db = sled::Config::new()
+            .path(&db_path)
+            .mode(sled::Mode::LowSpace)
+            .open()
+            .map_err(|source| StateError::Open {
+                path: db_path.clone(),
+                source,
+            })?;
+        let runs = db.open_tree("runs")?;
+        let nodes = db.open_tree("nodes")?;
+        let events = db.open_tree("events")?;
+        let journal = Journal {
+            dir: dir.to_path_buf(),
+            db,
+            runs,
+            nodes,
+            events,
+            _lock: lock,
+        };
+        journal.restrict_permissions();
+        Ok(journal)
+    }
+
+    /// The state directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Creates a run with status `pending` and journals its `run-created` event, durably.
+    pub fn create_run(
+        &self,
+        workflow: &str,
+        definition: &str,
+        source: Option<String>,
+        options: serde_json::Value,
+    ) -> Result<RunRecord, StateError> {
+        let now = now_ms();
+        let seq = self.db.generate_id()?;
+        let stamp = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
+        let compact: String = stamp
+            .chars()
+            .filter(|c| c.is_ascii_alphanumeric())
+            .collect();
+        let run = RunRecord {
+            id: format!("{compact}-{seq:04}"),
+            created_at_ms: now,
+            updated_at_ms: now,
+            workflow: workflow.to_string(),
+            definition: definition.to_string(),
+            source,
+            status: RunStatus::Pending,
+            options,
+            pending_rollback: None,
+        };
+        self.commit(vec![
+            Write::Run(run.clone()),
+            Write::Event {
+                run: run.id.clone(),
+                node: None,
+                kind: EventKind::RunCreated,
+            },
+        ])?;
+        Ok(run)
+    }
+
+    /// The run with this id.
+    pub fn run(&self, id: &str) -> Result<RunRecord, StateError> {
+        match self.runs.get(id.as_bytes())? {
+            Some(bytes) => decode(id, &bytes),
+            None => Err(StateError::UnknownRun { id: id.to_string() }),
+        }
+    }
+
+    /// The run with this id, or the most recently created one when `id` is `None`.
+    pub fn resolve_run(&self, id: Option<&str>) -> Result<RunRecord, StateError> {
+        match id {
+            Some(id) => self.run(id),
+            None => self.runs()?.pop().ok_or(StateError::NoRuns),
+        }
+    }
+
+    /// Every run, oldest first.
+    pub fn runs(&self) -> Result<Vec<RunRecord>, StateError> {
+        let mut runs = Vec::new();
+        for item in self.runs.iter() {
+            let (key, value) = item?;
+            runs.push(decode::<RunRecord>(&String::from_utf8_lossy(&key), &value)?);
+        }
+        runs.sort_by(|a, b| (a.created_at_ms, &a.id).cmp(&(b.created_at_ms, &b.id)));
+        Ok(runs)
+    }
+
+    /// The record of one node, if it was ever journaled.
+    pub fn node(&self, run: &str, node: &str) -> Result<Option<NodeRecord>, StateError> {
+        let key = node_key(run, node);
+        match self.nodes.get(&key)? {
+            Some(bytes) => Ok(Some(decode(node, &bytes)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Every journaled node of a run, by node id.
+    pub fn nodes(&self, run: &str) -> Result<BTreeMap<String, NodeRecord>, StateError> {
+        let prefix = run_prefix(run);
+        let mut out = BTreeMap::new();
+        for item in self.nodes.scan_prefix(&prefix) {
+            let (key, value) = item?;
+            let node = String::from_utf8_lossy(&key[prefix.len()..]).into_owned();
+            let record = decode(&node, &value)?;
+            out.insert(node, record);
+        }
+        Ok(out)
+    }
+
+    /// The run's history, in the order it was journaled.
+    pub fn events(&self, run: &str) -> Result<Vec<Event>, StateError> {
+        let prefix = run_prefix(run);
+        let mut out = Vec::new();
+        for item in self.events.scan_prefix(&prefix) {
+            let (key, value) = item?;
+            out.push(decode(&String::from_utf8_lossy(&key), &value)?);
+        }
+        Ok(out)
+    }
+
+    /// Applies `writes` atomically and durably.
+    ///
+    /// If this returns `Ok`, every write is on disk (flushed and fsynced) and will be found
+    /// after a crash or `kill -9`; if the process dies before it returns, either all of the
+    /// writes are found or none.
+    pub fn commit(&self, writes: Vec<Write>) -> Result<(), StateError> {
+        if writes.is_empty() {
+            return Ok(());
+        }
+        let now = now_ms();
+        let mut encoded: Vec<(u8, Vec<u8>, Vec<u8>)> = Vec::with_capacity(writes.len());
+        for write in writes {
+            match write {
+                Write::Run(run) => encoded.push((0, run.id.clone().into_bytes(), encode(&run))),
+                Write::Node { run, node, record } => {
+                    encoded.push((1, node_key(&run, &node), encode(&record)))
+                }
+                Write::Event { run, node, kind } => {
+                    let seq = self.db.generate_id()?;
+                    let mut key = run_prefix(&run);
+                    key.extend_from_slice(&seq.to_be_bytes());
+                    let event = Event {
+                        seq,
+                        at_ms: now,
+                        node,
+                        kind,
+                    };
+                    encoded.push((2, key, encode(&event)));
+                }
+            }
+        }
+        (&self.runs, &self.nodes, &self.events)
+            .transaction(|(runs, nodes, events)| {
+                for (tree, key, value) in &encoded {
+                    let tree = match tree {
+                        0 => runs,
+                        1 => nodes,
+                        _ => events,
+                    };
+                    tree.insert(key.as_slice(), value.as_slice())?;
+                }
+                Ok::<(), ConflictableTransactionError<()>>(())
+            })
+            .map_err(|e| match e {
+                sled::transaction::TransactionError::Storage(e) => StateError::Db(e),
+                sled::transaction::TransactionError::Abort(()) => {
+                    unreachable!("the journal's transactions never abort")
+                }
+            })?;
+        self.db.flush()?;
+        Ok(())
+    }
+
+    /// Sets permissions to 0600 on every file of the state directory (sled creates its files
+    /// with the process umask; the directory itself is 0700 already).
+    fn restrict_permissions(&self) {
+        #[cfg(unix)]
+        restrict_tree(&self.dir);
+    }
+}
+
+impl Drop for Journal {
+    fn drop(&mut self) {
+        let _ = self.db.flush();
+        self.restrict_permissions();
+    }
+}
+
+#[cfg(unix)]
+fn restrict_tree(dir: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let Ok(meta) = entry.metadata() else { continue };
+        if meta.is_dir() {
+            let _ = std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o700));
+            restrict_tree(&path);
+        } else if meta.permissions().mode() & 0o077 != 0 {
+            let _ = std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600));
+        }
+    }
+}
+
+fn create_private_dir(dir: &Path) -> Result<(), StateError> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        builder.mode(0o700);
+    }
+    builder.create(dir).map_err(|source| StateError::Io {
+        path: dir.to_path_buf(),
+        source,
+    })
+}
+
+fn write_private_file(path: &Path, bytes: &[u8]) -> Result<(), StateError> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let io = |source| StateError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut file = options.open(path).map_err(io)?;
+    std::io::Write::write_all(&mut file, bytes).map_err(io)?;
+    file.sync_all().map_err(io)
+}
+
+fn is_empty_dir(dir: &Path) -> Result<bool, StateError> {
+    match std::fs::read_dir(dir) {
+        Ok(mut entries) => Ok(entries.next().is_none()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::NotADirectory => Err(StateError::NotAJournal {
+            path: dir.to_path_buf(),
+        }),
+        Err(source) => Err(StateError::Io {
+            path: dir.to_path_buf(),
+            source,
+        }),
+    }
+}
+
+fn check_marker(marker_path: &Path, dir: &Path) -> Result<(), StateError> {
+    let bad = |reason: String| StateError::BadMarker {
+        path: marker_path.to_path_buf(),
+        reason,
+    };
+    let text = std::fs::read_to_string(marker_path).map_err(|e| bad(e.to_string()))?;
+    let marker: Marker = serde_json::from_str(&text).map_err(|e| bad(e.to_string()))?;
+    if marker.format != "trailhub-journal" {
+        return Err(bad(format!("format is `{}`", marker.format)));
+    }
+    if marker.version > FORMAT_VERSION {
+        return Err(StateError::NewerFormat {
+            path: dir.to_path_buf(),
+            found: marker.version,
+            supported: FORMAT_VERSION,
+        });
+    }
+    Ok(())
+}
+
+fn run_prefix(run: &str) -> Vec<u8> {
+    let mut key = run.as_bytes().to_vec();
+    key.push(0);
+    key
+}
+
+fn node_key(run: &str, node: &str) -> Vec<u8> {
+    let mut key = run_prefix(run);
+    key.extend_from_slice(node.as_bytes());
+    key
+}
+
+fn encode<T: Serialize>(value: &T) -> Vec<u8> {
+    serde_json::to_vec(value).expect("journal records should always serialize")
+}
+
+fn decode<T: DeserializeOwned>(key: &str, bytes: &[u8]) -> Result<T, StateError> {
+    serde_json::from_slice(bytes).map_err(|source| StateError::Decode {
+        key: key.to_string(),
+        source,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::records::NodeState;
+
+    #[test]
+    fn writes_survive_reopening_and_events_keep_their_order() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let run_id;
+        {
+            let journal = Journal::open(dir.path()).expect("open");
+            let run = journal
+                .create_run("onboard", "region = \"x\"", None, serde_json::Value::Null)
+                .expect("run");
+            run_id = run.id.clone();
+            let mut record = NodeRecord::pending();
+            record.state = NodeState::Done;
+            record.undo = Some(serde_json::json!({"status": null}));
+            journal
+                .commit(vec![
+                    Write::Node {
+                        run: run_id.clone(),
+                        node: "a/versioning".into(),
+                        record,
+                    },
+                    Write::Event {
+                        run: run_id.clone(),
+                        node: Some("a/versioning".into()),
+                        kind: EventKind::NodeDone { changed: true },
+                    },
+                ])
+                .expect("commit");
+        }
+        let journal = Journal::open(dir.path()).expect("reopen");
+        assert_eq!(journal.resolve_run(None).expect("latest").id, run_id);
+        let node = journal
+            .node(&run_id, "a/versioning")
+            .expect("read")
+            .expect("node");
+        assert_eq!(node.state, NodeState::Done);
+        let events = journal.events(&run_id).expect("events");
+        assert_eq!(events.len(), 2);
+        assert!(matches!(events[0].kind, EventKind::RunCreated));
+        assert!(events[0].seq < events[1].seq);
+        assert!(matches!(
+            journal.run("nope"),
+            Err(StateError::UnknownRun { .. })
+        ));
+    }
+
+    #[test]
+    fn a_newer_format_is_refused_and_left_alone() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        drop(Journal::open(dir.path()).expect("open"));
+        let marker = dir.path().join(MARKER);
+        let newer = r#"{"format":"trailhub-journal","version":99}"#;
+        std::fs::write(&marker, newer).expect("write");
+        let err = Journal::open(dir.path()).expect_err("refused");
+        assert!(matches!(err, StateError::NewerFormat { found: 99, .. }));
+        assert!(err.to_string().contains("upgrade trailhub"));
+        assert_eq!(std::fs::read_to_string(&marker).expect("read"), newer);
+    }
+
+    #[test]
+    fn a_directory_of_other_files_is_not_a_journal() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(dir.path().join("notes.txt"), "hello").expect("write");
+        let err = Journal::open(dir.path()).expect_err("refused");
+        assert!(matches!(err, StateError::NotAJournal { .. }), "{err}");
+        let missing = dir.path().join("missing");
+        assert!(matches!(
+            Journal::open_existing(&missing),
+            Err(StateError::Missing { .. })
+        ));
+        assert!(
+            !missing.exists(),
+            "opening an existing journal creates nothing"
+        );
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn the_state_directory_is_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let state = dir.path().join("state");
+        {
+            let journal = Journal::open(&state).expect("open");
+            journal
+                .create_run("onboard", "", None, serde_json::Value::Null)
+                .expect("run");
+        }
+        let mode = |p: &Path| std::fs::metadata(p).expect("meta").permissions().mode() & 0o777;
+        assert_eq!(mode(&state), 0o700);
+        let mut stack = vec![state];
+        while let Some(d) = stack.pop() {
+            for entry in std::fs::read_dir(&d).expect("read_dir").flatten() {
+                let p = entry.path();
+                if p.is_dir() {
+                    assert_eq!(mode(&p), 0o700, "{}", p.display());
+                    stack.push(p);
+                } else {
+                    assert_eq!(mode(&p), 0o600, "{}", p.display());
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,17 @@
+//! trailhub's journal: every run, node transition and event, durably on sled; nothing else
+//! in trailhub names sled.
+//!
+//! The journal lives in one state directory, owned by one process at a time (a lock file), with
+//! a versioned format marker beside the sled database. Records are JSON values in sled trees;
+//! they never hold credentials.
+
+mod errors;
+mod journal;
+mod lock;
+mod records;
+
+pub use errors::StateError;
+pub use journal::{FORMAT_VERSION, Journal, Write};
+pub use records::{
+    ErrorRecord, Event, EventKind, NodeRecord, NodeState, RunRecord, RunStatus, now_ms,
+};

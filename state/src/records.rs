@@ -1,0 +1,290 @@
+//! The journal's record types: runs, node records and events, serialized as JSON values.
+//!
+//! Adding an optional field (with `#[serde(default)]`) keeps the format version; renaming or
+//! removing one, or changing a meaning, bumps [`crate::FORMAT_VERSION`].
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// Milliseconds since the Unix epoch: the journal's one clock.
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// The status of a run as a whole.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RunStatus {
+    /// Created, not started yet.
+    Pending,
+    /// A process is applying it (or was killed while doing so).
+    Running,
+    /// Every node is done.
+    Succeeded,
+    /// Some nodes failed or were blocked; every other node finished.
+    PartiallyFailed,
+    /// No node could finish.
+    Failed,
+    /// Stopped on request before every node finished; `resume` continues it.
+    Interrupted,
+    /// A rollback is under way (or was killed); `rollback` or `resume` continues it.
+    RollingBack,
+    /// The requested rollback finished.
+    RolledBack,
+    /// Some rollback steps failed; the rest were undone.
+    RollbackFailed,
+}
+
+impl RunStatus {
+    /// The kebab-case name used in output and in the journal.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunStatus::Pending => "pending",
+            RunStatus::Running => "running",
+            RunStatus::Succeeded => "succeeded",
+            RunStatus::PartiallyFailed => "partially-failed",
+            RunStatus::Failed => "failed",
+            RunStatus::Interrupted => "interrupted",
+            RunStatus::RollingBack => "rolling-back",
+            RunStatus::RolledBack => "rolled-back",
+            RunStatus::RollbackFailed => "rollback-failed",
+        }
+    }
+}
+
+/// One run: created by `apply`, continued by `resume`, undone by `rollback`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunRecord {
+    /// Sortable, unique id (creation time and a sequence number).
+    pub id: String,
+    /// When `apply` created it.
+    pub created_at_ms: u64,
+    /// Last status change.
+    pub updated_at_ms: u64,
+    /// The workflow's name (`onboard`).
+    pub workflow: String,
+    /// The frozen definition the run executes (the inventory, as read at `apply`).
+    pub definition: String,
+    /// Where the definition was read from, for messages only.
+    #[serde(default)]
+    pub source: Option<String>,
+    /// The run's status.
+    pub status: RunStatus,
+    /// Options the run was started with (concurrency, account filter…), as the CLI gave them.
+    #[serde(default)]
+    pub options: Value,
+    /// The scope of a rollback that has not finished, so that `resume` can continue it.
+    #[serde(default)]
+    pub pending_rollback: Option<Value>,
+}
+
+/// The state of one node of a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum NodeState {
+    /// Not started.
+    Pending,
+    /// An attempt started and did not report back (in flight, or its process died).
+    Running,
+    /// Applied; its outputs and undo record are journaled.
+    Done,
+    /// Failed with a fatal error, or retries ran out.
+    Failed,
+    /// Not run because a dependency failed.
+    Blocked,
+    /// Its rollback started and did not report back.
+    RollingBack,
+    /// Its effects were undone.
+    RolledBack,
+    /// Its rollback failed.
+    RollbackFailed,
+}
+
+impl NodeState {
+    /// The kebab-case name used in output and in the journal.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NodeState::Pending => "pending",
+            NodeState::Running => "running",
+            NodeState::Done => "done",
+            NodeState::Failed => "failed",
+            NodeState::Blocked => "blocked",
+            NodeState::RollingBack => "rolling-back",
+            NodeState::RolledBack => "rolled-back",
+            NodeState::RollbackFailed => "rollback-failed",
+        }
+    }
+}
+
+/// An error as journaled: no credentials, only what an operator needs to act.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorRecord {
+    /// The message, with its causes.
+    pub message: String,
+    /// The AWS error code, when there is one.
+    #[serde(default)]
+    pub code: Option<String>,
+    /// Whether the engine classified it retryable.
+    pub retryable: bool,
+    /// What to do about it, when the task knows.
+    #[serde(default)]
+    pub hint: Option<String>,
+}
+
+/// Everything the journal knows of one node of one run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NodeRecord {
+    /// Current state.
+    pub state: NodeState,
+    /// Apply attempts made, over all processes.
+    pub attempts: u32,
+    /// The first undo record written before a mutation (write-ahead); never overwritten.
+    #[serde(default)]
+    pub undo: Option<Value>,
+    /// Outputs of the successful apply.
+    #[serde(default)]
+    pub outputs: Option<Value>,
+    /// The last error, if any.
+    #[serde(default)]
+    pub last_error: Option<ErrorRecord>,
+    /// Start of the first attempt.
+    #[serde(default)]
+    pub started_at_ms: Option<u64>,
+    /// When it reached its current final state.
+    #[serde(default)]
+    pub finished_at_ms: Option<u64>,
+    /// Rollback attempts made.
+    #[serde(default)]
+    pub rollback_attempts: u32,
+    /// What the rollback reported (kept resources and why, for instance).
+    #[serde(default)]
+    pub rollback_note: Option<String>,
+}
+
+impl NodeRecord {
+    /// A node that has not started.
+    pub fn pending() -> Self {
+        NodeRecord {
+            state: NodeState::Pending,
+            attempts: 0,
+            undo: None,
+            outputs: None,
+            last_error: None,
+            started_at_ms: None,
+            finished_at_ms: None,
+            rollback_attempts: 0,
+            rollback_note: None,
+        }
+    }
+}
+
+impl Default for NodeRecord {
+    fn default() -> Self {
+        Self::pending()
+    }
+}
+
+/// One entry of a run's append-only history.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    /// Position in the journal: strictly increasing, also across processes.
+    pub seq: u64,
+    /// When it was journaled.
+    pub at_ms: u64,
+    /// The node concerned, if any.
+    #[serde(default)]
+    pub node: Option<String>,
+    /// What happened.
+    pub kind: EventKind,
+}
+
+/// What an event records.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "kebab-case")]
+pub enum EventKind {
+    /// `apply` created the run.
+    RunCreated,
+    /// A process started working on the run (`apply`, `resume` or `rollback`).
+    RunStarted {
+        /// The command.
+        operation: String,
+        /// The process id, for post-mortems.
+        pid: u32,
+    },
+    /// The process stopped working on the run.
+    RunFinished {
+        /// The command.
+        operation: String,
+        /// The status the run was left in.
+        status: RunStatus,
+    },
+    /// A node attempt began.
+    AttemptStarted {
+        /// 1-based attempt number over the node's life.
+        attempt: u32,
+    },
+    /// A node attempt failed.
+    AttemptFailed {
+        /// The attempt number.
+        attempt: u32,
+        /// The error.
+        error: ErrorRecord,
+        /// Delay before the next attempt, when one follows.
+        #[serde(default)]
+        retry_in_ms: Option<u64>,
+    },
+    /// The node's undo record was journaled (before its first mutation).
+    UndoRecorded,
+    /// The node finished.
+    NodeDone {
+        /// Whether the apply changed anything.
+        changed: bool,
+    },
+    /// The node failed for good.
+    NodeFailed {
+        /// The error.
+        error: ErrorRecord,
+    },
+    /// The node was not run because a dependency failed.
+    NodeBlocked {
+        /// The failed dependency.
+        by: String,
+    },
+    /// An API call made by the node (mutating ones always; read-only ones when useful).
+    Call {
+        /// Service, e.g. `s3`.
+        service: String,
+        /// Operation, e.g. `PutBucketPolicy`.
+        operation: String,
+        /// Whether it changes anything.
+        mutating: bool,
+        /// The resource or a short description.
+        #[serde(default)]
+        detail: String,
+    },
+    /// A rollback of the node began.
+    RollbackStarted {
+        /// 1-based rollback attempt number.
+        attempt: u32,
+    },
+    /// The node's effects were undone.
+    RolledBack {
+        /// What the rollback reported, e.g. a resource kept and why.
+        #[serde(default)]
+        note: Option<String>,
+    },
+    /// The node's rollback failed.
+    RollbackFailed {
+        /// The error.
+        error: ErrorRecord,
+    },
+    /// A free-form note (frozen-inventory notice, for example).
+    Note {
+        /// The text.
+        message: String,
+    },
+}
