@@ -1,1 +1,23 @@
-//! placeholder
+//! The article's steps as trailhub tasks on the AWS SDK; the only crate that names an AWS SDK.
+//!
+//! - [`spec`]: the resolved description of the archive and of each source account.
+//! - [`clients`]: credentials (standard chain, profile, assume-role), clients per account, and
+//!   the identity check every account passes before any mutation.
+//! - [`tasks`]: one [`trailhub_engine::Task`] per step of the article.
+//! - [`checks`]: reading live state back and comparing it with the specification (the
+//!   `S/verify` node and `trailhub verify`).
+//! - [`policy`]: merging principals into, and out of, the archive bucket policy.
+
+pub mod checks;
+pub mod clients;
+mod errors;
+pub mod policy;
+mod replication_doc;
+pub mod spec;
+pub mod tasks;
+mod template;
+
+pub use clients::{AccountClients, Accounts, Connector};
+pub use errors::classify;
+pub use spec::{ArchiveSpec, Credentials, PolicyMode, Setting, SourceSpec};
+pub use template::{resolved_inline_policy, role_template, trust_policy};

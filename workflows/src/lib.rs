@@ -1,1 +1,11 @@
-//! placeholder
+//! trailhub's workflows: the inventory file (TOML), its validation before any AWS call, and the
+//! DAG of the onboarding workflow built from it (DESIGN.md, "The DAG of one run").
+
+mod build;
+mod errors;
+mod inventory;
+mod names;
+
+pub use build::{WORKFLOW_NAME, Workflow, step_context};
+pub use errors::InventoryError;
+pub use inventory::{Inventory, load, parse};

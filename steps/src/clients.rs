@@ -1,0 +1,241 @@
+//! Credentials and clients per account, and the identity check that guards every account.
+//!
+//! Every client of an account is built from one `SdkConfig`: the standard chain, a profile, or
+//! an assumed role (STS from the standard chain). Before a client of an account is handed to a
+//! task, `GetCallerIdentity` must answer the declared account id, once per process: a wrong
+//! profile never touches the wrong account, also after a resume in a new process.
+//! Credentials stay in memory; nothing here journals or logs them.
+
+use crate::errors::classify;
+use crate::spec::Credentials;
+use aws_config::retry::RetryConfig;
+use aws_config::timeout::TimeoutConfig;
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::OnceCell;
+use trailhub_engine::TaskError;
+
+/// Builds the SDK configuration of each account from the environment and the inventory.
+#[derive(Debug, Clone)]
+pub struct Connector {
+    region: String,
+    endpoint_url: Option<String>,
+    base: Arc<OnceCell<SdkConfig>>,
+}
+
+impl Connector {
+    /// A connector for `region`; with `endpoint_url`, every client talks to that endpoint (and S3
+    /// uses path-style addressing), e.g. a local emulator.
+    pub fn new(region: &str, endpoint_url: Option<String>) -> Self {
+        Connector {
+            region: region.to_string(),
+            endpoint_url,
+            base: Arc::new(OnceCell::new()),
+        }
+    }
+
+    /// The endpoint override, if any.
+    pub fn endpoint_url(&self) -> Option<&str> {
+        self.endpoint_url.as_deref()
+    }
+
+    /// The region.
+    pub fn region(&self) -> &str {
+        &self.region
+    }
+
+    fn loader(&self) -> aws_config::ConfigLoader {
+        // The engine retries whole steps with its own backoff, journaling each attempt; SDK-level
+        // retries would hide them, so each call is tried once here.
+        let mut loader = aws_config::defaults(BehaviorVersion::latest())
+            .region(Region::new(self.region.clone()))
+            .retry_config(RetryConfig::standard().with_max_attempts(1))
+            .timeout_config(
+                TimeoutConfig::builder()
+                    .connect_timeout(Duration::from_secs(5))
+                    .operation_attempt_timeout(Duration::from_secs(60))
+                    .build(),
+            );
+        if let Some(url) = &self.endpoint_url {
+            loader = loader.endpoint_url(url);
+        }
+        loader
+    }
+
+    async fn base(&self) -> &SdkConfig {
+        self.base.get_or_init(|| self.loader().load()).await
+    }
+
+    /// The configuration for one account's credentials.
+    pub async fn config(&self, credentials: &Credentials) -> SdkConfig {
+        match credentials {
+            Credentials::Default => self.base().await.clone(),
+            Credentials::Profile(name) => self.loader().profile_name(name).load().await,
+            Credentials::AssumeRole(arn) => {
+                let base = self.base().await;
+                let provider = aws_config::sts::AssumeRoleProvider::builder(arn.clone())
+                    .session_name("trailhub")
+                    .configure(base)
+                    .build()
+                    .await;
+                base.to_builder()
+                    .credentials_provider(
+                        aws_credential_types::provider::SharedCredentialsProvider::new(provider),
+                    )
+                    .build()
+            }
+        }
+    }
+}
+
+/// The clients of one account, whose identity was checked.
+#[derive(Debug, Clone)]
+pub struct AccountClients {
+    /// The account id the credentials resolved to (the declared one).
+    pub account_id: String,
+    /// The caller's ARN, as GetCallerIdentity answered.
+    pub caller_arn: String,
+    /// S3.
+    pub s3: aws_sdk_s3::Client,
+    /// IAM.
+    pub iam: aws_sdk_iam::Client,
+    /// CloudFormation.
+    pub cfn: aws_sdk_cloudformation::Client,
+    /// CloudTrail.
+    pub cloudtrail: aws_sdk_cloudtrail::Client,
+}
+
+impl AccountClients {
+    /// Clients built from one configuration.
+    pub fn from_config(
+        account_id: &str,
+        caller_arn: &str,
+        config: &SdkConfig,
+        path_style: bool,
+    ) -> Self {
+        let s3_config = aws_sdk_s3::config::Builder::from(config)
+            .force_path_style(path_style)
+            .build();
+        AccountClients {
+            account_id: account_id.to_string(),
+            caller_arn: caller_arn.to_string(),
+            s3: aws_sdk_s3::Client::from_conf(s3_config),
+            iam: aws_sdk_iam::Client::new(config),
+            cfn: aws_sdk_cloudformation::Client::new(config),
+            cloudtrail: aws_sdk_cloudtrail::Client::new(config),
+        }
+    }
+}
+
+/// The accounts of a run: credentials per account, clients built and checked on first use.
+pub struct Accounts {
+    connector: Option<Connector>,
+    credentials: HashMap<String, Credentials>,
+    cells: Mutex<HashMap<String, Arc<OnceCell<Arc<AccountClients>>>>>,
+}
+
+impl std::fmt::Debug for Accounts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Accounts")
+            .field("accounts", &self.credentials.keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+impl Accounts {
+    /// Accounts reached through `connector`, with these credentials per account id.
+    pub fn new(connector: Connector, credentials: HashMap<String, Credentials>) -> Self {
+        Accounts {
+            connector: Some(connector),
+            credentials,
+            cells: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Accounts whose clients are given (tests with mocked clients): no identity check is made.
+    pub fn with_clients(clients: Vec<AccountClients>) -> Self {
+        let accounts = Accounts {
+            connector: None,
+            credentials: HashMap::new(),
+            cells: Mutex::new(HashMap::new()),
+        };
+        {
+            let mut cells = accounts.cells.lock().expect("cells should not be poisoned");
+            for c in clients {
+                cells.insert(
+                    c.account_id.clone(),
+                    Arc::new(OnceCell::new_with(Some(Arc::new(c)))),
+                );
+            }
+        }
+        accounts
+    }
+
+    /// The clients of `account_id`, after checking once that its credentials really belong to it.
+    pub async fn get(&self, account_id: &str) -> Result<Arc<AccountClients>, TaskError> {
+        let cell = {
+            let mut cells = self.cells.lock().expect("cells should not be poisoned");
+            cells.entry(account_id.to_string()).or_default().clone()
+        };
+        cell.get_or_try_init(|| self.connect(account_id))
+            .await
+            .cloned()
+    }
+
+    async fn connect(&self, account_id: &str) -> Result<Arc<AccountClients>, TaskError> {
+        let Some(connector) = &self.connector else {
+            return Err(TaskError::fatal(format!(
+                "no clients for account {account_id}"
+            )));
+        };
+        let credentials = self
+            .credentials
+            .get(account_id)
+            .cloned()
+            .unwrap_or(Credentials::Default);
+        let config = connector.config(&credentials).await;
+        let sts = aws_sdk_sts::Client::new(&config);
+        let identity = sts
+            .get_caller_identity()
+            .send()
+            .await
+            .map_err(|e| {
+                let mut err = classify("GetCallerIdentity", &describe(&credentials), e, &[]);
+                if err.hint.is_none() {
+                    err = err.with_hint(format!(
+                        "check the credentials for account {account_id} (`profile` or `assume_role` in the inventory)"
+                    ));
+                }
+                err
+            })?;
+        let actual = identity.account().unwrap_or_default();
+        let arn = identity.arn().unwrap_or_default();
+        if actual != account_id {
+            return Err(TaskError::fatal(format!(
+                "credentials for account {account_id} ({}) resolve to account {actual} ({arn}); nothing was changed in it",
+                describe(&credentials)
+            ))
+            .with_code("WrongAccount")
+            .with_hint(format!(
+                "fix `profile` or `assume_role` for account {account_id} in the inventory, then `trailhub resume`"
+            )));
+        }
+        tracing::debug!(account = account_id, caller = arn, "identity checked");
+        Ok(Arc::new(AccountClients::from_config(
+            account_id,
+            arn,
+            &config,
+            connector.endpoint_url.is_some(),
+        )))
+    }
+}
+
+fn describe(credentials: &Credentials) -> String {
+    match credentials {
+        Credentials::Default => "the default credential chain".into(),
+        Credentials::Profile(p) => format!("profile `{p}`"),
+        Credentials::AssumeRole(arn) => format!("role {arn}"),
+    }
+}

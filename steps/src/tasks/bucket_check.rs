@@ -1,0 +1,181 @@
+//! `S/bucket-check`: the article's preconditions in a source account, checked before anything
+//! is created there: the CloudTrail bucket exists and belongs to the account, it is encrypted
+//! with SSE-S3 (not SSE-KMS), and the trail, when named, logs to it. Read-only.
+
+use super::archive_bucket::{Presence, presence};
+use super::{StepContext, call};
+use crate::errors::{classify, service_code};
+use crate::spec::SourceSpec;
+use async_trait::async_trait;
+use aws_sdk_s3::types::ServerSideEncryption;
+use serde_json::{Value, json};
+use trailhub_engine::{Applied, ApplyCtx, Plan, PlanAction, PlanCtx, RolledBack, Task, TaskError};
+
+/// Checks a source account's bucket and trail.
+#[derive(Debug)]
+pub struct BucketCheck {
+    ctx: StepContext,
+    source: SourceSpec,
+}
+
+impl BucketCheck {
+    /// The check of `source`.
+    pub fn new(ctx: StepContext, source: SourceSpec) -> Self {
+        BucketCheck { ctx, source }
+    }
+
+    async fn check(&self, apply: Option<&ApplyCtx>) -> Result<Value, TaskError> {
+        let s = &self.source;
+        if let Presence::Missing = presence(&self.ctx, &s.account_id, &s.bucket, apply).await? {
+            return Err(TaskError::fatal(format!(
+                "source bucket {} does not exist in account {}: HeadBucket answered 404",
+                s.bucket, s.account_id
+            ))
+            .with_code("NoSuchBucket")
+            .with_hint(format!(
+                "create the CloudTrail bucket {} in account {} (or set `bucket` for this source), then `trailhub resume`",
+                s.bucket, s.account_id
+            )));
+        }
+        let encryption = source_encryption(&self.ctx, s).await?;
+        if encryption != "AES256" {
+            return Err(TaskError::fatal(format!(
+                "source bucket {} uses {encryption} default encryption; the article's rule replicates \
+                 SSE-S3 objects only, and S3 skips KMS-encrypted objects without telling, so logs would silently not reach the archive",
+                s.bucket
+            ))
+            .with_code("SseKmsBucket")
+            .with_hint("use SSE-S3 on the CloudTrail bucket (or extend the rule and the role with KMS grants, a separate procedure), then resume"));
+        }
+        if let Some(trail) = &s.trail {
+            trail_bucket(&self.ctx, s, trail).await?;
+        }
+        Ok(json!({ "bucket": s.bucket, "encryption": encryption, "trail": s.trail }))
+    }
+}
+
+/// The bucket's default encryption algorithm (`AES256` when none is configured: S3 applies
+/// SSE-S3 to every bucket by default).
+pub(crate) async fn source_encryption(
+    ctx: &StepContext,
+    s: &SourceSpec,
+) -> Result<String, TaskError> {
+    let clients = ctx.accounts.get(&s.account_id).await?;
+    let result = call(
+        None,
+        &s.account_id,
+        "s3",
+        "GetBucketEncryption",
+        false,
+        &s.bucket,
+        clients
+            .s3
+            .get_bucket_encryption()
+            .bucket(&s.bucket)
+            .expected_bucket_owner(&s.account_id)
+            .send(),
+    )
+    .await;
+    match result {
+        Ok(out) => {
+            let algorithms: Vec<&ServerSideEncryption> = out
+                .server_side_encryption_configuration()
+                .map(|c| c.rules())
+                .unwrap_or_default()
+                .iter()
+                .filter_map(|r| r.apply_server_side_encryption_by_default())
+                .map(|d| d.sse_algorithm())
+                .collect();
+            Ok(algorithms
+                .iter()
+                .find(|a| ***a != ServerSideEncryption::Aes256)
+                .map(|a| a.as_str().to_string())
+                .unwrap_or_else(|| "AES256".into()))
+        }
+        Err(e) if service_code(&e) == Some("ServerSideEncryptionConfigurationNotFoundError") => {
+            Ok("AES256".into())
+        }
+        Err(e) => Err(classify("GetBucketEncryption", &s.bucket, e, &[])),
+    }
+}
+
+/// Checks that `trail` exists in the account and logs to the source bucket.
+pub(crate) async fn trail_bucket(
+    ctx: &StepContext,
+    s: &SourceSpec,
+    trail: &str,
+) -> Result<(), TaskError> {
+    let clients = ctx.accounts.get(&s.account_id).await?;
+    let out = call(
+        None,
+        &s.account_id,
+        "cloudtrail",
+        "DescribeTrails",
+        false,
+        trail,
+        clients
+            .cloudtrail
+            .describe_trails()
+            .trail_name_list(trail)
+            .include_shadow_trails(true)
+            .send(),
+    )
+    .await
+    .map_err(|e| classify("DescribeTrails", trail, e, &[]))?;
+    let found = out.trail_list().iter().find(|t| {
+        t.name() == Some(trail)
+            || t.trail_arn()
+                .is_some_and(|a| a.ends_with(&format!(":trail/{trail}")))
+    });
+    let Some(found) = found else {
+        return Err(TaskError::fatal(format!(
+            "trail {trail} not found in account {} ({})",
+            s.account_id, ctx.setting.region
+        ))
+        .with_code("TrailNotFound")
+        .with_hint("set `trail` for this source to the trail that logs to its bucket, or remove `trail` to skip this check"));
+    };
+    let logs_to = found.s3_bucket_name().unwrap_or_default();
+    if logs_to != s.bucket {
+        return Err(TaskError::fatal(format!(
+            "trail {trail} in account {} logs to bucket {logs_to}, not to {}",
+            s.account_id, s.bucket
+        ))
+        .with_code("TrailBucketMismatch")
+        .with_hint("set this source's `bucket` to the trail's bucket, or `trail` to the trail that logs to it"));
+    }
+    Ok(())
+}
+
+#[async_trait]
+impl Task for BucketCheck {
+    fn describe(&self) -> String {
+        format!(
+            "check that bucket {} exists in account {}, uses SSE-S3{}",
+            self.source.bucket,
+            self.source.account_id,
+            self.source
+                .trail
+                .as_ref()
+                .map(|t| format!(", and receives trail {t}"))
+                .unwrap_or_default()
+        )
+    }
+
+    async fn plan(&self, _ctx: &PlanCtx) -> Result<Plan, TaskError> {
+        self.check(None).await?;
+        Ok(Plan::new(PlanAction::NoOp).note("preconditions hold"))
+    }
+
+    async fn apply(&self, ctx: &ApplyCtx) -> Result<Applied, TaskError> {
+        Ok(Applied::unchanged(self.check(Some(ctx)).await?))
+    }
+
+    async fn rollback(
+        &self,
+        _undo: Option<&Value>,
+        _ctx: &ApplyCtx,
+    ) -> Result<RolledBack, TaskError> {
+        Ok(RolledBack::default())
+    }
+}

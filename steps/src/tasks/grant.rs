@@ -1,0 +1,361 @@
+//! `archive/grant/S`: adds source S's replication role to the archive bucket policy (article
+//! section 3), keeping every other statement and principal.
+//!
+//! The policy is one document shared by every grant: its read-modify-write runs under the
+//! engine's exclusive resource for the bucket, and grants that are waiting together are written
+//! by one `PutBucketPolicy` (group commit): each grant queues its change, the first to hold the
+//! resource writes every queued change at once and tells the others.
+
+use super::{StepContext, call};
+use crate::errors::{classify, service_code};
+use crate::policy::{self, Grant as PolicyGrant};
+use crate::spec::SourceSpec;
+use async_trait::async_trait;
+use serde_json::{Value, json};
+use std::sync::{Arc, Mutex};
+use tokio::sync::oneshot;
+use trailhub_engine::{Applied, ApplyCtx, Plan, PlanAction, PlanCtx, RolledBack, Task, TaskError};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Op {
+    Add,
+    Remove,
+}
+
+/// What one queued change became.
+#[derive(Debug, Clone)]
+struct Written {
+    changed: bool,
+    by: String,
+}
+
+struct Request {
+    op: Op,
+    grant: PolicyGrant,
+    node: String,
+    done: oneshot::Sender<Result<Written, TaskError>>,
+}
+
+/// Serializes, and coalesces, the writes of the archive bucket policy.
+pub struct PolicyWriter {
+    ctx: StepContext,
+    queue: Mutex<Vec<Request>>,
+}
+
+impl std::fmt::Debug for PolicyWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PolicyWriter").finish_non_exhaustive()
+    }
+}
+
+/// The archive bucket policy, parsed; `None` when the bucket has none.
+pub(crate) async fn read_policy(ctx: &StepContext) -> Result<Option<Value>, TaskError> {
+    let archive = &ctx.setting.archive;
+    let clients = ctx.accounts.get(&archive.account_id).await?;
+    let result = call(
+        None,
+        &archive.account_id,
+        "s3",
+        "GetBucketPolicy",
+        false,
+        &archive.bucket,
+        clients
+            .s3
+            .get_bucket_policy()
+            .bucket(&archive.bucket)
+            .expected_bucket_owner(&archive.account_id)
+            .send(),
+    )
+    .await;
+    match result {
+        Ok(out) => {
+            let text = out.policy().unwrap_or("{}");
+            policy::parse(text).map(Some).map_err(|e| {
+                TaskError::fatal(format!("the policy of bucket {} is {e}", archive.bucket))
+                    .with_code("UnreadablePolicy")
+            })
+        }
+        Err(e) if service_code(&e) == Some("NoSuchBucketPolicy") => Ok(None),
+        Err(e) => Err(classify("GetBucketPolicy", &archive.bucket, e, &[])),
+    }
+}
+
+impl PolicyWriter {
+    /// A writer for the run's archive bucket.
+    pub fn new(ctx: StepContext) -> Arc<Self> {
+        Arc::new(PolicyWriter {
+            ctx,
+            queue: Mutex::new(Vec::new()),
+        })
+    }
+
+    fn resource(&self) -> String {
+        format!("s3-bucket-policy:{}", self.ctx.setting.archive.bucket)
+    }
+
+    /// Queues a change and returns once it is written (by this caller or by another).
+    async fn submit(
+        &self,
+        ctx: &ApplyCtx,
+        op: Op,
+        grant: PolicyGrant,
+    ) -> Result<Written, TaskError> {
+        let (done, mut result) = oneshot::channel();
+        self.queue
+            .lock()
+            .expect("queue should not be poisoned")
+            .push(Request {
+                op,
+                grant,
+                node: ctx.node().to_string(),
+                done,
+            });
+        let _exclusive = ctx.exclusive(&self.resource()).await;
+        if let Ok(written) = result.try_recv() {
+            return written;
+        }
+        let batch: Vec<Request> =
+            std::mem::take(&mut *self.queue.lock().expect("queue should not be poisoned"));
+        if batch.len() > 1 {
+            ctx.note(format!(
+                "writing {} policy changes in one PutBucketPolicy",
+                batch.len()
+            ));
+        }
+        match self.write(ctx, &batch).await {
+            Ok(flags) => {
+                for (request, changed) in batch.into_iter().zip(flags) {
+                    let _ = request.done.send(Ok(Written {
+                        changed,
+                        by: ctx.node().to_string(),
+                    }));
+                }
+            }
+            Err(e) if batch.len() > 1 && e.code.as_deref() == Some("MalformedPolicy") => {
+                // One principal AWS does not accept yet (IAM propagation, or a deleted role) must
+                // not hold back the others: write them one by one.
+                for request in batch {
+                    let one = self.write(ctx, std::slice::from_ref(&request)).await;
+                    let _ = request.done.send(one.map(|flags| Written {
+                        changed: flags[0],
+                        by: ctx.node().to_string(),
+                    }));
+                }
+            }
+            Err(e) => {
+                for request in batch {
+                    let _ = request.done.send(Err(e.clone()));
+                }
+            }
+        }
+        result
+            .await
+            .unwrap_or_else(|_| Err(TaskError::retryable("the policy write was interrupted")))
+    }
+
+    /// One read-modify-write applying every change of `batch`; per change, whether it changed
+    /// the policy.
+    async fn write(&self, ctx: &ApplyCtx, batch: &[Request]) -> Result<Vec<bool>, TaskError> {
+        let archive = &self.ctx.setting.archive;
+        let mut current = read_policy(&self.ctx).await?;
+        let mut flags = Vec::with_capacity(batch.len());
+        for request in batch {
+            let changed = match request.op {
+                Op::Add => {
+                    let (next, changed) = policy::add(current.as_ref(), &request.grant);
+                    current = Some(next);
+                    changed
+                }
+                Op::Remove => match &current {
+                    Some(p) => {
+                        let (next, changed) = policy::remove(p, &request.grant);
+                        current = next;
+                        changed
+                    }
+                    None => false,
+                },
+            };
+            flags.push(changed);
+        }
+        if !flags.iter().any(|c| *c) {
+            return Ok(flags);
+        }
+        let clients = self.ctx.accounts.get(&archive.account_id).await?;
+        let who: Vec<&str> = batch.iter().map(|r| r.node.as_str()).collect();
+        let detail = format!("{} ({})", archive.bucket, who.join(", "));
+        match current {
+            Some(doc) => {
+                let text = serde_json::to_string(&doc).expect("policies serialize");
+                call(
+                    Some(ctx),
+                    &archive.account_id,
+                    "s3",
+                    "PutBucketPolicy",
+                    true,
+                    &detail,
+                    clients
+                        .s3
+                        .put_bucket_policy()
+                        .bucket(&archive.bucket)
+                        .expected_bucket_owner(&archive.account_id)
+                        .policy(text)
+                        .send(),
+                )
+                .await
+                .map_err(|e| {
+                    classify("PutBucketPolicy", &archive.bucket, e, &["MalformedPolicy"])
+                })?;
+            }
+            None => {
+                call(
+                    Some(ctx),
+                    &archive.account_id,
+                    "s3",
+                    "DeleteBucketPolicy",
+                    true,
+                    &detail,
+                    clients
+                        .s3
+                        .delete_bucket_policy()
+                        .bucket(&archive.bucket)
+                        .expected_bucket_owner(&archive.account_id)
+                        .send(),
+                )
+                .await
+                .map_err(|e| classify("DeleteBucketPolicy", &archive.bucket, e, &[]))?;
+            }
+        }
+        Ok(flags)
+    }
+}
+
+/// Grants one source's role on the archive bucket.
+#[derive(Debug)]
+pub struct Grant {
+    ctx: StepContext,
+    source: SourceSpec,
+    role_node: String,
+    writer: Arc<PolicyWriter>,
+}
+
+impl Grant {
+    /// The grant of `source`; the role's ARN comes from node `role_node`'s outputs.
+    pub fn new(
+        ctx: StepContext,
+        source: SourceSpec,
+        role_node: &str,
+        writer: Arc<PolicyWriter>,
+    ) -> Self {
+        Grant {
+            ctx,
+            source,
+            role_node: role_node.to_string(),
+            writer,
+        }
+    }
+
+    fn grant(&self, principal: String) -> PolicyGrant {
+        PolicyGrant {
+            mode: self.ctx.setting.policy,
+            bucket_arn: self
+                .ctx
+                .setting
+                .bucket_arn(&self.ctx.setting.archive.bucket),
+            principal,
+            account: self.source.account_id.clone(),
+            prefix: self.source.prefix.clone(),
+        }
+    }
+
+    fn principal(&self, ctx: Option<&ApplyCtx>) -> String {
+        ctx.and_then(|c| c.input(&self.role_node))
+            .and_then(|o| o["role_arn"].as_str())
+            .map(str::to_string)
+            .unwrap_or_else(|| {
+                self.ctx
+                    .setting
+                    .role_arn(&self.source.account_id, &self.source.role_name)
+            })
+    }
+}
+
+#[async_trait]
+impl Task for Grant {
+    fn describe(&self) -> String {
+        format!(
+            "allow {}'s role {} in the policy of {}",
+            self.source.account_id, self.source.role_name, self.ctx.setting.archive.bucket
+        )
+    }
+
+    async fn plan(&self, _ctx: &PlanCtx) -> Result<Plan, TaskError> {
+        let grant = self.grant(self.principal(None));
+        let current = read_policy(&self.ctx).await?;
+        let missing = policy::missing(current.as_ref(), &grant);
+        if missing.is_empty() {
+            return Ok(Plan::new(PlanAction::NoOp));
+        }
+        let mut plan = Plan::new(if current.is_some() {
+            PlanAction::Update
+        } else {
+            PlanAction::Create
+        });
+        for sid in missing {
+            plan = plan.change(
+                &format!("Statement[{sid}].Principal.AWS"),
+                None,
+                grant.principal.clone(),
+            );
+        }
+        Ok(plan)
+    }
+
+    async fn apply(&self, ctx: &ApplyCtx) -> Result<Applied, TaskError> {
+        let principal = self.principal(Some(ctx));
+        let grant = self.grant(principal.clone());
+        let outputs = json!({ "principal": principal, "bucket": self.ctx.setting.archive.bucket });
+        let current = read_policy(&self.ctx).await?;
+        if policy::missing(current.as_ref(), &grant).is_empty() {
+            return Ok(Applied::unchanged(outputs));
+        }
+        ctx.record_undo(json!({ "principal": principal, "present_before": false }))
+            .await?;
+        let written = self.writer.submit(ctx, Op::Add, grant).await?;
+        if written.by != ctx.node() {
+            ctx.note(format!("granted in the policy write of {}", written.by));
+        }
+        Ok(Applied {
+            outputs,
+            changed: written.changed,
+        })
+    }
+
+    async fn rollback(
+        &self,
+        undo: Option<&Value>,
+        ctx: &ApplyCtx,
+    ) -> Result<RolledBack, TaskError> {
+        let Some(undo) = undo else {
+            return Ok(RolledBack::default());
+        };
+        if undo["present_before"].as_bool() != Some(false) {
+            return Ok(RolledBack::default());
+        }
+        let Some(principal) = undo["principal"].as_str() else {
+            return Ok(RolledBack::default());
+        };
+        let written = self
+            .writer
+            .submit(ctx, Op::Remove, self.grant(principal.to_string()))
+            .await?;
+        Ok(RolledBack {
+            changed: written.changed,
+            note: written.changed.then(|| {
+                format!(
+                    "{principal} removed from the policy of {}",
+                    self.ctx.setting.archive.bucket
+                )
+            }),
+        })
+    }
+}

@@ -1,0 +1,503 @@
+//! `S/role-stack`: the article's CloudFormation stack that creates the replication role.
+//!
+//! A missing stack is created (`CAPABILITY_NAMED_IAM`) and waited for; one in progress is waited
+//! for; one in `ROLLBACK_COMPLETE` (a failed creation) is deleted and created again; a complete
+//! one is updated when its template or parameters differ, and left alone otherwise. Failures
+//! report the stack's failure events.
+
+use super::{StepContext, call};
+use crate::errors::{classify, service_code};
+use crate::spec::SourceSpec;
+use crate::template::role_template;
+use async_trait::async_trait;
+use aws_sdk_cloudformation::types::{Capability, Parameter, Stack, StackStatus};
+use serde_json::{Value, json};
+use std::time::Instant;
+use trailhub_engine::{Applied, ApplyCtx, Plan, PlanAction, PlanCtx, RolledBack, Task, TaskError};
+
+/// Creates or updates a source account's role stack.
+#[derive(Debug)]
+pub struct RoleStack {
+    ctx: StepContext,
+    source: SourceSpec,
+}
+
+enum Desired {
+    Same,
+    Differs(Vec<(String, Option<String>, String)>),
+}
+
+impl RoleStack {
+    /// The role stack of `source`.
+    pub fn new(ctx: StepContext, source: SourceSpec) -> Self {
+        RoleStack { ctx, source }
+    }
+
+    fn name(&self) -> &str {
+        &self.source.stack_name
+    }
+
+    fn account(&self) -> &str {
+        &self.source.account_id
+    }
+
+    async fn describe_stack(&self) -> Result<Option<Stack>, TaskError> {
+        let clients = self.ctx.accounts.get(self.account()).await?;
+        let result = call(
+            None,
+            self.account(),
+            "cloudformation",
+            "DescribeStacks",
+            false,
+            self.name(),
+            clients.cfn.describe_stacks().stack_name(self.name()).send(),
+        )
+        .await;
+        match result {
+            Ok(out) => Ok(out.stacks().first().cloned()),
+            // CloudFormation models no "stack not found" error: DescribeStacks by name answers
+            // ValidationError, which for a valid name (checked by the inventory) means absent.
+            Err(e) if service_code(&e) == Some("ValidationError") => Ok(None),
+            Err(e) => Err(classify("DescribeStacks", self.name(), e, &[])),
+        }
+    }
+
+    /// Polls until the stack is no longer changing; `None` once it is gone.
+    async fn settle(&self) -> Result<Option<Stack>, TaskError> {
+        let started = Instant::now();
+        loop {
+            let stack = self.describe_stack().await?;
+            match &stack {
+                Some(s) if in_progress(s) => {}
+                _ => return Ok(stack),
+            }
+            if started.elapsed() > self.ctx.stack_timeout {
+                return Err(TaskError::retryable(format!(
+                    "stack {} in account {} still {} after {:?}",
+                    self.name(),
+                    self.account(),
+                    status(stack.as_ref()),
+                    self.ctx.stack_timeout
+                ))
+                .with_code("StackTimeout"));
+            }
+            tokio::time::sleep(self.ctx.stack_poll).await;
+        }
+    }
+
+    async fn failure_events(&self) -> String {
+        let Ok(clients) = self.ctx.accounts.get(self.account()).await else {
+            return String::new();
+        };
+        let events = call(
+            None,
+            self.account(),
+            "cloudformation",
+            "DescribeStackEvents",
+            false,
+            self.name(),
+            clients
+                .cfn
+                .describe_stack_events()
+                .stack_name(self.name())
+                .send(),
+        )
+        .await;
+        let Ok(events) = events else {
+            return String::new();
+        };
+        let reasons: Vec<String> = events
+            .stack_events()
+            .iter()
+            .filter(|e| {
+                e.resource_status()
+                    .is_some_and(|s| s.as_str().ends_with("FAILED"))
+            })
+            .take(5)
+            .map(|e| {
+                format!(
+                    "{} {}: {}",
+                    e.logical_resource_id().unwrap_or("?"),
+                    e.resource_status().map(|s| s.as_str()).unwrap_or("?"),
+                    e.resource_status_reason().unwrap_or("")
+                )
+            })
+            .collect();
+        if reasons.is_empty() {
+            String::new()
+        } else {
+            format!("; stack events: {}", reasons.join("; "))
+        }
+    }
+
+    async fn failed(&self, stack: Option<&Stack>, doing: &str) -> TaskError {
+        let events = self.failure_events().await;
+        TaskError::fatal(format!(
+            "stack {} in account {} ended {} after {doing}{events}",
+            self.name(),
+            self.account(),
+            status(stack)
+        ))
+        .with_code(status(stack))
+        .with_hint("read the stack events above, fix the cause (an existing role of that name, permissions), then `trailhub resume`")
+    }
+
+    async fn compare(&self, stack: &Stack) -> Result<Desired, TaskError> {
+        let (template, params) = role_template(&self.ctx.setting, &self.source);
+        let clients = self.ctx.accounts.get(self.account()).await?;
+        let live = call(
+            None,
+            self.account(),
+            "cloudformation",
+            "GetTemplate",
+            false,
+            self.name(),
+            clients.cfn.get_template().stack_name(self.name()).send(),
+        )
+        .await
+        .map_err(|e| classify("GetTemplate", self.name(), e, &[]))?;
+        let mut changes = Vec::new();
+        let live_body = live.template_body().unwrap_or_default();
+        let live_json: Option<Value> = serde_json::from_str(live_body).ok();
+        let want_json: Value = serde_json::from_str(&template).expect("our template is JSON");
+        if live_json.as_ref() != Some(&want_json) {
+            changes.push((
+                "TemplateBody".to_string(),
+                Some("(differs)".to_string()),
+                "the article's template".to_string(),
+            ));
+        }
+        for (key, value) in params {
+            let live_value = stack
+                .parameters()
+                .iter()
+                .find(|p| p.parameter_key() == Some(key.as_str()))
+                .and_then(|p| p.parameter_value())
+                .map(str::to_string);
+            if live_value.as_deref() != Some(value.as_str()) {
+                changes.push((format!("Parameters.{key}"), live_value, value));
+            }
+        }
+        Ok(if changes.is_empty() {
+            Desired::Same
+        } else {
+            Desired::Differs(changes)
+        })
+    }
+
+    fn outputs(&self, stack: &Stack) -> Value {
+        let output = |key: &str| {
+            stack
+                .outputs()
+                .iter()
+                .find(|o| o.output_key() == Some(key))
+                .and_then(|o| o.output_value())
+                .map(str::to_string)
+        };
+        let role_arn = output("ReplicationRoleArn").unwrap_or_else(|| {
+            self.ctx
+                .setting
+                .role_arn(self.account(), &self.source.role_name)
+        });
+        let role_name =
+            output("ReplicationRoleName").unwrap_or_else(|| self.source.role_name.clone());
+        json!({
+            "role_arn": role_arn,
+            "role_name": role_name,
+            "stack_id": stack.stack_id(),
+        })
+    }
+
+    async fn create(&self, ctx: &ApplyCtx) -> Result<(), TaskError> {
+        let (template, params) = role_template(&self.ctx.setting, &self.source);
+        let clients = self.ctx.accounts.get(self.account()).await?;
+        let mut request = clients
+            .cfn
+            .create_stack()
+            .stack_name(self.name())
+            .template_body(template)
+            .capabilities(Capability::CapabilityNamedIam);
+        for (k, v) in params {
+            request = request.parameters(
+                Parameter::builder()
+                    .parameter_key(k)
+                    .parameter_value(v)
+                    .build(),
+            );
+        }
+        call(
+            Some(ctx),
+            self.account(),
+            "cloudformation",
+            "CreateStack",
+            true,
+            self.name(),
+            request.send(),
+        )
+        .await
+        .map(|_| ())
+        .map_err(|e| classify("CreateStack", self.name(), e, &[]))
+    }
+
+    async fn update(
+        &self,
+        ctx: &ApplyCtx,
+        template: String,
+        params: Vec<(String, String)>,
+    ) -> Result<bool, TaskError> {
+        let clients = self.ctx.accounts.get(self.account()).await?;
+        let mut request = clients
+            .cfn
+            .update_stack()
+            .stack_name(self.name())
+            .template_body(template)
+            .capabilities(Capability::CapabilityNamedIam);
+        for (k, v) in params {
+            request = request.parameters(
+                Parameter::builder()
+                    .parameter_key(k)
+                    .parameter_value(v)
+                    .build(),
+            );
+        }
+        match call(
+            Some(ctx),
+            self.account(),
+            "cloudformation",
+            "UpdateStack",
+            true,
+            self.name(),
+            request.send(),
+        )
+        .await
+        {
+            Ok(_) => Ok(true),
+            Err(e) if is_no_update(&e) => Ok(false),
+            Err(e) => Err(classify("UpdateStack", self.name(), e, &[])),
+        }
+    }
+
+    async fn delete(&self, ctx: &ApplyCtx) -> Result<(), TaskError> {
+        let clients = self.ctx.accounts.get(self.account()).await?;
+        call(
+            Some(ctx),
+            self.account(),
+            "cloudformation",
+            "DeleteStack",
+            true,
+            self.name(),
+            clients.cfn.delete_stack().stack_name(self.name()).send(),
+        )
+        .await
+        .map_err(|e| classify("DeleteStack", self.name(), e, &[]))?;
+        match self.settle().await? {
+            None => Ok(()),
+            Some(s) if s.stack_status() == Some(&StackStatus::DeleteComplete) => Ok(()),
+            Some(s) => Err(self.failed(Some(&s), "DeleteStack").await),
+        }
+    }
+}
+
+/// CloudFormation answers an update with nothing to change with a `ValidationError` whose only
+/// distinguishing mark is its message; it models no code of its own, so this one case reads it.
+fn is_no_update<E: aws_smithy_types::error::metadata::ProvideErrorMetadata>(
+    e: &aws_smithy_runtime_api::client::result::SdkError<
+        E,
+        aws_smithy_runtime_api::client::orchestrator::HttpResponse,
+    >,
+) -> bool {
+    match e {
+        aws_smithy_runtime_api::client::result::SdkError::ServiceError(se) => {
+            se.err().code() == Some("ValidationError")
+                && se
+                    .err()
+                    .message()
+                    .is_some_and(|m| m.contains("No updates are to be performed"))
+        }
+        _ => false,
+    }
+}
+
+fn status(stack: Option<&Stack>) -> String {
+    stack
+        .and_then(|s| s.stack_status())
+        .map(|s| s.as_str().to_string())
+        .unwrap_or_else(|| "DELETED".into())
+}
+
+fn in_progress(stack: &Stack) -> bool {
+    stack
+        .stack_status()
+        .is_some_and(|s| s.as_str().ends_with("_IN_PROGRESS"))
+}
+
+fn is_complete(stack: &Stack) -> bool {
+    matches!(
+        stack.stack_status(),
+        Some(
+            StackStatus::CreateComplete
+                | StackStatus::UpdateComplete
+                | StackStatus::UpdateRollbackComplete
+                | StackStatus::ImportComplete
+                | StackStatus::ImportRollbackComplete
+        )
+    )
+}
+
+#[async_trait]
+impl Task for RoleStack {
+    fn describe(&self) -> String {
+        format!(
+            "stack {} creating role {} in account {}",
+            self.source.stack_name, self.source.role_name, self.source.account_id
+        )
+    }
+
+    async fn plan(&self, _ctx: &PlanCtx) -> Result<Plan, TaskError> {
+        match self.describe_stack().await? {
+            None => Ok(Plan::new(PlanAction::Create)
+                .change("StackName", None, self.name())
+                .change("RoleName", None, self.source.role_name.clone())),
+            Some(s) if in_progress(&s) => Ok(Plan::new(PlanAction::Unknown)
+                .note(format!("stack is {}; apply waits for it", status(Some(&s))))),
+            Some(s) if s.stack_status() == Some(&StackStatus::RollbackComplete) => {
+                Ok(Plan::new(PlanAction::Create)
+                    .change("StackName", Some("ROLLBACK_COMPLETE".into()), self.name())
+                    .note("the failed stack is deleted and created again"))
+            }
+            Some(s) if is_complete(&s) => match self.compare(&s).await? {
+                Desired::Same => Ok(Plan::new(PlanAction::NoOp)),
+                Desired::Differs(changes) => {
+                    let mut plan = Plan::new(PlanAction::Update);
+                    for (field, from, to) in changes {
+                        plan = plan.change(&field, from, to);
+                    }
+                    Ok(plan)
+                }
+            },
+            Some(s) => Err(self.failed(Some(&s), "an earlier change").await),
+        }
+    }
+
+    async fn apply(&self, ctx: &ApplyCtx) -> Result<Applied, TaskError> {
+        let mut changed = false;
+        // At most: wait for a change in progress, delete a failed creation, create.
+        for _ in 0..4 {
+            let stack = self.settle().await?;
+            match stack {
+                None => {
+                    ctx.record_undo(json!({ "existed": false })).await?;
+                    self.create(ctx).await?;
+                    let created = self.settle().await?;
+                    return match created {
+                        Some(s) if s.stack_status() == Some(&StackStatus::CreateComplete) => {
+                            Ok(Applied::changed(self.outputs(&s)))
+                        }
+                        other => Err(self.failed(other.as_ref(), "CreateStack").await),
+                    };
+                }
+                Some(s) if s.stack_status() == Some(&StackStatus::RollbackComplete) => {
+                    ctx.record_undo(json!({ "existed": false })).await?;
+                    ctx.note(format!(
+                        "stack {} was ROLLBACK_COMPLETE: deleting it to create it again",
+                        self.name()
+                    ));
+                    self.delete(ctx).await?;
+                    changed = true;
+                }
+                Some(s) if is_complete(&s) => {
+                    let Desired::Differs(_) = self.compare(&s).await? else {
+                        return Ok(Applied {
+                            outputs: self.outputs(&s),
+                            changed,
+                        });
+                    };
+                    let clients = self.ctx.accounts.get(self.account()).await?;
+                    let old = clients
+                        .cfn
+                        .get_template()
+                        .stack_name(self.name())
+                        .send()
+                        .await
+                        .map_err(|e| classify("GetTemplate", self.name(), e, &[]))?;
+                    let old_params: Vec<Value> = s
+                        .parameters()
+                        .iter()
+                        .map(|p| json!([p.parameter_key(), p.parameter_value()]))
+                        .collect();
+                    ctx.record_undo(json!({
+                        "existed": true,
+                        "template": old.template_body(),
+                        "parameters": old_params,
+                    }))
+                    .await?;
+                    let (template, params) = role_template(&self.ctx.setting, &self.source);
+                    if !self.update(ctx, template, params).await? {
+                        return Ok(Applied {
+                            outputs: self.outputs(&s),
+                            changed,
+                        });
+                    }
+                    let updated = self.settle().await?;
+                    return match updated {
+                        Some(u) if u.stack_status() == Some(&StackStatus::UpdateComplete) => {
+                            Ok(Applied::changed(self.outputs(&u)))
+                        }
+                        other => Err(self.failed(other.as_ref(), "UpdateStack").await),
+                    };
+                }
+                Some(s) => return Err(self.failed(Some(&s), "an earlier change").await),
+            }
+        }
+        Err(TaskError::retryable(format!(
+            "stack {} did not settle",
+            self.name()
+        )))
+    }
+
+    async fn rollback(
+        &self,
+        undo: Option<&Value>,
+        ctx: &ApplyCtx,
+    ) -> Result<RolledBack, TaskError> {
+        let Some(undo) = undo else {
+            return Ok(RolledBack::default());
+        };
+        if self.settle().await?.is_none() {
+            return Ok(RolledBack::default());
+        }
+        if undo["existed"].as_bool() == Some(false) {
+            self.delete(ctx).await?;
+            return Ok(RolledBack {
+                changed: true,
+                note: Some(format!(
+                    "stack {} deleted, and role {} with it",
+                    self.name(),
+                    self.source.role_name
+                )),
+            });
+        }
+        let Some(template) = undo["template"].as_str() else {
+            return Ok(RolledBack::default());
+        };
+        let params: Vec<(String, String)> = undo["parameters"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|p| Some((p[0].as_str()?.to_string(), p[1].as_str()?.to_string())))
+            .collect();
+        if !self.update(ctx, template.to_string(), params).await? {
+            return Ok(RolledBack::default());
+        }
+        match self.settle().await? {
+            Some(u) if u.stack_status() == Some(&StackStatus::UpdateComplete) => Ok(RolledBack {
+                changed: true,
+                note: Some(format!(
+                    "stack {} returned to its earlier template",
+                    self.name()
+                )),
+            }),
+            other => Err(self.failed(other.as_ref(), "UpdateStack (rollback)").await),
+        }
+    }
+}
