@@ -134,5 +134,21 @@ pub async fn plan(dag: &Dag<Built>, concurrency: usize) -> Vec<PlannedNode> {
             Err(e) => std::panic::resume_unwind(e.into_panic()),
         }
     }
-    out.into_iter().flatten().collect()
+    let mut planned: Vec<PlannedNode> = out.into_iter().flatten().collect();
+    // A probe that failed because an earlier node's resource does not exist yet (the archive
+    // bucket, say) is not an error of the plan: apply creates it first.
+    let creates: Vec<String> = planned
+        .iter()
+        .filter(|p| matches!(&p.result, Ok(plan) if plan.action == PlanAction::Create))
+        .map(|p| p.id.clone())
+        .collect();
+    for p in planned.iter_mut() {
+        if p.result.is_err()
+            && let Some(first) = creates.iter().find(|c| dag.descendants(c).contains(&p.id.as_str()))
+        {
+            p.result = Ok(Plan::new(PlanAction::Unknown)
+                .note(format!("known once {first} is created")));
+        }
+    }
+    planned
 }

@@ -365,23 +365,42 @@ fn walk(
     b: Option<&Value>,
     out: &mut Vec<(String, Option<String>, String)>,
 ) {
-    match (a, b) {
-        (Some(Value::Object(x)), Some(Value::Object(y))) => {
-            let mut keys: Vec<&String> = x.keys().chain(y.keys()).collect();
-            keys.sort();
-            keys.dedup();
-            for k in keys {
-                let p = if path.is_empty() {
-                    k.clone()
-                } else {
-                    format!("{path}.{k}")
-                };
-                walk(&p, x.get(k), y.get(k), out);
-            }
+    let join = |k: &str| {
+        if path.is_empty() {
+            k.to_string()
+        } else {
+            format!("{path}.{k}")
         }
+    };
+    let empty = Map::new();
+    // An absent side counts as an empty object or list, so that a whole new document is
+    // listed field by field.
+    fn object<'v>(v: Option<&'v Value>, empty: &'v Map<String, Value>) -> Option<&'v Map<String, Value>> {
+        match v {
+            Some(Value::Object(m)) => Some(m),
+            None => Some(empty),
+            _ => None,
+        }
+    }
+    let either_object = matches!(a, Some(Value::Object(_))) || matches!(b, Some(Value::Object(_)));
+    if either_object && let (Some(x), Some(y)) = (object(a, &empty), object(b, &empty)) {
+        let mut keys: Vec<&String> = x.keys().chain(y.keys()).collect();
+        keys.sort();
+        keys.dedup();
+        for k in keys {
+            walk(&join(k), x.get(k), y.get(k), out);
+        }
+        return;
+    }
+    match (a, b) {
         (Some(Value::Array(x)), Some(Value::Array(y))) if x.len() == y.len() => {
             for (i, (p, q)) in x.iter().zip(y).enumerate() {
                 walk(&format!("{path}[{i}]"), Some(p), Some(q), out);
+            }
+        }
+        (None, Some(Value::Array(y))) => {
+            for (i, q) in y.iter().enumerate() {
+                walk(&format!("{path}[{i}]"), None, Some(q), out);
             }
         }
         (x, y) if x != y => out.push((

@@ -103,7 +103,7 @@ pub(crate) async fn live_replication(
 impl Task for Replication {
     fn describe(&self) -> String {
         format!(
-            "replicate {}{} to {}",
+            "replicate s3://{}/{} to bucket {}",
             self.source.bucket, self.source.prefix, self.ctx.setting.archive.bucket
         )
     }

@@ -1,0 +1,166 @@
+//! The command line: global flags and subcommands (DESIGN.md, "The CLI"), with examples in help.
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+
+/// Gathers every account's CloudTrail logs into one log-archive account, without AWS
+/// Organizations, by S3 cross-account replication, as a durable, resumable workflow.
+#[derive(Debug, Parser)]
+#[command(name = "trailhub", version, about, long_about = None, after_help = EXAMPLES)]
+pub struct Cli {
+    /// State directory holding the journal of runs.
+    #[arg(long, global = true, env = "TRAILHUB_STATE", default_value = ".trailhub", value_name = "DIR")]
+    pub state: PathBuf,
+    /// Send every AWS request to this endpoint (e.g. a local emulator); S3 then uses path-style
+    /// addressing.
+    #[arg(long, global = true, env = "AWS_ENDPOINT_URL", value_name = "URL")]
+    pub endpoint_url: Option<String>,
+    /// Output format of reports.
+    #[arg(long, global = true, value_enum, default_value_t = OutputFormat::Text)]
+    pub output: OutputFormat,
+    /// More logging (-v: info, -vv: debug with every AWS call); RUST_LOG overrides.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// Only errors and the final result.
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+const EXAMPLES: &str = "Examples:
+  trailhub plan -c inventory.toml            what apply would do, changing nothing
+  trailhub apply -c inventory.toml           onboard every account of the inventory
+  trailhub status                            per account and step, of the latest run
+  trailhub resume                            continue the latest run after fixing a failure
+  trailhub rollback --account 222222222222   undo one account's enrollment
+  trailhub verify -c inventory.toml          detect drift from the article's configuration";
+
+/// Output formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    /// Tables and sentences for people.
+    Text,
+    /// One JSON object per line, with stable field names.
+    Json,
+}
+
+/// Graph formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum GraphFormat {
+    /// One line per node.
+    Text,
+    /// Graphviz DOT.
+    Dot,
+    /// A Mermaid flowchart.
+    Mermaid,
+    /// SVG, drawn by Graphviz `dot` (which must be installed).
+    Svg,
+}
+
+/// The inventory file.
+#[derive(Debug, Args)]
+pub struct InventoryArg {
+    /// The inventory file (TOML).
+    #[arg(short = 'c', long = "config", value_name = "INVENTORY")]
+    pub config: PathBuf,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Dry run: probe live state read-only and show what apply would do per account and step.
+    #[command(after_help = "Example:\n  trailhub plan -c inventory.toml")]
+    Plan {
+        #[command(flatten)]
+        inventory: InventoryArg,
+        /// Only these source accounts (repeatable).
+        #[arg(long = "account", value_name = "ID")]
+        accounts: Vec<String>,
+    },
+    /// Print the workflow's DAG; with --run, nodes carry their journaled state.
+    #[command(after_help = "Examples:\n  trailhub graph -c inventory.toml --format mermaid\n  trailhub graph --run 20261128T101500Z-0001 --format svg > run.svg")]
+    Graph {
+        /// The inventory file (not needed with --run: the run's own inventory is used).
+        #[arg(short = 'c', long = "config", value_name = "INVENTORY", required_unless_present = "run")]
+        config: Option<PathBuf>,
+        /// Color nodes by this run's journaled state.
+        #[arg(long, value_name = "ID")]
+        run: Option<String>,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = GraphFormat::Text)]
+        format: GraphFormat,
+    },
+    /// Start a new run that onboards the inventory's accounts; prints the run's id.
+    #[command(after_help = "Examples:\n  trailhub apply -c inventory.toml\n  trailhub apply -c inventory.toml --account 222222222222 --concurrency 8")]
+    Apply {
+        #[command(flatten)]
+        inventory: InventoryArg,
+        /// Node attempts in flight at most.
+        #[arg(long, default_value_t = crate::DEFAULT_CONCURRENCY, value_parser = clap::value_parser!(u16).range(1..=1024))]
+        concurrency: u16,
+        /// Only these source accounts (repeatable); the archive steps always run.
+        #[arg(long = "account", value_name = "ID")]
+        accounts: Vec<String>,
+    },
+    /// Continue a run (default: the latest) from its journal; finished steps are not run again.
+    #[command(after_help = "Examples:\n  trailhub resume\n  trailhub resume 20261128T101500Z-0001")]
+    Resume {
+        /// The run (default: the most recently created).
+        run: Option<String>,
+        /// Node attempts in flight at most (default: the run's own).
+        #[arg(long, value_parser = clap::value_parser!(u16).range(1..=1024))]
+        concurrency: Option<u16>,
+    },
+    /// Undo a run's journaled effects in reverse dependency order (log objects are never deleted).
+    #[command(after_help = "Examples:\n  trailhub rollback --account 222222222222\n  trailhub rollback --to role-stack\n  trailhub rollback 20261128T101500Z-0001")]
+    Rollback {
+        /// The run (default: the most recently created).
+        run: Option<String>,
+        /// Only these accounts (repeatable); `archive` names the archive's own steps.
+        #[arg(long = "account", value_name = "ID")]
+        accounts: Vec<String>,
+        /// Only the steps after this one (e.g. role-stack).
+        #[arg(long = "to", value_name = "STEP")]
+        to: Option<String>,
+        /// Node rollbacks in flight at most.
+        #[arg(long, default_value_t = crate::DEFAULT_CONCURRENCY, value_parser = clap::value_parser!(u16).range(1..=1024))]
+        concurrency: u16,
+    },
+    /// Per account and step: state, attempts, last error and what to do, times.
+    #[command(after_help = "Examples:\n  trailhub status\n  trailhub status --output json")]
+    Status {
+        /// The run (default: the most recently created).
+        run: Option<String>,
+    },
+    /// List the runs of the state directory.
+    Runs,
+    /// A run's event log: every attempt and every mutating AWS call, in order, with times.
+    #[command(after_help = "Example:\n  trailhub history 20261128T101500Z-0001")]
+    History {
+        /// The run (default: the most recently created).
+        run: Option<String>,
+    },
+    /// Audit live state against the inventory (drift); exit 3 on drift.
+    #[command(after_help = "Examples:\n  trailhub verify -c inventory.toml\n  trailhub verify -c inventory.toml --canary --timeout 20m")]
+    Verify {
+        #[command(flatten)]
+        inventory: InventoryArg,
+        /// Also write a canary object in each source bucket and wait until it is replicated.
+        #[arg(long)]
+        canary: bool,
+        /// How long the canary may take (RTC promises 15 minutes).
+        #[arg(long, default_value = "20m", value_parser = humantime::parse_duration)]
+        timeout: std::time::Duration,
+        /// Only these source accounts (repeatable).
+        #[arg(long = "account", value_name = "ID")]
+        accounts: Vec<String>,
+    },
+    /// Print a shell completion script.
+    #[command(after_help = "Example:\n  trailhub completions bash > /etc/bash_completion.d/trailhub")]
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+}

@@ -1,0 +1,75 @@
+//! `trailhub graph`: the DAG as text, DOT, Mermaid or SVG (through Graphviz), optionally colored
+//! by a run's journaled state.
+
+use super::common::{load_inventory, prepare, prepare_run};
+use crate::cli::{Cli, GraphFormat};
+use crate::errors::{CliError, Outcome};
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use trailhub_engine::render;
+use trailhub_state::Journal;
+
+pub fn graph(cli: &Cli, config: Option<&Path>, run: Option<&str>, format: GraphFormat) -> Result<Outcome, CliError> {
+    let (prepared, states) = match run {
+        Some(id) => {
+            let journal = Journal::open_existing(&cli.state)?;
+            let run = journal.run(id)?;
+            let states: BTreeMap<_, _> = journal
+                .nodes(&run.id)?
+                .into_iter()
+                .map(|(k, v)| (k, v.state))
+                .collect();
+            (prepare_run(cli, &run)?, Some(states))
+        }
+        None => {
+            let path = config.ok_or_else(|| CliError::Usage("pass -c INVENTORY or --run ID".into()))?;
+            (prepare(cli, load_inventory(path)?, &[])?, None)
+        }
+    };
+    let engine_format = match format {
+        GraphFormat::Text => trailhub_engine::GraphFormat::Text,
+        GraphFormat::Mermaid => trailhub_engine::GraphFormat::Mermaid,
+        GraphFormat::Dot | GraphFormat::Svg => trailhub_engine::GraphFormat::Dot,
+    };
+    let text = render(&prepared.dag, engine_format, states.as_ref());
+    if format == GraphFormat::Svg {
+        print!("{}", svg(&text)?);
+    } else {
+        print!("{text}");
+    }
+    Ok(Outcome::Ok)
+}
+
+/// Renders DOT to SVG with Graphviz's `dot`.
+pub fn svg(dot: &str) -> Result<String, CliError> {
+    let mut child = Command::new("dot")
+        .arg("-Tsvg")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| {
+            CliError::Environment(format!(
+                "--format svg needs Graphviz's `dot`, which could not be started ({e}); install Graphviz \
+                 (e.g. `apt-get install graphviz`), or use --format dot and render it elsewhere"
+            ))
+        })?;
+    child
+        .stdin
+        .take()
+        .expect("stdin is piped")
+        .write_all(dot.as_bytes())
+        .map_err(|e| CliError::Environment(format!("cannot write to `dot`: {e}")))?;
+    let out = child
+        .wait_with_output()
+        .map_err(|e| CliError::Environment(format!("`dot` failed: {e}")))?;
+    if !out.status.success() {
+        return Err(CliError::Environment(format!(
+            "`dot` failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}

@@ -1,0 +1,303 @@
+//! `apply`, `resume` and `rollback`: run the workflow (or undo it) with progress, then a
+//! summary per account.
+
+use super::common::{Prepared, load_inventory, prepare, prepare_run, shutdown};
+use crate::cli::{Cli, OutputFormat};
+use crate::errors::{CliError, Outcome};
+use crate::output::{duration, json_line, table};
+use crate::progress::{Reporter, Style};
+use serde_json::json;
+use std::path::Path;
+use std::time::Instant;
+use trailhub_engine::{RetryPolicy, RollbackScope, RunOptions, RunStatus, execute, pending_rollback};
+use trailhub_state::{EventKind, Journal, NodeState, Write};
+use trailhub_workflows::WORKFLOW_NAME;
+
+fn options(concurrency: u16) -> RunOptions {
+    RunOptions {
+        concurrency: concurrency as usize,
+        retry: retry_policy(),
+    }
+}
+
+/// The retry policy; `TRAILHUB_RETRY_MAX_ATTEMPTS` and `TRAILHUB_RETRY_INITIAL_MS` tune it
+/// (tests make failures fast with them).
+fn retry_policy() -> RetryPolicy {
+    let mut policy = RetryPolicy::default();
+    if let Some(n) = std::env::var("TRAILHUB_RETRY_MAX_ATTEMPTS").ok().and_then(|v| v.parse().ok()) {
+        policy.max_attempts = n;
+    }
+    if let Some(ms) = std::env::var("TRAILHUB_RETRY_INITIAL_MS").ok().and_then(|v| v.parse().ok()) {
+        policy.initial_delay = std::time::Duration::from_millis(ms);
+        policy.max_delay = policy.max_delay.min(std::time::Duration::from_millis(ms * 8));
+    }
+    policy
+}
+
+fn style(cli: &Cli) -> Style {
+    Style::detect(cli.output == OutputFormat::Json, cli.quiet)
+}
+
+pub async fn apply(cli: &Cli, config: &Path, concurrency: u16, accounts: &[String]) -> Result<Outcome, CliError> {
+    let inventory = load_inventory(config)?;
+    let prepared = prepare(cli, inventory, accounts)?;
+    let journal = Journal::open(&cli.state)?;
+    let run = journal.create_run(
+        WORKFLOW_NAME,
+        &prepared.workflow.inventory.text,
+        Some(config.display().to_string()),
+        json!({ "accounts": accounts, "concurrency": concurrency }),
+    )?;
+    let sources = prepared.group_order().len() - 1;
+    announce(cli, &run.id, "apply", &format!(
+        "run {}: onboarding {sources} account{} into {} (journal in {})",
+        run.id,
+        if sources == 1 { "" } else { "s" },
+        prepared.workflow.inventory.archive.bucket,
+        cli.state.display()
+    ));
+    execute_run(cli, &journal, &prepared, &run.id, "apply", concurrency).await
+}
+
+pub async fn resume(cli: &Cli, run: Option<&str>, concurrency: Option<u16>) -> Result<Outcome, CliError> {
+    let journal = Journal::open_existing(&cli.state)?;
+    let run = journal.resolve_run(run)?;
+    let prepared = prepare_run(cli, &run)?;
+    let concurrency = concurrency
+        .or_else(|| run.options["concurrency"].as_u64().map(|c| c as u16))
+        .unwrap_or(crate::DEFAULT_CONCURRENCY);
+    if let Some(scope) = pending_rollback(&journal, &run.id)? {
+        announce(cli, &run.id, "resume", &format!("run {}: continuing its unfinished rollback", run.id));
+        return rollback_run(cli, &journal, &prepared, &run.id, scope, concurrency).await;
+    }
+    let mut note = format!(
+        "run {}: resuming with the inventory frozen when it was applied",
+        run.id
+    );
+    if let Some(source) = &run.source {
+        match std::fs::read_to_string(source) {
+            Ok(text) if text != run.definition => {
+                note.push_str(&format!(
+                    "; {source} has changed since, and its edits are not used (start a new run with `trailhub apply -c {source}` to use them)"
+                ));
+            }
+            _ => {}
+        }
+    }
+    journal.commit(vec![Write::Event {
+        run: run.id.clone(),
+        node: None,
+        kind: EventKind::Note { message: note.clone() },
+    }])?;
+    announce(cli, &run.id, "resume", &note);
+    execute_run(cli, &journal, &prepared, &run.id, "resume", concurrency).await
+}
+
+pub async fn rollback(
+    cli: &Cli,
+    run: Option<&str>,
+    accounts: &[String],
+    to: Option<&str>,
+    concurrency: u16,
+) -> Result<Outcome, CliError> {
+    let journal = Journal::open_existing(&cli.state)?;
+    let run = journal.resolve_run(run)?;
+    let prepared = prepare_run(cli, &run)?;
+    let asked = RollbackScope {
+        groups: accounts.to_vec(),
+        after_step: to.map(str::to_string),
+    };
+    let scope = match pending_rollback(&journal, &run.id)? {
+        Some(pending) if accounts.is_empty() && to.is_none() => {
+            announce(cli, &run.id, "rollback", &format!("run {}: continuing its unfinished rollback", run.id));
+            pending
+        }
+        _ => {
+            announce(cli, &run.id, "rollback", &format!("run {}: rolling back {}", run.id, describe_scope(&asked)));
+            asked
+        }
+    };
+    rollback_run(cli, &journal, &prepared, &run.id, scope, concurrency).await
+}
+
+fn describe_scope(scope: &RollbackScope) -> String {
+    let who = if scope.groups.is_empty() {
+        "every account and the archive".to_string()
+    } else {
+        scope.groups.join(", ")
+    };
+    match &scope.after_step {
+        Some(step) => format!("the steps after {step} of {who}"),
+        None => who,
+    }
+}
+
+fn announce(cli: &Cli, run: &str, operation: &str, text: &str) {
+    match cli.output {
+        OutputFormat::Json => json_line(&json!({ "type": "run", "run": run, "operation": operation, "message": text })),
+        OutputFormat::Text if !cli.quiet => eprintln!("{text}"),
+        OutputFormat::Text => {}
+    }
+}
+
+async fn execute_run(
+    cli: &Cli,
+    journal: &Journal,
+    prepared: &Prepared,
+    run: &str,
+    operation: &str,
+    concurrency: u16,
+) -> Result<Outcome, CliError> {
+    let started = Instant::now();
+    let reporter = Reporter::new(style(cli), "done", &prepared.node_groups());
+    let summary = execute(
+        &prepared.dag,
+        journal,
+        run,
+        operation,
+        &options(concurrency),
+        &reporter,
+        shutdown(),
+    )
+    .await?;
+    reporter.finish();
+    let elapsed = started.elapsed().as_millis() as u64;
+    let records = journal.nodes(run)?;
+    let order = prepared.group_order();
+    let mut groups = reporter.groups();
+    groups.sort_by_key(|g| order.iter().position(|o| *o == g.0).unwrap_or(usize::MAX));
+    let mut rows = Vec::new();
+    let (mut ok, mut failed, mut blocked) = (0, 0, 0);
+    for (group, total, _, _, _, _) in &groups {
+        let nodes: Vec<(&String, &trailhub_state::NodeRecord)> = prepared
+            .dag
+            .nodes()
+            .iter()
+            .filter(|n| &n.group == group)
+            .filter_map(|n| records.get_key_value(&n.id))
+            .collect();
+        let done = nodes.iter().filter(|(_, r)| r.state == NodeState::Done).count();
+        let failure = nodes.iter().find(|(_, r)| r.state == NodeState::Failed);
+        let result = if done == *total {
+            ok += 1;
+            "succeeded".to_string()
+        } else if failure.is_some() {
+            failed += 1;
+            "failed".to_string()
+        } else if nodes.iter().any(|(_, r)| r.state == NodeState::Blocked) {
+            blocked += 1;
+            "blocked".to_string()
+        } else {
+            "not finished".to_string()
+        };
+        let detail = failure
+            .and_then(|(id, r)| {
+                r.last_error.as_ref().map(|e| {
+                    let code = e.code.as_deref().map(|c| format!("[{c}] ")).unwrap_or_default();
+                    format!("{id}: {code}{}", e.message)
+                })
+            })
+            .unwrap_or_default();
+        if cli.output == OutputFormat::Json {
+            json_line(&json!({
+                "type": "account", "run": run, "account": group, "result": result,
+                "steps": total, "done": done, "error": failure.and_then(|(_, r)| r.last_error.clone()),
+            }));
+        }
+        rows.push(vec![group.clone(), result, format!("{done}/{total}"), detail]);
+    }
+    let status = summary.status;
+    if cli.output == OutputFormat::Json {
+        json_line(&json!({
+            "type": "run-finished", "run": run, "status": status.as_str(), "elapsed_ms": elapsed,
+            "accounts_succeeded": ok, "accounts_failed": failed, "accounts_blocked": blocked,
+            "steps_total": summary.total, "steps_done": summary.done, "steps_changed": summary.changed,
+        }));
+    } else {
+        println!("{}", table(&["ACCOUNT", "RESULT", "STEPS", "FAILED STEP"], &rows).trim_end());
+        println!(
+            "\nRun {run} {} in {}: {ok} succeeded, {failed} failed, {blocked} blocked ({} of {} steps done, {} changed).",
+            status.as_str(),
+            duration(elapsed),
+            summary.done,
+            summary.total,
+            summary.changed
+        );
+        match status {
+            RunStatus::Succeeded => {}
+            RunStatus::Interrupted => println!("Interrupted: `trailhub resume {run}` continues it."),
+            _ => println!("`trailhub status {run}` shows each failure and what to do; after fixing, `trailhub resume {run}` finishes only what is left."),
+        }
+    }
+    Ok(if status == RunStatus::Succeeded { Outcome::Ok } else { Outcome::Failed })
+}
+
+async fn rollback_run(
+    cli: &Cli,
+    journal: &Journal,
+    prepared: &Prepared,
+    run: &str,
+    scope: RollbackScope,
+    concurrency: u16,
+) -> Result<Outcome, CliError> {
+    let started = Instant::now();
+    let reporter = Reporter::new(style(cli), "rolled back", &[]);
+    let summary = trailhub_engine::rollback(
+        &prepared.dag,
+        journal,
+        run,
+        &scope,
+        &options(concurrency),
+        &reporter,
+        shutdown(),
+    )
+    .await?;
+    reporter.finish();
+    let elapsed = started.elapsed().as_millis() as u64;
+    if cli.output == OutputFormat::Json {
+        for (node, note) in &summary.notes {
+            json_line(&json!({ "type": "rollback-note", "run": run, "node": node, "note": note }));
+        }
+        for (node, error) in &summary.failed {
+            json_line(&json!({ "type": "rollback-failed", "run": run, "node": node, "error": error }));
+        }
+        json_line(&json!({
+            "type": "rollback-finished", "run": run, "status": summary.status.as_str(), "elapsed_ms": elapsed,
+            "rolled_back": summary.rolled_back, "selected": summary.selected, "changed": summary.changed,
+            "failed": summary.failed.len(), "blocked": summary.blocked.len(), "not_run": summary.not_run,
+        }));
+    } else {
+        if !summary.notes.is_empty() {
+            println!("Notes:");
+            for (node, note) in &summary.notes {
+                println!("  {node}: {note}");
+            }
+        }
+        for (node, error) in &summary.failed {
+            let code = error.code.as_deref().map(|c| format!("[{c}] ")).unwrap_or_default();
+            println!("  ✗ {node}: {code}{}", error.message);
+        }
+        for (node, by) in &summary.blocked {
+            println!("  ⊘ {node}: kept, because {by} could not be rolled back");
+        }
+        println!(
+            "\nRollback of run {run} ({}) {} in {}: {} of {} steps undone, {} changed, {} failed, {} kept.",
+            describe_scope(&summary.scope),
+            summary.status.as_str(),
+            duration(elapsed),
+            summary.rolled_back,
+            summary.selected,
+            summary.changed,
+            summary.failed.len(),
+            summary.blocked.len()
+        );
+        if summary.not_run > 0 || !summary.failed.is_empty() {
+            println!("`trailhub rollback {run}` continues it once the cause is fixed.");
+        }
+    }
+    Ok(if summary.failed.is_empty() && summary.blocked.is_empty() && summary.not_run == 0 {
+        Outcome::Ok
+    } else {
+        Outcome::Failed
+    })
+}

@@ -1,0 +1,71 @@
+//! Every error the binary expects, and its exit code, in one place.
+//!
+//! Exit codes: 0 all done; 1 some steps failed (the rest finished), or something could not be
+//! read; 2 bad input (inventory, arguments, state directory), reported before any AWS request;
+//! 3 drift found by `verify`.
+
+use trailhub_engine::EngineError;
+use trailhub_state::StateError;
+use trailhub_workflows::InventoryError;
+
+/// An error that ends the command.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    /// The inventory is unusable.
+    #[error(transparent)]
+    Inventory(#[from] InventoryError),
+    /// The state directory or journal is unusable.
+    #[error(transparent)]
+    State(#[from] StateError),
+    /// The engine refused or the graph is invalid.
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    /// Bad arguments.
+    #[error("{0}")]
+    Usage(String),
+    /// A tool or file outside trailhub failed.
+    #[error("{0}")]
+    Environment(String),
+}
+
+impl CliError {
+    /// The process exit code for this error.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            CliError::Inventory(_) | CliError::Usage(_) => 2,
+            CliError::State(e) => state_code(e),
+            CliError::Engine(EngineError::Journal(e)) => state_code(e),
+            CliError::Engine(EngineError::Invalid(_) | EngineError::Refused(_)) => 2,
+            CliError::Environment(_) => 1,
+        }
+    }
+}
+
+fn state_code(e: &StateError) -> u8 {
+    match e {
+        StateError::Db(_) | StateError::Decode { .. } | StateError::Io { .. } => 1,
+        _ => 2,
+    }
+}
+
+/// How a command that ran to its end went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Everything as asked.
+    Ok,
+    /// Some steps failed, were blocked or were interrupted; or something could not be read.
+    Failed,
+    /// `verify` found drift.
+    Drift,
+}
+
+impl Outcome {
+    /// The process exit code.
+    pub fn exit_code(self) -> u8 {
+        match self {
+            Outcome::Ok => 0,
+            Outcome::Failed => 1,
+            Outcome::Drift => 3,
+        }
+    }
+}

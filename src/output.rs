@@ -1,0 +1,97 @@
+//! Rendering helpers: aligned tables, times, and JSON lines. Only the binary prints.
+
+use serde::Serialize;
+use std::time::{Duration, UNIX_EPOCH};
+
+/// Prints one JSON object on its own line.
+pub fn json_line<T: Serialize>(value: &T) {
+    println!(
+        "{}",
+        serde_json::to_string(value).expect("reports should serialize")
+    );
+}
+
+/// `2026-11-28T12:42:31Z` from journal milliseconds.
+pub fn time(ms: u64) -> String {
+    humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_millis(ms)).to_string()
+}
+
+/// `2026-11-28T12:42:31.123Z` from journal milliseconds.
+pub fn time_ms(ms: u64) -> String {
+    humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_millis(ms)).to_string()
+}
+
+/// `12:42:31` from journal milliseconds (UTC).
+pub fn clock(ms: u64) -> String {
+    let t = time(ms);
+    t.get(11..19).unwrap_or(&t).to_string()
+}
+
+/// A short duration: `850ms`, `12.3s`, `4m05s`.
+pub fn duration(ms: u64) -> String {
+    if ms < 1000 {
+        format!("{ms}ms")
+    } else if ms < 60_000 {
+        format!("{:.1}s", ms as f64 / 1000.0)
+    } else {
+        format!("{}m{:02}s", ms / 60_000, (ms % 60_000) / 1000)
+    }
+}
+
+/// A table with a header row, columns padded to their widest cell.
+pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    for row in rows {
+        for (i, cell) in row.iter().enumerate() {
+            if i < widths.len() {
+                widths[i] = widths[i].max(cell.chars().count());
+            }
+        }
+    }
+    let line = |cells: Vec<&str>| {
+        let mut out = String::new();
+        for (i, cell) in cells.iter().enumerate() {
+            if i + 1 == cells.len() {
+                out.push_str(cell);
+            } else {
+                out.push_str(cell);
+                out.push_str(&" ".repeat(widths[i] - cell.chars().count() + 2));
+            }
+        }
+        out.trim_end().to_string()
+    };
+    let mut out = line(header.to_vec());
+    out.push('\n');
+    for row in rows {
+        out.push_str(&line(row.iter().map(String::as_str).collect()));
+        out.push('\n');
+    }
+    out
+}
+
+/// Cuts `s` to `max` characters, with an ellipsis.
+pub fn truncate(s: &str, max: usize) -> String {
+    if s.chars().count() <= max {
+        s.to_string()
+    } else {
+        let mut out: String = s.chars().take(max.saturating_sub(1)).collect();
+        out.push('…');
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tables_align() {
+        let t = table(
+            &["ACCOUNT", "STATE"],
+            &[vec!["archive".into(), "done".into()], vec!["222222222222".into(), "failed".into()]],
+        );
+        assert_eq!(t, "ACCOUNT       STATE\narchive       done\n222222222222  failed\n");
+        assert_eq!(duration(12_345), "12.3s");
+        assert_eq!(clock(0), "00:00:00");
+    }
+}
