@@ -9,7 +9,13 @@ use std::path::PathBuf;
 #[command(name = "trailhub", version, about, long_about = None, after_help = EXAMPLES)]
 pub struct Cli {
     /// State directory holding the journal of runs.
-    #[arg(long, global = true, env = "TRAILHUB_STATE", default_value = ".trailhub", value_name = "DIR")]
+    #[arg(
+        long,
+        global = true,
+        env = "TRAILHUB_STATE",
+        default_value = ".trailhub",
+        value_name = "DIR"
+    )]
     pub state: PathBuf,
     /// Send every AWS request to this endpoint (e.g. a local emulator); S3 then uses path-style
     /// addressing.
@@ -80,10 +86,17 @@ pub enum Command {
         accounts: Vec<String>,
     },
     /// Print the workflow's DAG; with --run, nodes carry their journaled state.
-    #[command(after_help = "Examples:\n  trailhub graph -c inventory.toml --format mermaid\n  trailhub graph --run 20261128T101500Z-0001 --format svg > run.svg")]
+    #[command(
+        after_help = "Examples:\n  trailhub graph -c inventory.toml --format mermaid\n  trailhub graph --run 20261128T101500Z-0001 --format svg > run.svg"
+    )]
     Graph {
         /// The inventory file (not needed with --run: the run's own inventory is used).
-        #[arg(short = 'c', long = "config", value_name = "INVENTORY", required_unless_present = "run")]
+        #[arg(
+            short = 'c',
+            long = "config",
+            value_name = "INVENTORY",
+            required_unless_present = "run"
+        )]
         config: Option<PathBuf>,
         /// Color nodes by this run's journaled state.
         #[arg(long, value_name = "ID")]
@@ -93,7 +106,9 @@ pub enum Command {
         format: GraphFormat,
     },
     /// Start a new run that onboards the inventory's accounts; prints the run's id.
-    #[command(after_help = "Examples:\n  trailhub apply -c inventory.toml\n  trailhub apply -c inventory.toml --account 222222222222 --concurrency 8")]
+    #[command(
+        after_help = "Examples:\n  trailhub apply -c inventory.toml\n  trailhub apply -c inventory.toml --account 222222222222 --concurrency 8"
+    )]
     Apply {
         #[command(flatten)]
         inventory: InventoryArg,
@@ -114,7 +129,9 @@ pub enum Command {
         concurrency: Option<u16>,
     },
     /// Undo a run's journaled effects in reverse dependency order (log objects are never deleted).
-    #[command(after_help = "Examples:\n  trailhub rollback --account 222222222222\n  trailhub rollback --to role-stack\n  trailhub rollback 20261128T101500Z-0001")]
+    #[command(
+        after_help = "Examples:\n  trailhub rollback --account 222222222222\n  trailhub rollback --to role-stack\n  trailhub rollback 20261128T101500Z-0001"
+    )]
     Rollback {
         /// The run (default: the most recently created).
         run: Option<String>,
@@ -143,7 +160,9 @@ pub enum Command {
         run: Option<String>,
     },
     /// Audit live state against the inventory (drift); exit 3 on drift.
-    #[command(after_help = "Examples:\n  trailhub verify -c inventory.toml\n  trailhub verify -c inventory.toml --canary --timeout 20m")]
+    #[command(
+        after_help = "Examples:\n  trailhub verify -c inventory.toml\n  trailhub verify -c inventory.toml --canary --timeout 20m"
+    )]
     Verify {
         #[command(flatten)]
         inventory: InventoryArg,
@@ -158,7 +177,9 @@ pub enum Command {
         accounts: Vec<String>,
     },
     /// Print a shell completion script.
-    #[command(after_help = "Example:\n  trailhub completions bash > /etc/bash_completion.d/trailhub")]
+    #[command(
+        after_help = "Example:\n  trailhub completions bash > /etc/bash_completion.d/trailhub"
+    )]
     Completions {
         /// The shell.
         shell: clap_complete::Shell,

@@ -88,9 +88,15 @@ mod tests {
     fn tables_align() {
         let t = table(
             &["ACCOUNT", "STATE"],
-            &[vec!["archive".into(), "done".into()], vec!["222222222222".into(), "failed".into()]],
+            &[
+                vec!["archive".into(), "done".into()],
+                vec!["222222222222".into(), "failed".into()],
+            ],
         );
-        assert_eq!(t, "ACCOUNT       STATE\narchive       done\n222222222222  failed\n");
+        assert_eq!(
+            t,
+            "ACCOUNT       STATE\narchive       done\n222222222222  failed\n"
+        );
         assert_eq!(duration(12_345), "12.3s");
         assert_eq!(clock(0), "00:00:00");
     }

@@ -122,17 +122,35 @@ impl Observer for Reporter {
         if self.style == Style::Json {
             let at = now_ms();
             let value = match event {
-                Progress::Started { total, already_done } => {
+                Progress::Started {
+                    total,
+                    already_done,
+                } => {
                     json!({"type": "started", "at_ms": at, "total": total, "already_done": already_done})
                 }
-                Progress::NodeStarted { node, group, attempt } => {
+                Progress::NodeStarted {
+                    node,
+                    group,
+                    attempt,
+                } => {
                     json!({"type": "node-started", "at_ms": at, "node": node, "account": group, "attempt": attempt})
                 }
-                Progress::NodeRetrying { node, group, attempt, error, delay_ms } => json!({
+                Progress::NodeRetrying {
+                    node,
+                    group,
+                    attempt,
+                    error,
+                    delay_ms,
+                } => json!({
                     "type": "node-retrying", "at_ms": at, "node": node, "account": group,
                     "attempt": attempt, "code": error.code, "error": error.message, "retry_in_ms": delay_ms
                 }),
-                Progress::NodeDone { node, group, changed, note } => json!({
+                Progress::NodeDone {
+                    node,
+                    group,
+                    changed,
+                    note,
+                } => json!({
                     "type": "node-done", "at_ms": at, "node": node, "account": group, "changed": changed, "note": note
                 }),
                 Progress::NodeFailed { node, group, error } => json!({
@@ -148,7 +166,10 @@ impl Observer for Reporter {
         }
         let mut groups = self.groups.lock().expect("groups should not be poisoned");
         match event {
-            Progress::Started { total, already_done } => {
+            Progress::Started {
+                total,
+                already_done,
+            } => {
                 if let Some(bar) = &self.bar {
                     bar.set_length(*total as u64);
                     bar.set_position(*already_done as u64);
@@ -162,7 +183,13 @@ impl Observer for Reporter {
                     bar.set_message(node.clone());
                 }
             }
-            Progress::NodeRetrying { node, group, attempt, error, delay_ms } => {
+            Progress::NodeRetrying {
+                node,
+                group,
+                attempt,
+                error,
+                delay_ms,
+            } => {
                 self.line(format!(
                     "↻ {group}: {} retrying in {} (attempt {attempt} failed: {})",
                     step_of(node, group),
@@ -170,7 +197,12 @@ impl Observer for Reporter {
                     crate::output::truncate(&error.message, 160)
                 ));
             }
-            Progress::NodeDone { group, changed, note, .. } => {
+            Progress::NodeDone {
+                group,
+                changed,
+                note,
+                ..
+            } => {
                 if let Some(bar) = &self.bar {
                     bar.inc(1);
                 }
@@ -192,7 +224,11 @@ impl Observer for Reporter {
             Progress::NodeFailed { node, group, error } => {
                 let g = groups.entry(group.clone()).or_default();
                 g.failed = true;
-                let code = error.code.as_deref().map(|c| format!("[{c}] ")).unwrap_or_default();
+                let code = error
+                    .code
+                    .as_deref()
+                    .map(|c| format!("[{c}] "))
+                    .unwrap_or_default();
                 self.line(format!(
                     "✗ {group} failed at {}: {code}{}",
                     step_of(node, group),
@@ -207,7 +243,8 @@ impl Observer for Reporter {
                 g.blocked = true;
             }
             Progress::Stopping => self.line(
-                "stopping: running steps finish, no new step starts (Ctrl-C again to exit at once)".into(),
+                "stopping: running steps finish, no new step starts (Ctrl-C again to exit at once)"
+                    .into(),
             ),
         }
     }

@@ -144,10 +144,12 @@ pub async fn plan(dag: &Dag<Built>, concurrency: usize) -> Vec<PlannedNode> {
         .collect();
     for p in planned.iter_mut() {
         if p.result.is_err()
-            && let Some(first) = creates.iter().find(|c| dag.descendants(c).contains(&p.id.as_str()))
+            && let Some(first) = creates
+                .iter()
+                .find(|c| dag.descendants(c).contains(&p.id.as_str()))
         {
-            p.result = Ok(Plan::new(PlanAction::Unknown)
-                .note(format!("known once {first} is created")));
+            p.result =
+                Ok(Plan::new(PlanAction::Unknown).note(format!("known once {first} is created")));
         }
     }
     planned

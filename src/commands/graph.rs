@@ -11,7 +11,12 @@ use std::process::{Command, Stdio};
 use trailhub_engine::render;
 use trailhub_state::Journal;
 
-pub fn graph(cli: &Cli, config: Option<&Path>, run: Option<&str>, format: GraphFormat) -> Result<Outcome, CliError> {
+pub fn graph(
+    cli: &Cli,
+    config: Option<&Path>,
+    run: Option<&str>,
+    format: GraphFormat,
+) -> Result<Outcome, CliError> {
     let (prepared, states) = match run {
         Some(id) => {
             let journal = Journal::open_existing(&cli.state)?;
@@ -24,7 +29,8 @@ pub fn graph(cli: &Cli, config: Option<&Path>, run: Option<&str>, format: GraphF
             (prepare_run(cli, &run)?, Some(states))
         }
         None => {
-            let path = config.ok_or_else(|| CliError::Usage("pass -c INVENTORY or --run ID".into()))?;
+            let path =
+                config.ok_or_else(|| CliError::Usage("pass -c INVENTORY or --run ID".into()))?;
             (prepare(cli, load_inventory(path)?, &[])?, None)
         }
     };

@@ -14,16 +14,23 @@ use crate::errors::{CliError, Outcome};
 /// Runs the command line's subcommand.
 pub async fn run(cli: &Cli) -> Result<Outcome, CliError> {
     match &cli.command {
-        Command::Plan { inventory, accounts } => plan::plan(cli, &inventory.config, accounts).await,
-        Command::Graph { config, run, format } => {
-            graph::graph(cli, config.as_deref(), run.as_deref(), *format)
-        }
+        Command::Plan {
+            inventory,
+            accounts,
+        } => plan::plan(cli, &inventory.config, accounts).await,
+        Command::Graph {
+            config,
+            run,
+            format,
+        } => graph::graph(cli, config.as_deref(), run.as_deref(), *format),
         Command::Apply {
             inventory,
             concurrency,
             accounts,
         } => run::apply(cli, &inventory.config, *concurrency, accounts).await,
-        Command::Resume { run, concurrency } => run::resume(cli, run.as_deref(), *concurrency).await,
+        Command::Resume { run, concurrency } => {
+            run::resume(cli, run.as_deref(), *concurrency).await
+        }
         Command::Rollback {
             run,
             accounts,

@@ -16,7 +16,10 @@ pub async fn plan(cli: &Cli, config: &Path, accounts: &[String]) -> Result<Outco
     let order = prepared.group_order();
     let mut by_group: BTreeMap<usize, Vec<&trailhub_engine::PlannedNode>> = BTreeMap::new();
     for p in &planned {
-        let pos = order.iter().position(|g| *g == p.group).unwrap_or(usize::MAX);
+        let pos = order
+            .iter()
+            .position(|g| *g == p.group)
+            .unwrap_or(usize::MAX);
         by_group.entry(pos).or_default().push(p);
     }
     let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
@@ -56,7 +59,17 @@ pub async fn plan(cli: &Cli, config: &Path, accounts: &[String]) -> Result<Outco
     } else {
         for nodes in by_group.values() {
             let group = &nodes[0].group;
-            println!("{}", if group == "archive" { format!("archive ({})", prepared.workflow.inventory.archive.account_id) } else { format!("account {group}") });
+            println!(
+                "{}",
+                if group == "archive" {
+                    format!(
+                        "archive ({})",
+                        prepared.workflow.inventory.archive.account_id
+                    )
+                } else {
+                    format!("account {group}")
+                }
+            );
             for p in nodes {
                 match &p.result {
                     Ok(plan) => {
@@ -66,7 +79,12 @@ pub async fn plan(cli: &Cli, config: &Path, accounts: &[String]) -> Result<Outco
                             PlanAction::NoOp => " ",
                             PlanAction::Unknown => "?",
                         };
-                        println!("  {sign} {:<8} {:<13} {}", plan.action.as_str(), p.step, p.description);
+                        println!(
+                            "  {sign} {:<8} {:<13} {}",
+                            plan.action.as_str(),
+                            p.step,
+                            p.description
+                        );
                         for c in &plan.changes {
                             println!(
                                 "      {}: {} -> {}",
@@ -80,7 +98,11 @@ pub async fn plan(cli: &Cli, config: &Path, accounts: &[String]) -> Result<Outco
                         }
                     }
                     Err(e) => {
-                        let code = e.code.as_deref().map(|c| format!("[{c}] ")).unwrap_or_default();
+                        let code = e
+                            .code
+                            .as_deref()
+                            .map(|c| format!("[{c}] "))
+                            .unwrap_or_default();
                         println!("  ! {:<8} {:<13} {code}{}", "error", p.step, e.message);
                         if let Some(hint) = &e.hint {
                             println!("      what to do: {hint}");
@@ -99,5 +121,9 @@ pub async fn plan(cli: &Cli, config: &Path, accounts: &[String]) -> Result<Outco
             if errors == 1 { "" } else { "s" },
         );
     }
-    Ok(if errors > 0 { Outcome::Failed } else { Outcome::Ok })
+    Ok(if errors > 0 {
+        Outcome::Failed
+    } else {
+        Outcome::Ok
+    })
 }

@@ -9,7 +9,9 @@ use crate::progress::{Reporter, Style};
 use serde_json::json;
 use std::path::Path;
 use std::time::Instant;
-use trailhub_engine::{RetryPolicy, RollbackScope, RunOptions, RunStatus, execute, pending_rollback};
+use trailhub_engine::{
+    RetryPolicy, RollbackScope, RunOptions, RunStatus, execute, pending_rollback,
+};
 use trailhub_state::{EventKind, Journal, NodeState, Write};
 use trailhub_workflows::WORKFLOW_NAME;
 
@@ -24,12 +26,20 @@ fn options(concurrency: u16) -> RunOptions {
 /// (tests make failures fast with them).
 fn retry_policy() -> RetryPolicy {
     let mut policy = RetryPolicy::default();
-    if let Some(n) = std::env::var("TRAILHUB_RETRY_MAX_ATTEMPTS").ok().and_then(|v| v.parse().ok()) {
+    if let Some(n) = std::env::var("TRAILHUB_RETRY_MAX_ATTEMPTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
         policy.max_attempts = n;
     }
-    if let Some(ms) = std::env::var("TRAILHUB_RETRY_INITIAL_MS").ok().and_then(|v| v.parse().ok()) {
+    if let Some(ms) = std::env::var("TRAILHUB_RETRY_INITIAL_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
         policy.initial_delay = std::time::Duration::from_millis(ms);
-        policy.max_delay = policy.max_delay.min(std::time::Duration::from_millis(ms * 8));
+        policy.max_delay = policy
+            .max_delay
+            .min(std::time::Duration::from_millis(ms * 8));
     }
     policy
 }
@@ -38,7 +48,12 @@ fn style(cli: &Cli) -> Style {
     Style::detect(cli.output == OutputFormat::Json, cli.quiet)
 }
 
-pub async fn apply(cli: &Cli, config: &Path, concurrency: u16, accounts: &[String]) -> Result<Outcome, CliError> {
+pub async fn apply(
+    cli: &Cli,
+    config: &Path,
+    concurrency: u16,
+    accounts: &[String],
+) -> Result<Outcome, CliError> {
     let inventory = load_inventory(config)?;
     let prepared = prepare(cli, inventory, accounts)?;
     let journal = Journal::open(&cli.state)?;
@@ -49,17 +64,26 @@ pub async fn apply(cli: &Cli, config: &Path, concurrency: u16, accounts: &[Strin
         json!({ "accounts": accounts, "concurrency": concurrency }),
     )?;
     let sources = prepared.group_order().len() - 1;
-    announce(cli, &run.id, "apply", &format!(
-        "run {}: onboarding {sources} account{} into {} (journal in {})",
-        run.id,
-        if sources == 1 { "" } else { "s" },
-        prepared.workflow.inventory.archive.bucket,
-        cli.state.display()
-    ));
+    announce(
+        cli,
+        &run.id,
+        "apply",
+        &format!(
+            "run {}: onboarding {sources} account{} into {} (journal in {})",
+            run.id,
+            if sources == 1 { "" } else { "s" },
+            prepared.workflow.inventory.archive.bucket,
+            cli.state.display()
+        ),
+    );
     execute_run(cli, &journal, &prepared, &run.id, "apply", concurrency).await
 }
 
-pub async fn resume(cli: &Cli, run: Option<&str>, concurrency: Option<u16>) -> Result<Outcome, CliError> {
+pub async fn resume(
+    cli: &Cli,
+    run: Option<&str>,
+    concurrency: Option<u16>,
+) -> Result<Outcome, CliError> {
     let journal = Journal::open_existing(&cli.state)?;
     let run = journal.resolve_run(run)?;
     let prepared = prepare_run(cli, &run)?;
@@ -67,7 +91,12 @@ pub async fn resume(cli: &Cli, run: Option<&str>, concurrency: Option<u16>) -> R
         .or_else(|| run.options["concurrency"].as_u64().map(|c| c as u16))
         .unwrap_or(crate::DEFAULT_CONCURRENCY);
     if let Some(scope) = pending_rollback(&journal, &run.id)? {
-        announce(cli, &run.id, "resume", &format!("run {}: continuing its unfinished rollback", run.id));
+        announce(
+            cli,
+            &run.id,
+            "resume",
+            &format!("run {}: continuing its unfinished rollback", run.id),
+        );
         return rollback_run(cli, &journal, &prepared, &run.id, scope, concurrency).await;
     }
     let mut note = format!(
@@ -87,7 +116,9 @@ pub async fn resume(cli: &Cli, run: Option<&str>, concurrency: Option<u16>) -> R
     journal.commit(vec![Write::Event {
         run: run.id.clone(),
         node: None,
-        kind: EventKind::Note { message: note.clone() },
+        kind: EventKind::Note {
+            message: note.clone(),
+        },
     }])?;
     announce(cli, &run.id, "resume", &note);
     execute_run(cli, &journal, &prepared, &run.id, "resume", concurrency).await
@@ -109,11 +140,21 @@ pub async fn rollback(
     };
     let scope = match pending_rollback(&journal, &run.id)? {
         Some(pending) if accounts.is_empty() && to.is_none() => {
-            announce(cli, &run.id, "rollback", &format!("run {}: continuing its unfinished rollback", run.id));
+            announce(
+                cli,
+                &run.id,
+                "rollback",
+                &format!("run {}: continuing its unfinished rollback", run.id),
+            );
             pending
         }
         _ => {
-            announce(cli, &run.id, "rollback", &format!("run {}: rolling back {}", run.id, describe_scope(&asked)));
+            announce(
+                cli,
+                &run.id,
+                "rollback",
+                &format!("run {}: rolling back {}", run.id, describe_scope(&asked)),
+            );
             asked
         }
     };
@@ -134,7 +175,9 @@ fn describe_scope(scope: &RollbackScope) -> String {
 
 fn announce(cli: &Cli, run: &str, operation: &str, text: &str) {
     match cli.output {
-        OutputFormat::Json => json_line(&json!({ "type": "run", "run": run, "operation": operation, "message": text })),
+        OutputFormat::Json => json_line(
+            &json!({ "type": "run", "run": run, "operation": operation, "message": text }),
+        ),
         OutputFormat::Text if !cli.quiet => eprintln!("{text}"),
         OutputFormat::Text => {}
     }
@@ -176,7 +219,10 @@ async fn execute_run(
             .filter(|n| &n.group == group)
             .filter_map(|n| records.get_key_value(&n.id))
             .collect();
-        let done = nodes.iter().filter(|(_, r)| r.state == NodeState::Done).count();
+        let done = nodes
+            .iter()
+            .filter(|(_, r)| r.state == NodeState::Done)
+            .count();
         let failure = nodes.iter().find(|(_, r)| r.state == NodeState::Failed);
         let result = if done == *total {
             ok += 1;
@@ -193,7 +239,11 @@ async fn execute_run(
         let detail = failure
             .and_then(|(id, r)| {
                 r.last_error.as_ref().map(|e| {
-                    let code = e.code.as_deref().map(|c| format!("[{c}] ")).unwrap_or_default();
+                    let code = e
+                        .code
+                        .as_deref()
+                        .map(|c| format!("[{c}] "))
+                        .unwrap_or_default();
                     format!("{id}: {code}{}", e.message)
                 })
             })
@@ -204,7 +254,12 @@ async fn execute_run(
                 "steps": total, "done": done, "error": failure.and_then(|(_, r)| r.last_error.clone()),
             }));
         }
-        rows.push(vec![group.clone(), result, format!("{done}/{total}"), detail]);
+        rows.push(vec![
+            group.clone(),
+            result,
+            format!("{done}/{total}"),
+            detail,
+        ]);
     }
     let status = summary.status;
     if cli.output == OutputFormat::Json {
@@ -214,7 +269,10 @@ async fn execute_run(
             "steps_total": summary.total, "steps_done": summary.done, "steps_changed": summary.changed,
         }));
     } else {
-        println!("{}", table(&["ACCOUNT", "RESULT", "STEPS", "FAILED STEP"], &rows).trim_end());
+        println!(
+            "{}",
+            table(&["ACCOUNT", "RESULT", "STEPS", "FAILED STEP"], &rows).trim_end()
+        );
         println!(
             "\nRun {run} {} in {}: {ok} succeeded, {failed} failed, {blocked} blocked ({} of {} steps done, {} changed).",
             status.as_str(),
@@ -225,11 +283,19 @@ async fn execute_run(
         );
         match status {
             RunStatus::Succeeded => {}
-            RunStatus::Interrupted => println!("Interrupted: `trailhub resume {run}` continues it."),
-            _ => println!("`trailhub status {run}` shows each failure and what to do; after fixing, `trailhub resume {run}` finishes only what is left."),
+            RunStatus::Interrupted => {
+                println!("Interrupted: `trailhub resume {run}` continues it.")
+            }
+            _ => println!(
+                "`trailhub status {run}` shows each failure and what to do; after fixing, `trailhub resume {run}` finishes only what is left."
+            ),
         }
     }
-    Ok(if status == RunStatus::Succeeded { Outcome::Ok } else { Outcome::Failed })
+    Ok(if status == RunStatus::Succeeded {
+        Outcome::Ok
+    } else {
+        Outcome::Failed
+    })
 }
 
 async fn rollback_run(
@@ -259,7 +325,9 @@ async fn rollback_run(
             json_line(&json!({ "type": "rollback-note", "run": run, "node": node, "note": note }));
         }
         for (node, error) in &summary.failed {
-            json_line(&json!({ "type": "rollback-failed", "run": run, "node": node, "error": error }));
+            json_line(
+                &json!({ "type": "rollback-failed", "run": run, "node": node, "error": error }),
+            );
         }
         json_line(&json!({
             "type": "rollback-finished", "run": run, "status": summary.status.as_str(), "elapsed_ms": elapsed,
@@ -274,7 +342,11 @@ async fn rollback_run(
             }
         }
         for (node, error) in &summary.failed {
-            let code = error.code.as_deref().map(|c| format!("[{c}] ")).unwrap_or_default();
+            let code = error
+                .code
+                .as_deref()
+                .map(|c| format!("[{c}] "))
+                .unwrap_or_default();
             println!("  ✗ {node}: {code}{}", error.message);
         }
         for (node, by) in &summary.blocked {
@@ -295,9 +367,11 @@ async fn rollback_run(
             println!("`trailhub rollback {run}` continues it once the cause is fixed.");
         }
     }
-    Ok(if summary.failed.is_empty() && summary.blocked.is_empty() && summary.not_run == 0 {
-        Outcome::Ok
-    } else {
-        Outcome::Failed
-    })
+    Ok(
+        if summary.failed.is_empty() && summary.blocked.is_empty() && summary.not_run == 0 {
+            Outcome::Ok
+        } else {
+            Outcome::Failed
+        },
+    )
 }

@@ -14,11 +14,14 @@ pub fn status(cli: &Cli, run: Option<&str>) -> Result<Outcome, CliError> {
     let records = journal.nodes(&run.id)?;
     let order = prepared.group_order();
     let topo = prepared.dag.topological();
-    let mut nodes: Vec<&trailhub_engine::NodeInfo> = topo
-        .iter()
-        .filter_map(|id| prepared.dag.node(id))
-        .collect();
-    nodes.sort_by_key(|n| order.iter().position(|g| *g == n.group).unwrap_or(usize::MAX));
+    let mut nodes: Vec<&trailhub_engine::NodeInfo> =
+        topo.iter().filter_map(|id| prepared.dag.node(id)).collect();
+    nodes.sort_by_key(|n| {
+        order
+            .iter()
+            .position(|g| *g == n.group)
+            .unwrap_or(usize::MAX)
+    });
     let json = cli.output == OutputFormat::Json;
     if json {
         json_line(&json!({
@@ -50,7 +53,11 @@ pub fn status(cli: &Cli, run: Option<&str>) -> Result<Outcome, CliError> {
         }
         let err_text = error
             .map(|e| {
-                let code = e.code.as_deref().map(|c| format!("[{c}] ")).unwrap_or_default();
+                let code = e
+                    .code
+                    .as_deref()
+                    .map(|c| format!("[{c}] "))
+                    .unwrap_or_default();
                 truncate(&format!("{code}{}", e.message), 90)
             })
             .unwrap_or_default();
@@ -72,10 +79,25 @@ pub fn status(cli: &Cli, run: Option<&str>) -> Result<Outcome, CliError> {
     if !json {
         print!(
             "{}",
-            table(&["ACCOUNT", "STEP", "STATE", "ATTEMPTS", "STARTED", "FINISHED", "LAST ERROR"], &rows)
+            table(
+                &[
+                    "ACCOUNT",
+                    "STEP",
+                    "STATE",
+                    "ATTEMPTS",
+                    "STARTED",
+                    "FINISHED",
+                    "LAST ERROR"
+                ],
+                &rows
+            )
         );
         for (node, e) in &problems {
-            let code = e.code.as_deref().map(|c| format!("[{c}] ")).unwrap_or_default();
+            let code = e
+                .code
+                .as_deref()
+                .map(|c| format!("[{c}] "))
+                .unwrap_or_default();
             println!("\n{node} failed: {code}{}", e.message);
             if let Some(hint) = &e.hint {
                 println!("  what to do: {hint}");
@@ -90,7 +112,10 @@ pub fn runs(cli: &Cli) -> Result<Outcome, CliError> {
     let mut rows = Vec::new();
     for run in journal.runs()? {
         let nodes = journal.nodes(&run.id)?;
-        let done = nodes.values().filter(|r| r.state == NodeState::Done).count();
+        let done = nodes
+            .values()
+            .filter(|r| r.state == NodeState::Done)
+            .count();
         let accounts = trailhub_workflows::parse(&run.definition, "journal")
             .map(|i| i.sources.len())
             .unwrap_or(0);
@@ -112,7 +137,20 @@ pub fn runs(cli: &Cli) -> Result<Outcome, CliError> {
         }
     }
     if cli.output == OutputFormat::Text {
-        print!("{}", table(&["RUN", "CREATED", "STATUS", "ACCOUNTS", "STEPS DONE", "INVENTORY"], &rows));
+        print!(
+            "{}",
+            table(
+                &[
+                    "RUN",
+                    "CREATED",
+                    "STATUS",
+                    "ACCOUNTS",
+                    "STEPS DONE",
+                    "INVENTORY"
+                ],
+                &rows
+            )
+        );
     }
     Ok(Outcome::Ok)
 }
@@ -129,7 +167,12 @@ pub fn history(cli: &Cli, run: Option<&str>) -> Result<Outcome, CliError> {
                 "node": e.node, "event": e.kind,
             }));
         } else {
-            rows.push(vec![time_ms(e.at_ms), e.node.clone().unwrap_or_default(), kind, detail]);
+            rows.push(vec![
+                time_ms(e.at_ms),
+                e.node.clone().unwrap_or_default(),
+                kind,
+                detail,
+            ]);
         }
     }
     if cli.output == OutputFormat::Text {
@@ -139,29 +182,55 @@ pub fn history(cli: &Cli, run: Option<&str>) -> Result<Outcome, CliError> {
 }
 
 fn error_text(e: &trailhub_state::ErrorRecord) -> String {
-    let code = e.code.as_deref().map(|c| format!("[{c}] ")).unwrap_or_default();
+    let code = e
+        .code
+        .as_deref()
+        .map(|c| format!("[{c}] "))
+        .unwrap_or_default();
     format!("{code}{}", e.message)
 }
 
 fn describe(kind: &EventKind) -> (String, String) {
     let (k, d) = match kind {
         EventKind::RunCreated => ("run-created", String::new()),
-        EventKind::RunStarted { operation, pid } => ("run-started", format!("{operation} (pid {pid})")),
-        EventKind::RunFinished { operation, status } => ("run-finished", format!("{operation}: {}", status.as_str())),
+        EventKind::RunStarted { operation, pid } => {
+            ("run-started", format!("{operation} (pid {pid})"))
+        }
+        EventKind::RunFinished { operation, status } => {
+            ("run-finished", format!("{operation}: {}", status.as_str()))
+        }
         EventKind::AttemptStarted { attempt } => ("attempt", format!("#{attempt}")),
-        EventKind::AttemptFailed { attempt, error, retry_in_ms } => (
+        EventKind::AttemptFailed {
+            attempt,
+            error,
+            retry_in_ms,
+        } => (
             "attempt-failed",
             format!(
                 "#{attempt} {}{}",
                 error_text(error),
-                retry_in_ms.map(|ms| format!(" (retry in {})", crate::output::duration(ms))).unwrap_or_default()
+                retry_in_ms
+                    .map(|ms| format!(" (retry in {})", crate::output::duration(ms)))
+                    .unwrap_or_default()
             ),
         ),
         EventKind::UndoRecorded => ("undo-recorded", String::new()),
-        EventKind::NodeDone { changed } => ("done", if *changed { "changed".into() } else { "unchanged".into() }),
+        EventKind::NodeDone { changed } => (
+            "done",
+            if *changed {
+                "changed".into()
+            } else {
+                "unchanged".into()
+            },
+        ),
         EventKind::NodeFailed { error } => ("failed", error_text(error)),
         EventKind::NodeBlocked { by } => ("blocked", format!("by {by}")),
-        EventKind::Call { service, operation, mutating, detail } => (
+        EventKind::Call {
+            service,
+            operation,
+            mutating,
+            detail,
+        } => (
             if *mutating { "aws-call" } else { "aws-read" },
             format!("{service}:{operation} {detail}"),
         ),

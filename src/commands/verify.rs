@@ -72,13 +72,23 @@ pub async fn verify(
             }
             Err(e) => {
                 unreadable += 1;
-                let code = e.code.as_deref().map(|c| format!("[{c}] ")).unwrap_or_default();
+                let code = e
+                    .code
+                    .as_deref()
+                    .map(|c| format!("[{c}] "))
+                    .unwrap_or_default();
                 if json {
                     json_line(&json!({
                         "type": "unreadable", "account": account, "code": e.code, "error": e.message, "hint": e.hint,
                     }));
                 } else {
-                    rows.push(vec![account.clone(), "(could not read)".into(), String::new(), String::new(), format!("{code}{}", e.message)]);
+                    rows.push(vec![
+                        account.clone(),
+                        "(could not read)".into(),
+                        String::new(),
+                        String::new(),
+                        format!("{code}{}", e.message),
+                    ]);
                 }
             }
         }
@@ -96,7 +106,13 @@ pub async fn verify(
         }));
     } else {
         if !rows.is_empty() {
-            print!("{}", table(&["ACCOUNT", "RESOURCE", "FIELD", "EXPECTED", "ACTUAL"], &rows));
+            print!(
+                "{}",
+                table(
+                    &["ACCOUNT", "RESOURCE", "FIELD", "EXPECTED", "ACTUAL"],
+                    &rows
+                )
+            );
         }
         println!(
             "\nVerified {checked} account{} (archive included): {} match, {drift} drifted, {unreadable} could not be read.",
@@ -104,7 +120,10 @@ pub async fn verify(
             checked - drift - unreadable
         );
         if drift > 0 {
-            println!("`trailhub apply -c {}` brings drifted accounts back to the article's configuration.", config.display());
+            println!(
+                "`trailhub apply -c {}` brings drifted accounts back to the article's configuration.",
+                config.display()
+            );
         }
     }
     Ok(if unreadable > 0 {

@@ -6,6 +6,11 @@ use std::time::Duration;
 use trailhub_steps::SourceSpec;
 use trailhub_steps::tasks::StepContext;
 
-pub async fn run(_cli: &Cli, _ctx: &StepContext, _sources: &[SourceSpec], _timeout: Duration) -> Result<Outcome, CliError> {
+pub async fn run(
+    _cli: &Cli,
+    _ctx: &StepContext,
+    _sources: &[SourceSpec],
+    _timeout: Duration,
+) -> Result<Outcome, CliError> {
     Err(CliError::Usage("--canary is not available yet".into()))
 }

@@ -72,7 +72,18 @@ impl Connector {
     pub async fn config(&self, credentials: &Credentials) -> SdkConfig {
         match credentials {
             Credentials::Default => self.base().await.clone(),
-            Credentials::Profile(name) => self.loader().profile_name(name).load().await,
+            Credentials::Profile(name) => {
+                // The profile's credentials only: in the default chain, environment credentials
+                // would come first and silently win over the profile the inventory names.
+                let provider = aws_config::profile::ProfileFileCredentialsProvider::builder()
+                    .profile_name(name)
+                    .build();
+                self.loader()
+                    .profile_name(name)
+                    .credentials_provider(provider)
+                    .load()
+                    .await
+            }
             Credentials::AssumeRole(arn) => {
                 let base = self.base().await;
                 let provider = aws_config::sts::AssumeRoleProvider::builder(arn.clone())

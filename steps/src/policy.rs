@@ -369,26 +369,24 @@ pub fn normalize(policy: &Value) -> Value {
         }
     }
     let mut out = policy.clone();
-    if let Some(obj) = out.as_object_mut() {
-        if let Some(stmt) = obj.get_mut("Statement") {
-            if stmt.is_object() {
-                *stmt = Value::Array(vec![stmt.take()]);
+    let Some(stmt) = out.as_object_mut().and_then(|o| o.get_mut("Statement")) else {
+        return out;
+    };
+    if stmt.is_object() {
+        *stmt = Value::Array(vec![stmt.take()]);
+    }
+    for s in stmt.as_array_mut().into_iter().flatten() {
+        let Some(so) = s.as_object_mut() else {
+            continue;
+        };
+        for key in ["Action", "NotAction", "Resource", "NotResource"] {
+            if let Some(v) = so.get_mut(key) {
+                *v = set_like(v);
             }
-            if let Some(list) = stmt.as_array_mut() {
-                for s in list.iter_mut() {
-                    if let Some(so) = s.as_object_mut() {
-                        for key in ["Action", "NotAction", "Resource", "NotResource"] {
-                            if let Some(v) = so.get_mut(key) {
-                                *v = set_like(v);
-                            }
-                        }
-                        if let Some(p) = so.get_mut("Principal").and_then(Value::as_object_mut) {
-                            for v in p.values_mut() {
-                                *v = set_like(v);
-                            }
-                        }
-                    }
-                }
+        }
+        if let Some(p) = so.get_mut("Principal").and_then(Value::as_object_mut) {
+            for v in p.values_mut() {
+                *v = set_like(v);
             }
         }
     }

@@ -375,7 +375,10 @@ fn walk(
     let empty = Map::new();
     // An absent side counts as an empty object or list, so that a whole new document is
     // listed field by field.
-    fn object<'v>(v: Option<&'v Value>, empty: &'v Map<String, Value>) -> Option<&'v Map<String, Value>> {
+    fn object<'v>(
+        v: Option<&'v Value>,
+        empty: &'v Map<String, Value>,
+    ) -> Option<&'v Map<String, Value>> {
         match v {
             Some(Value::Object(m)) => Some(m),
             None => Some(empty),

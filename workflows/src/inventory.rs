@@ -285,7 +285,7 @@ pub fn parse(text: &str, origin: &str) -> Result<Inventory, InventoryError> {
         })
     } else {
         let mut problems: Vec<String> = p.0.into_iter().collect();
-        problems.sort_by(|a, b| natural_key(a).cmp(&natural_key(b)));
+        problems.sort_by_key(|p| natural_key(p));
         Err(InventoryError::Invalid {
             origin: origin.to_string(),
             problems,

@@ -1,6 +1,8 @@
 //! Tests of the engine through its public API, on in-process test tasks whose effects are kept
 //! in a shared `World` (or, for the crash test, a file), read back independently of the engine.
 
+#![expect(clippy::unwrap_used, reason = "in tests a panic is the failure report")]
+
 mod crash;
 mod props;
 mod render;
