@@ -131,6 +131,15 @@ impl RoleStack {
     }
 
     async fn failed(&self, stack: Option<&Stack>, doing: &str) -> TaskError {
+        if stack.and_then(|s| s.stack_status()) == Some(&StackStatus::ReviewInProgress) {
+            return TaskError::fatal(format!(
+                "stack {} in account {} is REVIEW_IN_PROGRESS: it holds a change set that was never executed",
+                self.name(),
+                self.account()
+            ))
+            .with_code("REVIEW_IN_PROGRESS")
+            .with_hint("execute or delete the change set (or delete the stack), then `trailhub resume`");
+        }
         let events = self.failure_events().await;
         TaskError::fatal(format!(
             "stack {} in account {} ended {} after {doing}{events}",
@@ -325,10 +334,12 @@ fn status(stack: Option<&Stack>) -> String {
         .unwrap_or_else(|| "DELETED".into())
 }
 
+/// Whether the stack is changing and will settle by itself. `REVIEW_IN_PROGRESS` (a change set
+/// created and never executed) never does: it is reported as a failure instead of waited for.
 fn in_progress(stack: &Stack) -> bool {
-    stack
-        .stack_status()
-        .is_some_and(|s| s.as_str().ends_with("_IN_PROGRESS"))
+    stack.stack_status().is_some_and(|s| {
+        s.as_str().ends_with("_IN_PROGRESS") && *s != StackStatus::ReviewInProgress
+    })
 }
 
 fn is_complete(stack: &Stack) -> bool {

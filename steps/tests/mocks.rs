@@ -1,0 +1,25 @@
+//! The AWS steps against mocked AWS answers (aws-smithy-mocks), for what the local emulator cannot
+//! show: CloudFormation stacks in progress or rolled back, IAM propagation on a bucket policy,
+//! throttling and 5xx answers, access denied, bucket names taken by another account, and how each
+//! SDK error is classified.
+//!
+//! Every test builds the step over mocked clients (`support`), applies it, either on its own
+//! (`ApplyCtx::detached`, which keeps the undo records and calls the step reports) or as a
+//! one-node run through the engine (`execute`, journaled in a temporary directory), and checks
+//! what a user would: the calls made and their order, the outputs, the undo record, the error.
+
+#[path = "mocks/support.rs"]
+mod support;
+
+#[path = "mocks/archive_bucket.rs"]
+mod archive_bucket;
+#[path = "mocks/classify.rs"]
+mod classify;
+#[path = "mocks/grant.rs"]
+mod grant;
+#[path = "mocks/replication.rs"]
+mod replication;
+#[path = "mocks/retries.rs"]
+mod retries;
+#[path = "mocks/role_stack.rs"]
+mod role_stack;

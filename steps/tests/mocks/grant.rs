@@ -1,0 +1,199 @@
+//! `archive/grant/S` when IAM has not propagated the new role yet: S3 rejects the principal with
+//! `MalformedPolicy`, and the engine's retry gets it through.
+
+use crate::support::*;
+use aws_sdk_s3::Client;
+use aws_sdk_s3::operation::get_bucket_policy::GetBucketPolicyOutput;
+use aws_sdk_s3::operation::put_bucket_policy::PutBucketPolicyOutput;
+use aws_smithy_mocks::mock;
+use serde_json::{Value, json};
+use std::sync::{Arc, Mutex};
+use trailhub_engine::{NodeState, RunStatus};
+use trailhub_state::EventKind;
+use trailhub_steps::tasks::{Grant, PolicyWriter};
+
+const NODE: &str = "archive/grant/222222222222";
+const OTHER: &str = "arn:aws:iam::333333333333:role/S3ReplicationRole";
+
+/// The archive's policy as an operator wrote it from the article for a first source, plus a
+/// statement of their own.
+fn existing_policy() -> Value {
+    json!({
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Sid": "DenyInsecureTransport",
+                "Effect": "Deny",
+                "Principal": "*",
+                "Action": "s3:*",
+                "Resource": [
+                    format!("arn:aws:s3:::{ARCHIVE_BUCKET}"),
+                    format!("arn:aws:s3:::{ARCHIVE_BUCKET}/*")
+                ],
+                "Condition": { "Bool": { "aws:SecureTransport": "false" } }
+            },
+            {
+                "Sid": "AllowReplicationFromSourceAccount",
+                "Effect": "Allow",
+                "Principal": { "AWS": OTHER },
+                "Action": [
+                    "s3:ReplicateObject",
+                    "s3:ReplicateDelete",
+                    "s3:ReplicateTags",
+                    "s3:ObjectOwnerOverrideToBucketOwner"
+                ],
+                "Resource": format!("arn:aws:s3:::{ARCHIVE_BUCKET}/*")
+            },
+            {
+                "Sid": "AllowReplicationPolicyCheck",
+                "Effect": "Allow",
+                "Principal": { "AWS": [OTHER] },
+                "Action": ["s3:GetBucketVersioning", "s3:PutBucketVersioning", "s3:List*"],
+                "Resource": format!("arn:aws:s3:::{ARCHIVE_BUCKET}")
+            }
+        ]
+    })
+}
+
+fn statement<'a>(policy: &'a Value, sid: &str) -> &'a Value {
+    policy["Statement"]
+        .as_array()
+        .expect("a statement list")
+        .iter()
+        .find(|s| s["Sid"] == sid)
+        .unwrap_or_else(|| panic!("statement {sid} in {policy}"))
+}
+
+#[tokio::test]
+async fn a_grant_rejected_while_the_role_propagates_is_retried_and_succeeds() {
+    let policy_text = existing_policy().to_string();
+    let get = mock!(Client::get_bucket_policy)
+        .match_requests(|req| {
+            req.bucket() == Some(ARCHIVE_BUCKET) && req.expected_bucket_owner() == Some(ARCHIVE)
+        })
+        .then_output(move || {
+            GetBucketPolicyOutput::builder()
+                .policy(policy_text.clone())
+                .build()
+        });
+    let written = Arc::new(Mutex::new(Vec::<String>::new()));
+    let seen = written.clone();
+    let put = mock!(Client::put_bucket_policy)
+        .match_requests(move |req| {
+            seen.lock()
+                .expect("written")
+                .push(req.policy().unwrap_or_default().to_string());
+            req.bucket() == Some(ARCHIVE_BUCKET) && req.expected_bucket_owner() == Some(ARCHIVE)
+        })
+        .sequence()
+        .http_status(
+            400,
+            Some(s3_error("MalformedPolicy", "Invalid principal in policy")),
+        )
+        .output(|| PutBucketPolicyOutput::builder().build())
+        .build();
+    let calls = Calls::default();
+    let ctx = context(vec![account(
+        ARCHIVE,
+        Mocked {
+            s3: &[&get, &put],
+            ..Default::default()
+        },
+        &calls,
+    )]);
+    // The role node is not in this one-node DAG: the grant names the role by its ARN.
+    let grant = Grant::new(
+        ctx.clone(),
+        source(),
+        "222222222222/role-stack",
+        PolicyWriter::new(ctx),
+    );
+
+    let run = run_one(NODE, "archive", Arc::new(grant), 5).await;
+
+    assert_eq!(
+        run.summary.status,
+        RunStatus::Succeeded,
+        "{:?}",
+        run.summary
+    );
+    assert_eq!(run.node.state, NodeState::Done);
+    assert_eq!(
+        run.node.attempts, 2,
+        "one rejected attempt, one that succeeded"
+    );
+    assert_eq!(
+        run.node.undo,
+        Some(json!({ "principal": role_arn(), "present_before": false }))
+    );
+    assert_eq!(
+        run.node.outputs,
+        Some(json!({ "principal": role_arn(), "bucket": ARCHIVE_BUCKET }))
+    );
+    let failures: Vec<_> = run
+        .events
+        .iter()
+        .filter_map(|e| match &e.kind {
+            EventKind::AttemptFailed { attempt, error, .. } => Some((*attempt, error.clone())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(failures.len(), 1, "{failures:?}");
+    let (attempt, error) = &failures[0];
+    assert_eq!(*attempt, 1);
+    assert_eq!(error.code.as_deref(), Some("MalformedPolicy"));
+    assert!(
+        error.retryable,
+        "MalformedPolicy on a grant is IAM propagation"
+    );
+    assert!(
+        error.message.contains("Invalid principal in policy"),
+        "{}",
+        error.message
+    );
+    let puts = run
+        .events
+        .iter()
+        .filter(|e| {
+            matches!(&e.kind, EventKind::Call { operation, mutating: true, .. } if operation == "PutBucketPolicy")
+        })
+        .count();
+    assert_eq!(puts, 2, "each PutBucketPolicy is in the run's history");
+    assert_eq!(
+        calls.list(),
+        [
+            "s3:GetBucketPolicy",
+            "s3:GetBucketPolicy",
+            "s3:PutBucketPolicy",
+            "s3:GetBucketPolicy",
+            "s3:GetBucketPolicy",
+            "s3:PutBucketPolicy",
+        ]
+    );
+
+    let written = written.lock().expect("written");
+    assert_eq!(written.len(), 2);
+    assert_eq!(written[0], written[1], "the retry writes the same document");
+    let policy: Value = serde_json::from_str(&written[1]).expect("the policy PUT is JSON");
+    let statements = policy["Statement"].as_array().expect("statements");
+    assert_eq!(statements.len(), 3, "no statement added or lost: {policy}");
+    assert_eq!(
+        statement(&policy, "DenyInsecureTransport"),
+        statement(&existing_policy(), "DenyInsecureTransport"),
+        "a statement of the operator's own is kept as it was"
+    );
+    for sid in [
+        "AllowReplicationFromSourceAccount",
+        "AllowReplicationPolicyCheck",
+    ] {
+        assert_eq!(
+            statement(&policy, sid)["Principal"]["AWS"],
+            json!([OTHER, role_arn()]),
+            "{sid} names the earlier source and the new one"
+        );
+        assert_eq!(
+            statement(&policy, sid)["Action"],
+            statement(&existing_policy(), sid)["Action"]
+        );
+    }
+}

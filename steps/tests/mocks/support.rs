@@ -1,0 +1,313 @@
+//! What the mock tests share: the article's names, the step context over mocked clients, a
+//! recorder of the AWS calls made, AWS-shaped error bodies, and runs through the engine.
+
+use aws_smithy_mocks::{Rule, RuleMode, mock_client};
+use aws_smithy_runtime_api::box_error::BoxError;
+use aws_smithy_runtime_api::client::interceptors::Intercept;
+use aws_smithy_runtime_api::client::interceptors::context::BeforeSerializationInterceptorContextRef;
+use aws_smithy_runtime_api::client::orchestrator::Metadata;
+use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
+use aws_smithy_types::config_bag::ConfigBag;
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use trailhub_engine::{
+    ApplyCtx, Dag, NodeRecord, NodeSpec, NullObserver, RetryPolicy, RunOptions, RunSummary, Task,
+    execute,
+};
+use trailhub_state::{Event, Journal};
+use trailhub_steps::tasks::StepContext;
+use trailhub_steps::{
+    AccountClients, Accounts, ArchiveSpec, Credentials, PolicyMode, Setting, SourceSpec,
+};
+
+/// The log-archive account.
+pub const ARCHIVE: &str = "111111111111";
+/// The archive bucket.
+pub const ARCHIVE_BUCKET: &str = "aggregation-cloudtrail-logs-111111111111";
+/// A member account.
+pub const SOURCE: &str = "222222222222";
+/// Its CloudTrail bucket.
+pub const SOURCE_BUCKET: &str = "cm-members-cloudtrail-222222222222";
+/// Its role stack.
+pub const STACK: &str = "cloudtrail-replication-role";
+/// Its replication role.
+pub const ROLE: &str = "S3ReplicationRole";
+/// The region of everything.
+pub const REGION: &str = "ap-northeast-1";
+
+/// The ARN of the source's replication role.
+pub fn role_arn() -> String {
+    format!("arn:aws:iam::{SOURCE}:role/{ROLE}")
+}
+
+/// The article's setting: one archive, article policy mode.
+pub fn setting() -> Setting {
+    Setting {
+        region: REGION.into(),
+        partition: "aws".into(),
+        archive: ArchiveSpec {
+            account_id: ARCHIVE.into(),
+            bucket: ARCHIVE_BUCKET.into(),
+            credentials: Credentials::Default,
+        },
+        policy: PolicyMode::Article,
+    }
+}
+
+/// The article's member account.
+pub fn source() -> SourceSpec {
+    SourceSpec {
+        account_id: SOURCE.into(),
+        bucket: SOURCE_BUCKET.into(),
+        trail: None,
+        role_name: ROLE.into(),
+        stack_name: STACK.into(),
+        prefix: "AWSLogs/".into(),
+        storage_class: "STANDARD_IA".into(),
+        replication_time_control: true,
+        credentials: Credentials::Default,
+    }
+}
+
+/// The AWS calls the mocked clients received, in order, as `service:Operation`
+/// (`s3:PutBucketPolicy`, `cloudformation:DescribeStacks`): read-only ones included.
+#[derive(Debug, Clone, Default)]
+pub struct Calls(Arc<Mutex<Vec<String>>>);
+
+impl Calls {
+    /// Every call so far.
+    pub fn list(&self) -> Vec<String> {
+        self.0.lock().expect("calls").clone()
+    }
+
+    /// How many times `op` (`service:Operation`) was called.
+    pub fn count(&self, op: &str) -> usize {
+        self.list().iter().filter(|c| *c == op).count()
+    }
+}
+
+impl Intercept for Calls {
+    fn name(&self) -> &'static str {
+        "CallRecorder"
+    }
+
+    fn read_before_serialization(
+        &self,
+        _context: &BeforeSerializationInterceptorContextRef<'_>,
+        _components: &RuntimeComponents,
+        cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        let meta = cfg
+            .load::<Metadata>()
+            .expect("every operation has metadata");
+        self.0.lock().expect("calls").push(format!(
+            "{}:{}",
+            meta.service().to_lowercase(),
+            meta.name()
+        ));
+        Ok(())
+    }
+}
+
+/// The mocked answers of one account, per service; a call no rule answers panics (in a run
+/// through the engine, [`run_one`] turns that into a timeout failure).
+#[derive(Default)]
+pub struct Mocked<'a> {
+    /// S3 rules.
+    pub s3: &'a [&'a Rule],
+    /// CloudFormation rules.
+    pub cfn: &'a [&'a Rule],
+}
+
+/// The clients of `account`, answering from `mocked` (rules matched by operation, each rule
+/// answering its sequence in order), recording every call in `calls`. One attempt per call, as
+/// `Connector` configures them: retries are the engine's.
+pub fn account(account: &str, mocked: Mocked<'_>, calls: &Calls) -> AccountClients {
+    let none: &[&Rule] = &[];
+    let (c1, c2, c3, c4) = (calls.clone(), calls.clone(), calls.clone(), calls.clone());
+    AccountClients {
+        account_id: account.into(),
+        caller_arn: format!("arn:aws:iam::{account}:user/tester"),
+        s3: mock_client!(aws_sdk_s3, RuleMode::MatchAny, mocked.s3, move |b| b
+            .retry_config(aws_sdk_s3::config::retry::RetryConfig::standard().with_max_attempts(1))
+            .interceptor(c1.clone())),
+        cfn: mock_client!(
+            aws_sdk_cloudformation,
+            RuleMode::MatchAny,
+            mocked.cfn,
+            move |b| b
+                .retry_config(
+                    aws_sdk_cloudformation::config::retry::RetryConfig::standard()
+                        .with_max_attempts(1)
+                )
+                .interceptor(c2.clone())
+        ),
+        iam: mock_client!(aws_sdk_iam, RuleMode::MatchAny, none, move |b| b
+            .interceptor(c3.clone())),
+        cloudtrail: mock_client!(aws_sdk_cloudtrail, RuleMode::MatchAny, none, move |b| b
+            .interceptor(c4.clone())),
+    }
+}
+
+/// The step context over these accounts, polling stacks every 2 ms.
+pub fn context(accounts: Vec<AccountClients>) -> StepContext {
+    StepContext {
+        setting: Arc::new(setting()),
+        accounts: Arc::new(Accounts::with_clients(accounts)),
+        stack_poll: Duration::from_millis(2),
+        stack_timeout: Duration::from_secs(5),
+    }
+}
+
+/// An S3 error response as S3 writes it (REST-XML).
+pub fn s3_error(code: &str, message: &str) -> String {
+    format!(
+        r#"<?xml version="1.0" encoding="UTF-8"?>
+<Error><Code>{code}</Code><Message>{message}</Message><RequestId>4442587FB7D0A2F9</RequestId><HostId>host-id</HostId></Error>"#
+    )
+}
+
+/// A CloudFormation error response as CloudFormation writes it (awsQuery).
+pub fn query_error(code: &str, message: &str) -> String {
+    format!(
+        r#"<ErrorResponse xmlns="http://cloudformation.amazonaws.com/doc/2010-05-15/">
+  <Error><Type>Sender</Type><Code>{code}</Code><Message>{message}</Message></Error>
+  <RequestId>5ccc7dcd-744c-11e5-be70-example</RequestId>
+</ErrorResponse>"#
+    )
+}
+
+/// One entry a task reported to a detached context.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Entry {
+    /// `service:Operation`, `undo` or `note`.
+    pub what: String,
+    /// Whether the call mutates.
+    pub mutating: bool,
+    /// The resource, the undo record (JSON text) or the note.
+    pub detail: String,
+}
+
+/// What a task reported to a detached context, in order.
+pub struct History(Box<dyn Fn() -> Vec<Entry> + Send + Sync>);
+
+impl History {
+    /// Every entry.
+    pub fn entries(&self) -> Vec<Entry> {
+        (self.0)()
+    }
+
+    /// The undo records and calls, in order, notes left out: `["undo", "s3:PutBucketPolicy"]`.
+    pub fn steps(&self) -> Vec<String> {
+        self.entries()
+            .into_iter()
+            .filter(|e| e.what != "note")
+            .map(|e| e.what)
+            .collect()
+    }
+
+    /// The undo records, parsed.
+    pub fn undo(&self) -> Vec<Value> {
+        self.entries()
+            .into_iter()
+            .filter(|e| e.what == "undo")
+            .map(|e| serde_json::from_str(&e.detail).expect("undo records are JSON"))
+            .collect()
+    }
+
+    /// The notes.
+    pub fn notes(&self) -> Vec<String> {
+        self.entries()
+            .into_iter()
+            .filter(|e| e.what == "note")
+            .map(|e| e.detail)
+            .collect()
+    }
+}
+
+/// A context outside of any run (no inputs, no earlier undo record) and the log of what the
+/// task reports to it.
+pub fn detached(node: &str, group: &str) -> (ApplyCtx, History) {
+    detached_with(node, group, None)
+}
+
+/// Like [`detached`], with the undo record an earlier attempt journaled (a rollback's context).
+pub fn detached_with(node: &str, group: &str, prior_undo: Option<Value>) -> (ApplyCtx, History) {
+    let (ctx, log) = ApplyCtx::detached(node, group, BTreeMap::new(), prior_undo);
+    let read = move || {
+        log.lock()
+            .expect("log")
+            .iter()
+            .map(|r| Entry {
+                what: r.what.clone(),
+                mutating: r.mutating,
+                detail: r.detail.clone(),
+            })
+            .collect()
+    };
+    (ctx, History(Box::new(read)))
+}
+
+/// A finished run of a one-node DAG, with what the journal kept of it.
+pub struct Run {
+    /// What `execute` returned.
+    pub summary: RunSummary,
+    /// The node's journaled record.
+    pub node: NodeRecord,
+    /// The run's journaled history.
+    pub events: Vec<Event>,
+    _state: tempfile::TempDir,
+}
+
+/// Runs `task` as the only node `id` of a new run through the engine's scheduler, with fast
+/// retries (at most `max_attempts` attempts), journaled in a temporary state directory.
+pub async fn run_one(id: &str, group: &str, task: Arc<dyn Task>, max_attempts: u32) -> Run {
+    let state = tempfile::tempdir().expect("tempdir");
+    let journal = Journal::open(state.path()).expect("journal");
+    let run = journal
+        .create_run("t", "", None, Value::Null)
+        .expect("run created");
+    let mut dag = Dag::new();
+    dag.add(NodeSpec {
+        id: id.into(),
+        group: group.into(),
+        step: id.rsplit('/').next().unwrap_or(id).into(),
+        deps: vec![],
+        task,
+    });
+    let dag = dag.seal().expect("a one-node DAG is valid");
+    let options = RunOptions {
+        concurrency: 2,
+        retry: RetryPolicy::fast(max_attempts),
+    };
+    // A call no mock answers panics inside the engine's executor, which then never reports:
+    // bound the run so that such a test fails instead of hanging.
+    let summary = tokio::time::timeout(
+        Duration::from_secs(30),
+        execute(
+            &dag,
+            &journal,
+            &run.id,
+            "apply",
+            &options,
+            &NullObserver,
+            std::future::pending(),
+        ),
+    )
+    .await
+    .expect("the run should finish (a panic in a task, e.g. an unmocked call, stops it)")
+    .expect("the engine should not fail");
+    let node = journal
+        .node(&run.id, id)
+        .expect("journal readable")
+        .expect("the node was journaled");
+    let events = journal.events(&run.id).expect("events readable");
+    Run {
+        summary,
+        node,
+        events,
+        _state: state,
+    }
+}
