@@ -4,6 +4,7 @@
 //!
 //! The emulator must be installed first: `scripts/setup-emulator` (scripts/test does it).
 
-
 mod apply;
+mod recovery;
+mod rollback;
 mod support;

@@ -217,7 +217,9 @@ impl RoleStack {
         })
     }
 
-    async fn create(&self, ctx: &ApplyCtx) -> Result<(), TaskError> {
+    /// Creates the stack; `Ok(false)` when it exists already (a CreateStack of an earlier
+    /// attempt still in flight when its process died, say), to be waited for and compared.
+    async fn create(&self, ctx: &ApplyCtx) -> Result<bool, TaskError> {
         let (template, params) = role_template(&self.ctx.setting, &self.source);
         let clients = self.ctx.accounts.get(self.account()).await?;
         let mut request = clients
@@ -234,7 +236,7 @@ impl RoleStack {
                     .build(),
             );
         }
-        call(
+        let result = call(
             Some(ctx),
             self.account(),
             "cloudformation",
@@ -243,9 +245,12 @@ impl RoleStack {
             self.name(),
             request.send(),
         )
-        .await
-        .map(|_| ())
-        .map_err(|e| classify("CreateStack", self.name(), e, &[]))
+        .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(e) if service_code(&e) == Some("AlreadyExistsException") => Ok(false),
+            Err(e) => Err(classify("CreateStack", self.name(), e, &[])),
+        }
     }
 
     async fn update(
@@ -398,7 +403,14 @@ impl Task for RoleStack {
             match stack {
                 None => {
                     ctx.record_undo(json!({ "existed": false })).await?;
-                    self.create(ctx).await?;
+                    if !self.create(ctx).await? {
+                        ctx.note(format!(
+                            "stack {} appeared meanwhile: waiting for it",
+                            self.name()
+                        ));
+                        changed = true;
+                        continue;
+                    }
                     let created = self.settle().await?;
                     return match created {
                         Some(s) if s.stack_status() == Some(&StackStatus::CreateComplete) => {

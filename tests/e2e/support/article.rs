@@ -219,3 +219,110 @@ pub fn assert_source(emu: &Emulator, account: &str) {
         assert_eq!(metrics.event_threshold().and_then(|t| t.minutes()), Some(15));
     });
 }
+
+/// What a source account holds, as comparable JSON: versioning, replication rule, role and
+/// policies, stacks, and the objects of its bucket.
+pub fn snapshot(emu: &Emulator, account: &str) -> Value {
+    let s3 = emu.s3(account);
+    let iam = emu.iam(account);
+    let cfn = emu.cfn(account);
+    let bucket = source_bucket(account);
+    emu.rt.block_on(async {
+        let versioning = s3
+            .get_bucket_versioning()
+            .bucket(&bucket)
+            .send()
+            .await
+            .ok()
+            .and_then(|v| v.status().map(|s| s.as_str().to_string()));
+        let replication = s3
+            .get_bucket_replication()
+            .bucket(&bucket)
+            .send()
+            .await
+            .ok()
+            .and_then(|r| r.replication_configuration().map(|c| format!("{c:?}")));
+        let role = iam
+            .get_role()
+            .role_name("S3ReplicationRole")
+            .send()
+            .await
+            .ok()
+            .map(|r| {
+                let r = r.role().expect("role");
+                (
+                    r.arn().to_string(),
+                    r.assume_role_policy_document().map(str::to_string),
+                )
+            });
+        let inline = iam
+            .get_role_policy()
+            .role_name("S3ReplicationRole")
+            .policy_name("S3ReplicationPolicy")
+            .send()
+            .await
+            .ok()
+            .map(|p| p.policy_document().to_string());
+        let stacks: Vec<String> = cfn
+            .list_stacks()
+            .send()
+            .await
+            .expect("list stacks")
+            .stack_summaries()
+            .iter()
+            .filter(|s| s.stack_status().map(|x| x.as_str()) != Some("DELETE_COMPLETE"))
+            .map(|s| {
+                format!(
+                    "{} {}",
+                    s.stack_name().unwrap_or(""),
+                    s.stack_status().map(|x| x.as_str()).unwrap_or("")
+                )
+            })
+            .collect();
+        let objects: Vec<String> = s3
+            .list_object_versions()
+            .bucket(&bucket)
+            .send()
+            .await
+            .map(|o| {
+                o.versions()
+                    .iter()
+                    .filter_map(|v| v.key().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default();
+        json!({
+            "versioning": versioning, "replication": replication, "role": role, "inline": inline,
+            "stacks": stacks, "objects": objects,
+        })
+    })
+}
+
+/// Puts an object (a stand-in for a log file) in `bucket` as `account`.
+pub fn put_object(emu: &Emulator, account: &str, bucket: &str, key: &str) {
+    let s3 = emu.s3(account);
+    emu.rt.block_on(async {
+        s3.put_object()
+            .bucket(bucket)
+            .key(key)
+            .body(aws_sdk_s3::primitives::ByteStream::from_static(
+                b"{\"Records\":[]}",
+            ))
+            .send()
+            .await
+            .expect("put object");
+    });
+}
+
+/// Whether `account` owns `bucket`.
+pub fn bucket_exists(emu: &Emulator, account: &str, bucket: &str) -> bool {
+    let s3 = emu.s3(account);
+    emu.rt.block_on(async {
+        s3.head_bucket()
+            .bucket(bucket)
+            .expected_bucket_owner(account)
+            .send()
+            .await
+            .is_ok()
+    })
+}

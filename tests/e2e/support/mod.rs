@@ -3,10 +3,12 @@
 
 pub mod article;
 mod emulator;
+mod proxy;
 mod recorder;
 mod trailhub;
 
 pub use emulator::Emulator;
+pub use proxy::Proxy;
 pub use trailhub::{Trailhub, inventory};
 
 /// The archive account of the tests.
