@@ -43,20 +43,31 @@ pub fn render(
     let mut out = String::new();
     match format {
         GraphFormat::Text => {
-            let width = dag.nodes().iter().map(|n| n.id.len()).max().unwrap_or(0);
-            for id in dag.topological() {
-                let state = state_of(id)
-                    .map(|s| format!(" [{}]", s.as_str()))
-                    .unwrap_or_default();
-                let deps = dag.dependencies(id);
-                let deps = if deps.is_empty() {
-                    String::new()
-                } else {
-                    format!("  <- {}", deps.join(", "))
-                };
-                let line = format!("{id:<width$}{state}{deps}");
-                out.push_str(line.trim_end());
-                out.push('\n');
+            // One block per group, nodes in dependency order within it.
+            let order = dag.topological();
+            let mut groups: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+            for id in &order {
+                let group = dag.node(id).expect("ordered ids are nodes").group.as_str();
+                groups.entry(group).or_default().push(id);
+            }
+            let width = dag.nodes().iter().map(|n| n.step.len()).max().unwrap_or(0);
+            for (group, ids) in groups {
+                let _ = writeln!(out, "{group}");
+                for id in ids {
+                    let step = &dag.node(id).expect("listed node").step;
+                    let state = state_of(id)
+                        .map(|s| format!(" {:<17}", format!("[{}]", s.as_str())))
+                        .unwrap_or_default();
+                    let deps = dag.dependencies(id);
+                    let deps = if deps.is_empty() {
+                        String::new()
+                    } else {
+                        format!("  <- {}", deps.join(", "))
+                    };
+                    let line = format!("  {step:<width$}{state}{deps}");
+                    out.push_str(line.trim_end());
+                    out.push('\n');
+                }
             }
         }
         GraphFormat::Dot => {

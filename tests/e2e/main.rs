@@ -5,6 +5,7 @@
 //! The emulator must be installed first: `scripts/setup-emulator` (scripts/test does it).
 
 mod apply;
+mod dryrun;
 mod recovery;
 mod rollback;
 mod support;
