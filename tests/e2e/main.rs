@@ -4,6 +4,10 @@
 //!
 //! The emulator must be installed first: `scripts/setup-emulator` (scripts/test does it).
 
+// Test helpers unwrap like the tests do: a panic is the failure report (clippy.toml allows
+// it in #[test] functions only).
+#![allow(clippy::unwrap_used, reason = "in tests a panic is the failure report")]
+
 mod apply;
 mod dryrun;
 mod recovery;
