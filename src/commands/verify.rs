@@ -93,11 +93,6 @@ pub async fn verify(
             }
         }
     }
-    let canary_outcome = if canary && unreadable == 0 {
-        super::verify_canary::run(cli, &ctx, &sources, timeout).await?
-    } else {
-        Outcome::Ok
-    };
     let checked = results.len();
     if json {
         json_line(&json!({
@@ -126,6 +121,11 @@ pub async fn verify(
             );
         }
     }
+    let canary_outcome = if canary && unreadable == 0 {
+        super::verify_canary::run(cli, &ctx, &sources, timeout).await?
+    } else {
+        Outcome::Ok
+    };
     Ok(if unreadable > 0 {
         Outcome::Failed
     } else if drift > 0 {

@@ -240,7 +240,11 @@ pub async fn source_findings(
         account: account.to_string(),
         prefix: source.prefix.clone(),
     };
-    let archive_policy = crate::tasks::archive_policy(ctx).await?;
+    // A missing archive bucket is the archive's own finding; here it means no grant either.
+    let archive_policy = match crate::tasks::archive_policy(ctx).await {
+        Err(e) if e.code.as_deref() == Some("NoSuchBucket") => None,
+        other => other?,
+    };
     for sid in policy::missing(archive_policy.as_ref(), &grant) {
         out.push(finding(
             account,

@@ -8,6 +8,7 @@
 //!   `S/verify` node and `trailhub verify`).
 //! - [`policy`]: merging principals into, and out of, the archive bucket policy.
 
+pub mod canary;
 pub mod checks;
 pub mod clients;
 mod errors;

@@ -13,6 +13,8 @@ mod support;
 
 #[path = "mocks/archive_bucket.rs"]
 mod archive_bucket;
+#[path = "mocks/canary.rs"]
+mod canary;
 #[path = "mocks/classify.rs"]
 mod classify;
 #[path = "mocks/grant.rs"]

@@ -13,3 +13,4 @@ mod dryrun;
 mod recovery;
 mod rollback;
 mod support;
+mod verify;

@@ -7,8 +7,12 @@
 
 use super::{StepContext, call};
 use crate::errors::{classify, service_code};
+use crate::policy;
 use crate::spec::SourceSpec;
-use crate::template::role_template;
+use crate::template::{resolved_inline_policy, role_template, trust_policy};
+
+/// The inline policy's name in the article's template.
+const INLINE_POLICY: &str = "S3ReplicationPolicy";
 use async_trait::async_trait;
 use aws_sdk_cloudformation::types::{Capability, Parameter, Stack, StackStatus};
 use serde_json::{Value, json};
@@ -312,6 +316,139 @@ impl RoleStack {
     }
 }
 
+/// How the stack's role differs from the template's (edits made outside CloudFormation, which
+/// CloudFormation does not see).
+enum RoleDrift {
+    Same,
+    Missing,
+    Differs {
+        fields: Vec<String>,
+        inline: Option<Value>,
+        trust: Option<Value>,
+    },
+}
+
+fn decode_document(text: &str) -> Option<Value> {
+    let decoded = percent_encoding::percent_decode_str(text)
+        .decode_utf8()
+        .ok()?;
+    serde_json::from_str(&decoded).ok()
+}
+
+impl RoleStack {
+    async fn role_drift(&self) -> Result<RoleDrift, TaskError> {
+        let clients = self.ctx.accounts.get(self.account()).await?;
+        let role = self.source.role_name.as_str();
+        let got = call(
+            None,
+            self.account(),
+            "iam",
+            "GetRole",
+            false,
+            role,
+            clients.iam.get_role().role_name(role).send(),
+        )
+        .await;
+        let trust = match got {
+            Ok(out) => out
+                .role()
+                .and_then(|r| r.assume_role_policy_document())
+                .and_then(decode_document),
+            Err(e) if service_code(&e) == Some("NoSuchEntity") => return Ok(RoleDrift::Missing),
+            Err(e) => return Err(classify("GetRole", role, e, &[])),
+        };
+        let inline = call(
+            None,
+            self.account(),
+            "iam",
+            "GetRolePolicy",
+            false,
+            role,
+            clients
+                .iam
+                .get_role_policy()
+                .role_name(role)
+                .policy_name(INLINE_POLICY)
+                .send(),
+        )
+        .await;
+        let inline = match inline {
+            Ok(out) => decode_document(out.policy_document()),
+            Err(e) if service_code(&e) == Some("NoSuchEntity") => None,
+            Err(e) => return Err(classify("GetRolePolicy", role, e, &[])),
+        };
+        let mut fields = Vec::new();
+        let want_trust = trust_policy(&self.ctx.setting, &self.source);
+        if trust.as_ref().map(policy::normalize) != Some(policy::normalize(&want_trust)) {
+            fields.push("AssumeRolePolicyDocument".to_string());
+        }
+        let want_inline = resolved_inline_policy(&self.ctx.setting, &self.source);
+        if inline.as_ref().map(policy::normalize) != Some(policy::normalize(&want_inline)) {
+            fields.push(INLINE_POLICY.to_string());
+        }
+        Ok(if fields.is_empty() {
+            RoleDrift::Same
+        } else {
+            RoleDrift::Differs {
+                fields,
+                inline,
+                trust,
+            }
+        })
+    }
+
+    /// Puts the role's inline and trust policies: the template's when `None`, else the given ones.
+    async fn restore_role(
+        &self,
+        ctx: &ApplyCtx,
+        inline: Option<&Value>,
+        trust: Option<&Value>,
+    ) -> Result<(), TaskError> {
+        let clients = self.ctx.accounts.get(self.account()).await?;
+        let role = self.source.role_name.as_str();
+        let inline = inline
+            .cloned()
+            .unwrap_or_else(|| resolved_inline_policy(&self.ctx.setting, &self.source));
+        let trust = trust
+            .cloned()
+            .unwrap_or_else(|| trust_policy(&self.ctx.setting, &self.source));
+        call(
+            Some(ctx),
+            self.account(),
+            "iam",
+            "PutRolePolicy",
+            true,
+            &format!("{role} {INLINE_POLICY}"),
+            clients
+                .iam
+                .put_role_policy()
+                .role_name(role)
+                .policy_name(INLINE_POLICY)
+                .policy_document(inline.to_string())
+                .send(),
+        )
+        .await
+        .map_err(|e| classify("PutRolePolicy", role, e, &[]))?;
+        call(
+            Some(ctx),
+            self.account(),
+            "iam",
+            "UpdateAssumeRolePolicy",
+            true,
+            role,
+            clients
+                .iam
+                .update_assume_role_policy()
+                .role_name(role)
+                .policy_document(trust.to_string())
+                .send(),
+        )
+        .await
+        .map_err(|e| classify("UpdateAssumeRolePolicy", role, e, &[]))?;
+        Ok(())
+    }
+}
+
 /// CloudFormation answers an update with nothing to change with a `ValidationError` whose only
 /// distinguishing mark is its message; it models no code of its own, so this one case reads it.
 fn is_no_update<E: aws_smithy_types::error::metadata::ProvideErrorMetadata>(
@@ -382,7 +519,20 @@ impl Task for RoleStack {
                     .note("the failed stack is deleted and created again"))
             }
             Some(s) if is_complete(&s) => match self.compare(&s).await? {
-                Desired::Same => Ok(Plan::new(PlanAction::NoOp)),
+                Desired::Same => match self.role_drift().await? {
+                    RoleDrift::Same => Ok(Plan::new(PlanAction::NoOp)),
+                    RoleDrift::Missing => Ok(Plan::new(PlanAction::Create)
+                        .change("RoleName", None, self.source.role_name.clone())
+                        .note("the stack's role was deleted by hand: the stack is deleted and created again")),
+                    RoleDrift::Differs { fields, .. } => {
+                        let mut plan = Plan::new(PlanAction::Update)
+                            .note("the role was edited outside CloudFormation: restored to the template's documents");
+                        for f in fields {
+                            plan = plan.change(&f, Some("(edited)".into()), "the article's document");
+                        }
+                        Ok(plan)
+                    }
+                },
                 Desired::Differs(changes) => {
                     let mut plan = Plan::new(PlanAction::Update);
                     for (field, from, to) in changes {
@@ -430,6 +580,26 @@ impl Task for RoleStack {
                 }
                 Some(s) if is_complete(&s) => {
                     let Desired::Differs(_) = self.compare(&s).await? else {
+                        match self.role_drift().await? {
+                            RoleDrift::Same => {}
+                            RoleDrift::Missing => {
+                                ctx.record_undo(json!({ "existed": false })).await?;
+                                ctx.note(format!(
+                                    "role {} of stack {} was deleted outside CloudFormation: deleting the stack to create it again",
+                                    self.source.role_name,
+                                    self.name()
+                                ));
+                                self.delete(ctx).await?;
+                                changed = true;
+                                continue;
+                            }
+                            RoleDrift::Differs { inline, trust, .. } => {
+                                ctx.record_undo(json!({ "existed": true, "role_inline": inline, "role_trust": trust }))
+                                    .await?;
+                                self.restore_role(ctx, None, None).await?;
+                                changed = true;
+                            }
+                        }
                         return Ok(Applied {
                             outputs: self.outputs(&s),
                             changed,
@@ -499,6 +669,20 @@ impl Task for RoleStack {
                     self.source.role_name
                 )),
             });
+        }
+        if undo.get("role_inline").is_some() || undo.get("role_trust").is_some() {
+            let (inline, trust) = (undo["role_inline"].clone(), undo["role_trust"].clone());
+            if !inline.is_null() && !trust.is_null() {
+                self.restore_role(ctx, Some(&inline), Some(&trust)).await?;
+                return Ok(RolledBack {
+                    changed: true,
+                    note: Some(format!(
+                        "role {} returned to its earlier documents",
+                        self.source.role_name
+                    )),
+                });
+            }
+            return Ok(RolledBack::default());
         }
         let Some(template) = undo["template"].as_str() else {
             return Ok(RolledBack::default());

@@ -202,10 +202,12 @@ async fn a_throttled_stack_poll_after_create_stack_does_not_create_the_stack_twi
             .build()
     });
     let calls = Calls::default();
+    let [get_role, get_policy] = template_role_rules();
     let ctx = context(vec![account(
         SOURCE,
         Mocked {
             cfn: &[&describe, &create, &template],
+            iam: &[&get_role, &get_policy],
             ..Default::default()
         },
         &calls,

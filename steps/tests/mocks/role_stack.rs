@@ -76,10 +76,12 @@ fn created() -> CreateStackOutput {
 /// A RoleStack over these CloudFormation rules, and the record of the calls it makes.
 fn role_stack(cfn: &[&Rule]) -> (RoleStack, Calls) {
     let calls = Calls::default();
+    let [get_role, get_policy] = template_role_rules();
     let ctx = context(vec![account(
         SOURCE,
         Mocked {
             cfn,
+            iam: &[&get_role, &get_policy],
             ..Default::default()
         },
         &calls,
@@ -129,8 +131,10 @@ async fn waits_for_a_stack_being_created_and_adopts_it_without_creating_another(
             "cloudformation:DescribeStacks",
             "cloudformation:DescribeStacks",
             "cloudformation:GetTemplate",
+            "iam:GetRole",
+            "iam:GetRolePolicy",
         ],
-        "polls until CREATE_COMPLETE, compares the template, creates nothing"
+        "polls until CREATE_COMPLETE, compares the template and the role, creates nothing"
     );
     assert!(
         history.entries().is_empty(),

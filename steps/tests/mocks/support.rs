@@ -119,6 +119,50 @@ pub struct Mocked<'a> {
     pub s3: &'a [&'a Rule],
     /// CloudFormation rules.
     pub cfn: &'a [&'a Rule],
+    /// IAM rules.
+    pub iam: &'a [&'a Rule],
+}
+
+/// IAM answers for a role exactly as the article's template makes it (GetRole, GetRolePolicy),
+/// documents URL-encoded as IAM returns them.
+pub fn template_role_rules() -> [Rule; 2] {
+    use aws_sdk_iam::operation::get_role::GetRoleOutput;
+    use aws_sdk_iam::operation::get_role_policy::GetRolePolicyOutput;
+    use aws_sdk_iam::types::Role;
+    use aws_smithy_mocks::mock;
+    let encode = |v: Value| {
+        percent_encoding::utf8_percent_encode(&v.to_string(), percent_encoding::NON_ALPHANUMERIC)
+            .to_string()
+    };
+    let trust = encode(trailhub_steps::trust_policy(&setting(), &source()));
+    let inline = encode(trailhub_steps::resolved_inline_policy(
+        &setting(),
+        &source(),
+    ));
+    let get_role = mock!(aws_sdk_iam::Client::get_role).then_output(move || {
+        GetRoleOutput::builder()
+            .role(
+                Role::builder()
+                    .path("/")
+                    .role_name(ROLE)
+                    .role_id("AROAEXAMPLE")
+                    .arn(role_arn())
+                    .create_date(aws_smithy_types::DateTime::from_secs(0))
+                    .assume_role_policy_document(trust.clone())
+                    .build()
+                    .expect("role"),
+            )
+            .build()
+    });
+    let get_policy = mock!(aws_sdk_iam::Client::get_role_policy).then_output(move || {
+        GetRolePolicyOutput::builder()
+            .role_name(ROLE)
+            .policy_name("S3ReplicationPolicy")
+            .policy_document(inline.clone())
+            .build()
+            .expect("policy")
+    });
+    [get_role, get_policy]
 }
 
 /// The clients of `account`, answering from `mocked` (rules matched by operation, each rule
@@ -144,7 +188,7 @@ pub fn account(account: &str, mocked: Mocked<'_>, calls: &Calls) -> AccountClien
                 )
                 .interceptor(c2.clone())
         ),
-        iam: mock_client!(aws_sdk_iam, RuleMode::MatchAny, none, move |b| b
+        iam: mock_client!(aws_sdk_iam, RuleMode::MatchAny, mocked.iam, move |b| b
             .interceptor(c3.clone())),
         cloudtrail: mock_client!(aws_sdk_cloudtrail, RuleMode::MatchAny, none, move |b| b
             .interceptor(c4.clone())),

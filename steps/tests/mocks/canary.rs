@@ -1,0 +1,235 @@
+//! `verify --canary` against S3's replication statuses, which the emulator never reports: a
+//! canary that becomes COMPLETED at the source and REPLICA in the archive is a success; a
+//! FAILED one is reported with the checks that explain it.
+
+use crate::support::*;
+use aws_sdk_s3::operation::head_object::HeadObjectOutput;
+use aws_sdk_s3::operation::put_object::PutObjectOutput;
+use aws_sdk_s3::types::ReplicationStatus;
+use aws_smithy_mocks::{Rule, mock};
+use std::time::Duration;
+use trailhub_steps::canary::{CanaryOutcome, CanaryTiming, canary};
+
+fn timing() -> CanaryTiming {
+    CanaryTiming {
+        timeout: Duration::from_secs(5),
+        first_poll: Duration::from_millis(1),
+        max_poll: Duration::from_millis(5),
+    }
+}
+
+fn head(status: ReplicationStatus) -> HeadObjectOutput {
+    HeadObjectOutput::builder()
+        .replication_status(status)
+        .build()
+}
+
+#[tokio::test]
+async fn a_canary_completed_at_the_source_and_replicated_to_the_archive_succeeds() {
+    let put = mock!(aws_sdk_s3::Client::put_object)
+        .match_requests(|r| {
+            r.bucket() == Some(SOURCE_BUCKET)
+                && r.key()
+                    .is_some_and(|k| k.starts_with("AWSLogs/222222222222/trailhub-canary/"))
+        })
+        .then_output(|| PutObjectOutput::builder().build());
+    let source_head = mock!(aws_sdk_s3::Client::head_object)
+        .match_requests(|r| r.bucket() == Some(SOURCE_BUCKET))
+        .sequence()
+        .output(|| head(ReplicationStatus::Pending))
+        .times(2)
+        .output(|| head(ReplicationStatus::Completed))
+        .build();
+    let archive_head = mock!(aws_sdk_s3::Client::head_object)
+        .match_requests(|r| r.bucket() == Some(ARCHIVE_BUCKET))
+        .then_output(|| head(ReplicationStatus::Replica));
+    let calls = Calls::default();
+    let ctx = context(vec![
+        account(
+            SOURCE,
+            Mocked {
+                s3: &[&put, &source_head],
+                ..Default::default()
+            },
+            &calls,
+        ),
+        account(
+            ARCHIVE,
+            Mocked {
+                s3: &[&archive_head],
+                ..Default::default()
+            },
+            &calls,
+        ),
+    ]);
+
+    let report = canary(&ctx, &source(), &timing()).await.expect("canary");
+
+    assert_eq!(report.outcome, CanaryOutcome::Replicated);
+    assert_eq!(report.source_status.as_deref(), Some("COMPLETED"));
+    assert_eq!(report.replica_status.as_deref(), Some("REPLICA"));
+    assert!(report.causes.is_empty());
+    assert_eq!(
+        calls.count("s3:PutObject"),
+        1,
+        "one canary: {:?}",
+        calls.list()
+    );
+    assert_eq!(
+        calls.count("s3:HeadObject"),
+        4,
+        "three polls of the source, one of the archive"
+    );
+}
+
+#[tokio::test]
+async fn a_failed_canary_names_the_setting_that_explains_it() {
+    let put =
+        mock!(aws_sdk_s3::Client::put_object).then_output(|| PutObjectOutput::builder().build());
+    let source_head = mock!(aws_sdk_s3::Client::head_object)
+        .match_requests(|r| r.bucket() == Some(SOURCE_BUCKET))
+        .then_output(|| head(ReplicationStatus::Failed));
+    // The archive bucket is gone: the destination no longer exists.
+    let archive_gone = mock!(aws_sdk_s3::Client::head_bucket)
+        .match_requests(|r| r.bucket() == Some(ARCHIVE_BUCKET))
+        .then_http_response(|| {
+            aws_smithy_runtime_api::http::Response::new(
+                aws_smithy_runtime_api::http::StatusCode::try_from(404).expect("status"),
+                aws_smithy_types::body::SdkBody::empty(),
+            )
+        });
+    let policy_gone = mock!(aws_sdk_s3::Client::get_bucket_policy).then_http_response(|| {
+        aws_smithy_runtime_api::http::Response::new(
+            aws_smithy_runtime_api::http::StatusCode::try_from(404).expect("status"),
+            aws_smithy_types::body::SdkBody::from(s3_error(
+                "NoSuchBucket",
+                "The specified bucket does not exist",
+            )),
+        )
+    });
+    let source_rules = source_as_the_article_leaves_it();
+    let calls = Calls::default();
+    let [get_role, get_policy] = template_role_rules();
+    let mut s3: Vec<&Rule> = vec![&put, &source_head];
+    s3.extend(source_rules.iter().take(2));
+    let ctx = context(vec![
+        account(
+            SOURCE,
+            Mocked {
+                s3: &s3,
+                cfn: &[&source_rules[2]],
+                iam: &[&get_role, &get_policy],
+            },
+            &calls,
+        ),
+        account(
+            ARCHIVE,
+            Mocked {
+                s3: &[&archive_gone, &policy_gone],
+                ..Default::default()
+            },
+            &calls,
+        ),
+    ]);
+
+    let report = canary(&ctx, &source(), &timing()).await.expect("canary");
+
+    assert_eq!(report.outcome, CanaryOutcome::Failed);
+    assert_eq!(report.source_status.as_deref(), Some("FAILED"));
+    let causes = report.causes.join("\n");
+    assert!(
+        causes.contains(&format!(
+            "archive bucket {ARCHIVE_BUCKET} exists: expected true, found false"
+        )),
+        "{causes}"
+    );
+    assert!(
+        causes.contains("Principal.AWS"),
+        "the grant is missing too: {causes}"
+    );
+    assert_eq!(calls.count("s3:PutObject"), 1);
+}
+
+/// GetBucketVersioning (Enabled), GetBucketReplication (the article's rule) and DescribeStacks
+/// (complete) of a source account that trailhub onboarded.
+fn source_as_the_article_leaves_it() -> [Rule; 3] {
+    use aws_sdk_cloudformation::operation::describe_stacks::DescribeStacksOutput;
+    use aws_sdk_cloudformation::types::{Stack, StackStatus};
+    use aws_sdk_s3::operation::get_bucket_replication::GetBucketReplicationOutput;
+    use aws_sdk_s3::operation::get_bucket_versioning::GetBucketVersioningOutput;
+    use aws_sdk_s3::types::{
+        AccessControlTranslation, BucketVersioningStatus, DeleteMarkerReplication,
+        DeleteMarkerReplicationStatus, Destination, Metrics, MetricsStatus, OwnerOverride,
+        ReplicationConfiguration, ReplicationRule, ReplicationRuleFilter, ReplicationRuleStatus,
+        ReplicationTime, ReplicationTimeStatus, ReplicationTimeValue, StorageClass,
+    };
+    let versioning = mock!(aws_sdk_s3::Client::get_bucket_versioning).then_output(|| {
+        GetBucketVersioningOutput::builder()
+            .status(BucketVersioningStatus::Enabled)
+            .build()
+    });
+    let fifteen = || ReplicationTimeValue::builder().minutes(15).build();
+    let replication = mock!(aws_sdk_s3::Client::get_bucket_replication).then_output(move || {
+        let rule = ReplicationRule::builder()
+            .id("ReplicateCloudTrailLogs")
+            .priority(1)
+            .status(ReplicationRuleStatus::Enabled)
+            .filter(ReplicationRuleFilter::builder().prefix("AWSLogs/").build())
+            .destination(
+                Destination::builder()
+                    .bucket(format!("arn:aws:s3:::{ARCHIVE_BUCKET}"))
+                    .account(ARCHIVE)
+                    .storage_class(StorageClass::StandardIa)
+                    .access_control_translation(
+                        AccessControlTranslation::builder()
+                            .owner(OwnerOverride::Destination)
+                            .build()
+                            .expect("act"),
+                    )
+                    .replication_time(
+                        ReplicationTime::builder()
+                            .status(ReplicationTimeStatus::Enabled)
+                            .time(fifteen())
+                            .build()
+                            .expect("rtc"),
+                    )
+                    .metrics(
+                        Metrics::builder()
+                            .status(MetricsStatus::Enabled)
+                            .event_threshold(fifteen())
+                            .build()
+                            .expect("metrics"),
+                    )
+                    .build()
+                    .expect("destination"),
+            )
+            .delete_marker_replication(
+                DeleteMarkerReplication::builder()
+                    .status(DeleteMarkerReplicationStatus::Disabled)
+                    .build(),
+            )
+            .build()
+            .expect("rule");
+        GetBucketReplicationOutput::builder()
+            .replication_configuration(
+                ReplicationConfiguration::builder()
+                    .role(role_arn())
+                    .rules(rule)
+                    .build()
+                    .expect("configuration"),
+            )
+            .build()
+    });
+    let stacks = mock!(aws_sdk_cloudformation::Client::describe_stacks).then_output(|| {
+        DescribeStacksOutput::builder()
+            .stacks(
+                Stack::builder()
+                    .stack_name(STACK)
+                    .stack_status(StackStatus::CreateComplete)
+                    .creation_time(aws_smithy_types::DateTime::from_secs(0))
+                    .build(),
+            )
+            .build()
+    });
+    [versioning, replication, stacks]
+}

@@ -1,0 +1,237 @@
+//! `trailhub verify` (issue 5): drift made by hand is reported by account, resource and field
+//! with exit 3; unreadable accounts exit 1; on the emulator, which does not replicate, the
+//! canary honestly stays PENDING and times out.
+
+use crate::support::article::archive_policy;
+use crate::support::*;
+use serde_json::{Value, json};
+
+fn drifts(lines: &[Value], account: &str) -> Vec<String> {
+    lines
+        .iter()
+        .filter(|l| l["type"] == "drift" && l["account"] == account)
+        .map(|l| {
+            format!(
+                "{} {}",
+                l["resource"].as_str().unwrap(),
+                l["field"].as_str().unwrap()
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn each_hand_made_drift_is_reported_with_exit_3() {
+    let emu = Emulator::start();
+    let sources = accounts(6);
+    emu.seed_sources(&sources);
+    let th = Trailhub::new(&emu);
+    th.profiles(&sources);
+    let inv = th.write_inventory(&inventory(&sources, ""));
+    let inv = inv.to_str().unwrap();
+    th.expect(&["apply", "-c", inv], 0);
+    let (clean, _) = th.expect(&["verify", "-c", inv], 0);
+    assert!(clean.contains("7 match, 0 drifted"), "{clean}");
+
+    let [a, b, c, d, e, _] = &sources[..] else {
+        unreachable!()
+    };
+    let (s3a, s3b, iam_d, cfn_e, s3_archive) = (
+        emu.s3(a),
+        emu.s3(b),
+        emu.iam(d),
+        emu.cfn(e),
+        emu.s3(ARCHIVE),
+    );
+    let mut policy = archive_policy(&emu).unwrap();
+    for statement in policy["Statement"].as_array_mut().unwrap() {
+        let list = statement["Principal"]["AWS"].as_array_mut().unwrap();
+        list.retain(|p| p != &json!(role_arn(c)));
+    }
+    emu.rt.block_on(async {
+        // a: versioning suspended.
+        s3a.put_bucket_versioning()
+            .bucket(source_bucket(a))
+            .versioning_configuration(
+                aws_sdk_s3::types::VersioningConfiguration::builder()
+                    .status(aws_sdk_s3::types::BucketVersioningStatus::Suspended)
+                    .build(),
+            )
+            .send()
+            .await
+            .unwrap();
+        // b: the rule disabled.
+        let live = s3b.get_bucket_replication().bucket(source_bucket(b)).send().await.unwrap();
+        let config = live.replication_configuration().unwrap();
+        let mut rule = config.rules()[0].clone();
+        rule.status = aws_sdk_s3::types::ReplicationRuleStatus::Disabled;
+        let disabled = aws_sdk_s3::types::ReplicationConfiguration::builder()
+            .role(config.role())
+            .rules(rule)
+            .build()
+            .unwrap();
+        s3b.put_bucket_replication()
+            .bucket(source_bucket(b))
+            .replication_configuration(disabled)
+            .send()
+            .await
+            .unwrap();
+        // c: its principal removed from the archive policy.
+        s3_archive
+            .put_bucket_policy()
+            .bucket(archive_bucket())
+            .policy(policy.to_string())
+            .send()
+            .await
+            .unwrap();
+        // d: the role's inline policy edited.
+        iam_d
+            .put_role_policy()
+            .role_name("S3ReplicationRole")
+            .policy_name("S3ReplicationPolicy")
+            .policy_document(r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"s3:*","Resource":"*"}]}"#)
+            .send()
+            .await
+            .unwrap();
+        // e: the stack deleted (and its role with it).
+        cfn_e.delete_stack().stack_name("cloudtrail-replication-role").send().await.unwrap();
+    });
+
+    let lines = th.json(&["verify", "-c", inv], 3);
+    assert_eq!(
+        drifts(&lines, a),
+        vec![format!("bucket {} Versioning.Status", source_bucket(a))]
+    );
+    assert_eq!(
+        drifts(&lines, b),
+        vec![format!(
+            "bucket {} Replication.Rules[0].Status",
+            source_bucket(b)
+        )]
+    );
+    let c_drift = drifts(&lines, c);
+    assert_eq!(c_drift.len(), 2, "{c_drift:?}");
+    assert!(c_drift.iter().all(|d| d.starts_with(&format!(
+        "archive bucket {} policy Statement[",
+        archive_bucket()
+    ))));
+    assert_eq!(
+        drifts(&lines, d),
+        vec!["role S3ReplicationRole S3ReplicationPolicy".to_string()]
+    );
+    let e_drift = drifts(&lines, e);
+    assert!(
+        e_drift.contains(&"role S3ReplicationRole exists".to_string()),
+        "{e_drift:?}"
+    );
+    assert!(
+        e_drift.contains(&"stack cloudtrail-replication-role exists".to_string()),
+        "{e_drift:?}"
+    );
+    assert!(drifts(&lines, &sources[5]).is_empty());
+    let summary = lines.last().unwrap();
+    assert_eq!(summary["accounts_drifted"], 5);
+    let disabled = lines
+        .iter()
+        .find(|l| l["account"] == b.as_str() && l["type"] == "drift")
+        .unwrap();
+    assert_eq!(disabled["expected"], "\"Enabled\"");
+    assert_eq!(disabled["actual"], "\"Disabled\"");
+
+    let (table, _) = th.expect(&["verify", "-c", inv], 3);
+    assert!(
+        table.contains("ACCOUNT")
+            && table.contains("Versioning.Status")
+            && table.contains("2 match, 5 drifted"),
+        "{table}"
+    );
+
+    // apply brings every drifted account back.
+    th.expect(&["apply", "-c", inv], 0);
+    th.expect(&["verify", "-c", inv], 0);
+}
+
+#[test]
+fn an_unreadable_account_exits_1_with_the_reason() {
+    let emu = Emulator::start();
+    let sources = accounts(2);
+    emu.seed_sources(&sources);
+    let th = Trailhub::new(&emu);
+    th.profile(&sources[0], &sources[0]);
+    th.profile(&sources[1], "299999999999");
+    let inv = th.write_inventory(&inventory(&sources, ""));
+    let lines = th.json(&["verify", "-c", inv.to_str().unwrap()], 1);
+    let unreadable = lines
+        .iter()
+        .find(|l| l["type"] == "unreadable")
+        .unwrap_or_else(|| panic!("an unreadable account: {lines:?}"));
+    assert_eq!(unreadable["account"], sources[1].as_str(), "{lines:?}");
+    assert_eq!(unreadable["code"], "WrongAccount");
+}
+
+#[test]
+fn the_canary_stays_pending_on_the_emulator_and_says_so() {
+    let emu = Emulator::start();
+    let sources = accounts(2);
+    emu.seed_sources(&sources);
+    let th = Trailhub::new(&emu);
+    th.profiles(&sources);
+    let inv = th.write_inventory(&inventory(&sources, ""));
+    let inv = inv.to_str().unwrap();
+    th.expect(&["apply", "-c", inv], 0);
+    emu.start_recording();
+    let out = th
+        .command()
+        .env("TRAILHUB_CANARY_POLL_MS", "200")
+        .args([
+            "--output",
+            "json",
+            "verify",
+            "-c",
+            inv,
+            "--canary",
+            "--timeout",
+            "2s",
+        ])
+        .output()
+        .unwrap();
+    let requests = emu.stop_recording();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "a canary that did not arrive is not a success"
+    );
+    let lines: Vec<Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let canaries: Vec<&Value> = lines.iter().filter(|l| l["type"] == "canary").collect();
+    assert_eq!(canaries.len(), 2);
+    for c in canaries {
+        assert_eq!(c["outcome"], "pending");
+        assert_eq!(c["source_status"], Value::Null);
+        assert!(c["key"].as_str().unwrap().starts_with(&format!(
+            "AWSLogs/{}/trailhub-canary/",
+            c["account"].as_str().unwrap()
+        )));
+        assert!(c["elapsed_ms"].as_u64().unwrap() >= 2000);
+        assert!(
+            c["causes"][0]
+                .as_str()
+                .unwrap()
+                .contains("no replication status"),
+            "{c}"
+        );
+    }
+    let writes: Vec<_> = requests.iter().filter(|r| r.mutating).collect();
+    assert_eq!(
+        writes.len(),
+        2,
+        "the canaries are the only writes: {writes:?}"
+    );
+    assert!(
+        writes
+            .iter()
+            .all(|w| w.operation.starts_with("PUT /cm-members-cloudtrail-"))
+    );
+}
