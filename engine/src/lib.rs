@@ -27,5 +27,7 @@ pub use render::{GraphFormat, render};
 pub use retry::RetryPolicy;
 pub use rollback::{RollbackScope, RollbackSummary, pending_rollback, rollback};
 pub use scheduler::{RunOptions, RunSummary, execute};
-pub use task::{Applied, ApplyCtx, ExclusiveGuard, PlanCtx, RolledBack, Task};
+pub use task::{
+    Applied, ApplyCtx, ExclusiveGuard, PlanCtx, Recorded, RolledBack, Task, report_call_retry,
+};
 pub use trailhub_state::{ErrorRecord, NodeRecord, NodeState, RunStatus};

@@ -102,6 +102,13 @@ pub(crate) enum Msg {
         node: String,
         message: String,
     },
+    CallRetried {
+        node: String,
+        service: String,
+        operation: String,
+        attempt: u32,
+        reason: String,
+    },
     AttemptFailed {
         node: String,
         attempt: u32,
@@ -132,9 +139,55 @@ pub struct Recorded {
     pub detail: String,
 }
 
+#[derive(Clone)]
 enum Sink {
     Engine(mpsc::UnboundedSender<Msg>),
     Memory(Arc<Mutex<Vec<Recorded>>>),
+}
+
+/// Reports, from deep inside an attempt (an SDK interceptor), to the attempt's node.
+#[derive(Clone)]
+pub(crate) struct AttemptReporter {
+    node: String,
+    sink: Sink,
+}
+
+tokio::task_local! {
+    /// The node attempt the current task is running, set by the scheduler around each attempt.
+    static ATTEMPT: AttemptReporter;
+}
+
+/// Records in the current node attempt's history that an API call is being retried (the SDK
+/// retries transient failures itself). Does nothing outside a node attempt.
+pub fn report_call_retry(service: &str, operation: &str, attempt: u32, reason: &str) {
+    let _ = ATTEMPT.try_with(|r| match &r.sink {
+        Sink::Engine(tx) => {
+            let _ = tx.send(Msg::CallRetried {
+                node: r.node.clone(),
+                service: service.to_string(),
+                operation: operation.to_string(),
+                attempt,
+                reason: reason.to_string(),
+            });
+        }
+        Sink::Memory(log) => log
+            .lock()
+            .expect("log should not be poisoned")
+            .push(Recorded {
+                what: format!("{service}:{operation}"),
+                mutating: false,
+                detail: format!("retry {attempt} after {reason}"),
+            }),
+    });
+}
+
+/// Runs `fut` as the attempt of `ctx`'s node: [`report_call_retry`] inside it reaches that node.
+pub(crate) async fn in_attempt<F: std::future::Future>(ctx: &ApplyCtx, fut: F) -> F::Output {
+    let reporter = AttemptReporter {
+        node: ctx.node.clone(),
+        sink: ctx.sink.clone(),
+    };
+    ATTEMPT.scope(reporter, fut).await
 }
 
 /// Named exclusive resources: at most one holder of a name at a time.

@@ -9,7 +9,7 @@ use crate::dag::{Built, Dag};
 use crate::errors::{EngineError, TaskError};
 use crate::events::{Observer, Progress};
 use crate::retry::RetryPolicy;
-use crate::task::{ApplyCtx, Locks, Msg, Outcome, Task};
+use crate::task::{ApplyCtx, Locks, Msg, Outcome, Task, in_attempt};
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::future::Future;
@@ -320,6 +320,21 @@ impl<'a> Walk<'a> {
             Msg::Note { node, message } => {
                 writes.push(event(&node, EventKind::Note { message }));
             }
+            Msg::CallRetried {
+                node,
+                service,
+                operation,
+                attempt,
+                reason,
+            } => writes.push(event(
+                &node,
+                EventKind::CallRetried {
+                    service,
+                    operation,
+                    attempt,
+                    reason,
+                },
+            )),
             Msg::AttemptFailed {
                 node,
                 attempt,
@@ -580,10 +595,10 @@ impl Executor {
                 self.locks.clone(),
             );
             let result = match self.mode {
-                Mode::Apply => self.task.apply(&ctx).await.map(Outcome::Applied),
-                Mode::Rollback => self
-                    .task
-                    .rollback(undo.as_ref(), &ctx)
+                Mode::Apply => in_attempt(&ctx, self.task.apply(&ctx))
+                    .await
+                    .map(Outcome::Applied),
+                Mode::Rollback => in_attempt(&ctx, self.task.rollback(undo.as_ref(), &ctx))
                     .await
                     .map(Outcome::RolledBack),
             };

@@ -238,6 +238,15 @@ fn describe(kind: &EventKind) -> (String, String) {
         EventKind::RolledBack { note } => ("rolled-back", note.clone().unwrap_or_default()),
         EventKind::RollbackFailed { error } => ("rollback-failed", error_text(error)),
         EventKind::Note { message } => ("note", message.clone()),
+        EventKind::CallRetried {
+            service,
+            operation,
+            attempt,
+            reason,
+        } => (
+            "call-retried",
+            format!("{service}:{operation} attempt {attempt} after {reason}"),
+        ),
     };
     (k.to_string(), d)
 }

@@ -282,6 +282,17 @@ pub enum EventKind {
         /// The error.
         error: ErrorRecord,
     },
+    /// One API call's attempt failed transiently and the SDK tried it again.
+    CallRetried {
+        /// Service, e.g. `s3`.
+        service: String,
+        /// Operation, e.g. `PutBucketPolicy`.
+        operation: String,
+        /// The attempt being made now (2 for the first retry).
+        attempt: u32,
+        /// Why the previous attempt failed (`HTTP 503`, `connection error`).
+        reason: String,
+    },
     /// A free-form note (frozen-inventory notice, for example).
     Note {
         /// The text.

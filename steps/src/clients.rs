@@ -7,6 +7,7 @@
 //! Credentials stay in memory; nothing here journals or logs them.
 
 use crate::errors::classify;
+use crate::retry_history::RetryHistory;
 use crate::spec::Credentials;
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
@@ -16,6 +17,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::OnceCell;
 use trailhub_engine::TaskError;
+
+/// Attempts the SDK makes per call before the error reaches the step.
+const SDK_ATTEMPTS: u32 = 3;
 
 /// Builds the SDK configuration of each account from the environment and the inventory.
 #[derive(Debug, Clone)]
@@ -47,11 +51,12 @@ impl Connector {
     }
 
     fn loader(&self) -> aws_config::ConfigLoader {
-        // The engine retries whole steps with its own backoff, journaling each attempt; SDK-level
-        // retries would hide them, so each call is tried once here.
+        // The SDK retries a transient failure of one call a few times (each retry is written to
+        // the node's history by `RetryHistory`); what still fails is retried by the engine, as a
+        // whole step, with its own backoff.
         let mut loader = aws_config::defaults(BehaviorVersion::latest())
             .region(Region::new(self.region.clone()))
-            .retry_config(RetryConfig::standard().with_max_attempts(1))
+            .retry_config(RetryConfig::standard().with_max_attempts(SDK_ATTEMPTS))
             .timeout_config(
                 TimeoutConfig::builder()
                     .connect_timeout(Duration::from_secs(5))
@@ -126,16 +131,26 @@ impl AccountClients {
         config: &SdkConfig,
         path_style: bool,
     ) -> Self {
-        let s3_config = aws_sdk_s3::config::Builder::from(config)
+        let s3 = aws_sdk_s3::config::Builder::from(config)
             .force_path_style(path_style)
+            .interceptor(RetryHistory)
+            .build();
+        let iam = aws_sdk_iam::config::Builder::from(config)
+            .interceptor(RetryHistory)
+            .build();
+        let cfn = aws_sdk_cloudformation::config::Builder::from(config)
+            .interceptor(RetryHistory)
+            .build();
+        let cloudtrail = aws_sdk_cloudtrail::config::Builder::from(config)
+            .interceptor(RetryHistory)
             .build();
         AccountClients {
             account_id: account_id.to_string(),
             caller_arn: caller_arn.to_string(),
-            s3: aws_sdk_s3::Client::from_conf(s3_config),
-            iam: aws_sdk_iam::Client::new(config),
-            cfn: aws_sdk_cloudformation::Client::new(config),
-            cloudtrail: aws_sdk_cloudtrail::Client::new(config),
+            s3: aws_sdk_s3::Client::from_conf(s3),
+            iam: aws_sdk_iam::Client::from_conf(iam),
+            cfn: aws_sdk_cloudformation::Client::from_conf(cfn),
+            cloudtrail: aws_sdk_cloudtrail::Client::from_conf(cloudtrail),
         }
     }
 }

@@ -14,6 +14,7 @@ pub mod clients;
 mod errors;
 pub mod policy;
 mod replication_doc;
+mod retry_history;
 pub mod spec;
 pub mod tasks;
 mod template;

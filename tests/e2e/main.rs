@@ -9,8 +9,10 @@
 #![allow(clippy::unwrap_used, reason = "in tests a panic is the failure report")]
 
 mod apply;
+mod bad_input;
 mod dryrun;
 mod recovery;
+mod reliability;
 mod rollback;
 mod support;
 mod verify;

@@ -164,10 +164,15 @@ impl Emulator {
 
     /// Stops recording and returns what was recorded, in order.
     pub fn stop_recording(&self) -> Vec<Request> {
+        parse_recording(&self.stop_recording_raw())
+    }
+
+    /// Stops recording and returns moto's recording as it is (one JSON object per line).
+    pub fn stop_recording_raw(&self) -> String {
         self.moto_api("/moto-api/recorder/stop-recording");
         let (status, body) = self.moto_api("/moto-api/recorder/download-recording");
         assert_eq!(status, 200, "download recording");
-        parse_recording(&String::from_utf8_lossy(&body))
+        String::from_utf8_lossy(&body).into_owned()
     }
 }
 
