@@ -54,7 +54,7 @@ impl Intercept for RetryHistory {
         let attempt = cfg
             .load::<RequestAttempts>()
             .map(|a| a.attempts())
-            .unwrap_or(1) as u32;
+            .unwrap_or(1);
         if attempt > 1 {
             let (service, operation) = cfg
                 .load::<Metadata>()
