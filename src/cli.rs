@@ -176,6 +176,23 @@ pub enum Command {
         #[arg(long = "account", value_name = "ID")]
         accounts: Vec<String>,
     },
+    /// Write one self-contained HTML report of a run: the graph, a timeline of every attempt,
+    /// and each account's result and errors.
+    #[command(
+        after_help = "Examples:\n  trailhub report -o report.html\n  trailhub report 20261128T101500Z-0001 -o run.html"
+    )]
+    Report {
+        /// The run (default: the most recently created).
+        run: Option<String>,
+        /// Where to write the report.
+        #[arg(
+            short = 'o',
+            long = "out",
+            value_name = "FILE",
+            default_value = "trailhub-report.html"
+        )]
+        out: std::path::PathBuf,
+    },
     /// Print a shell completion script.
     #[command(
         after_help = "Example:\n  trailhub completions bash > /etc/bash_completion.d/trailhub"

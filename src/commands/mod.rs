@@ -3,6 +3,7 @@
 mod common;
 mod graph;
 mod plan;
+mod report;
 mod run;
 mod status;
 mod verify;
@@ -46,6 +47,7 @@ pub async fn run(cli: &Cli) -> Result<Outcome, CliError> {
             timeout,
             accounts,
         } => verify::verify(cli, &inventory.config, *canary, *timeout, accounts).await,
+        Command::Report { run, out } => report::report(cli, run.as_deref(), out),
         Command::Completions { shell } => {
             let mut command = <Cli as clap::CommandFactory>::command();
             clap_complete::generate(*shell, &mut command, "trailhub", &mut std::io::stdout());

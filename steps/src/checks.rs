@@ -62,6 +62,11 @@ pub async fn source_findings(
     let mut out = Vec::new();
     let bucket_res = format!("bucket {}", source.bucket);
 
+    if !crate::tasks::bucket_owned(ctx, account, &source.bucket).await? {
+        out.push(finding(account, &bucket_res, "exists", "true", "false"));
+        return Ok(out);
+    }
+
     if let Some(trail) = &source.trail {
         let trail_res = format!("trail {trail}");
         match crate::tasks::trail_check(ctx, source, trail).await {

@@ -1,0 +1,317 @@
+//! `trailhub report`: one self-contained HTML file for the post-mortem of a run: the DAG as SVG
+//! colored by state, a timeline (Gantt chart) of every node's attempts per account, and the
+//! per-account table with errors. Nothing in it is fetched from the network.
+
+use super::common::{Prepared, prepare_run};
+use super::graph::svg;
+use crate::cli::Cli;
+use crate::errors::{CliError, Outcome};
+use crate::output::{duration, time};
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::Path;
+use trailhub_engine::{GraphFormat, render};
+use trailhub_state::{Event, EventKind, Journal, NodeRecord, NodeState, RunRecord};
+
+pub fn report(cli: &Cli, run: Option<&str>, out: &Path) -> Result<Outcome, CliError> {
+    let journal = Journal::open_existing(&cli.state)?;
+    let run = journal.resolve_run(run)?;
+    let prepared = prepare_run(cli, &run)?;
+    let records = journal.nodes(&run.id)?;
+    let events = journal.events(&run.id)?;
+    let html = render_report(&run, &prepared, &records, &events);
+    std::fs::write(out, html)
+        .map_err(|e| CliError::Environment(format!("cannot write {}: {e}", out.display())))?;
+    if !cli.quiet {
+        eprintln!("report of run {} written to {}", run.id, out.display());
+    }
+    Ok(Outcome::Ok)
+}
+
+fn esc(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+/// One bar of the timeline: a node's attempt (or rollback) from start to end.
+struct Bar {
+    node: String,
+    start: u64,
+    end: u64,
+    kind: &'static str,
+    label: String,
+}
+
+fn bars(events: &[Event], last: u64) -> Vec<Bar> {
+    let mut open: BTreeMap<String, (u64, String)> = BTreeMap::new();
+    let mut out = Vec::new();
+    for e in events {
+        let Some(node) = &e.node else { continue };
+        let close = |open: &mut BTreeMap<String, (u64, String)>,
+                     out: &mut Vec<Bar>,
+                     kind,
+                     label: String| {
+            if let Some((start, what)) = open.remove(node) {
+                out.push(Bar {
+                    node: node.clone(),
+                    start,
+                    end: e.at_ms.max(start),
+                    kind,
+                    label: format!("{what}: {label}"),
+                });
+            }
+        };
+        match &e.kind {
+            EventKind::AttemptStarted { attempt } => {
+                open.insert(node.clone(), (e.at_ms, format!("attempt {attempt}")));
+            }
+            EventKind::RollbackStarted { attempt } => {
+                open.insert(node.clone(), (e.at_ms, format!("rollback {attempt}")));
+            }
+            EventKind::NodeDone { changed } => close(
+                &mut open,
+                &mut out,
+                "done",
+                if *changed {
+                    "done, changed".into()
+                } else {
+                    "done, unchanged".into()
+                },
+            ),
+            EventKind::RolledBack { note } => close(
+                &mut open,
+                &mut out,
+                "rolled-back",
+                note.clone().unwrap_or_else(|| "rolled back".into()),
+            ),
+            EventKind::AttemptFailed { error, .. } => close(
+                &mut open,
+                &mut out,
+                "retried",
+                format!("retried after {}", error.message),
+            ),
+            EventKind::NodeFailed { error } | EventKind::RollbackFailed { error } => close(
+                &mut open,
+                &mut out,
+                "failed",
+                format!("failed: {}", error.message),
+            ),
+            _ => {}
+        }
+    }
+    for (node, (start, what)) in open {
+        out.push(Bar {
+            node,
+            start,
+            end: last.max(start),
+            kind: "running",
+            label: format!("{what}: did not report back (interrupted)"),
+        });
+    }
+    out
+}
+
+fn timeline_svg(prepared: &Prepared, events: &[Event]) -> String {
+    let Some(first) = events.first().map(|e| e.at_ms) else {
+        return "<p>No events.</p>".into();
+    };
+    let last = events.last().map(|e| e.at_ms).unwrap_or(first);
+    let bars = bars(events, last);
+    let order = prepared.group_order();
+    let mut rows: Vec<(String, String)> = Vec::new();
+    let topo = prepared.dag.topological();
+    for group in &order {
+        for id in &topo {
+            let info = prepared.dag.node(id).expect("ordered ids are nodes");
+            if &info.group == group {
+                rows.push((info.id.clone(), format!("{} / {}", info.group, info.step)));
+            }
+        }
+    }
+    let span = (last - first).max(1) as f64;
+    let (label_w, chart_w, row_h) = (230.0, 760.0, 18.0);
+    let height = rows.len() as f64 * row_h + 40.0;
+    let mut svg = String::new();
+    let _ = write!(
+        svg,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" id="timeline-svg" width="{}" height="{height}" font-family="sans-serif" font-size="11">"#,
+        label_w + chart_w + 20.0
+    );
+    for i in 0..=4 {
+        let x = label_w + chart_w * i as f64 / 4.0;
+        let _ = write!(
+            svg,
+            r##"<line x1="{x}" y1="14" x2="{x}" y2="{height}" stroke="#ddd"/><text x="{x}" y="11" text-anchor="middle" fill="#555">+{}</text>"##,
+            duration((span * i as f64 / 4.0) as u64)
+        );
+    }
+    for (i, (id, label)) in rows.iter().enumerate() {
+        let y = 20.0 + i as f64 * row_h;
+        let _ = write!(
+            svg,
+            r##"<text x="4" y="{}" fill="#222">{}</text>"##,
+            y + 12.0,
+            esc(label)
+        );
+        for bar in bars.iter().filter(|b| &b.node == id) {
+            let x = label_w + chart_w * (bar.start - first) as f64 / span;
+            let w = (chart_w * (bar.end - bar.start) as f64 / span).max(2.0);
+            let color = match bar.kind {
+                "done" => "#5cb85c",
+                "failed" => "#d9534f",
+                "retried" => "#f0ad4e",
+                "rolled-back" => "#5b9bd5",
+                _ => "#aaaaaa",
+            };
+            let _ = write!(
+                svg,
+                r#"<rect class="bar {}" data-node="{}" x="{x:.1}" y="{}" width="{w:.1}" height="{}" fill="{color}"><title>{} — {} ({})</title></rect>"#,
+                bar.kind,
+                esc(id),
+                y + 2.0,
+                row_h - 4.0,
+                esc(id),
+                esc(&bar.label),
+                duration(bar.end - bar.start)
+            );
+        }
+    }
+    svg.push_str("</svg>");
+    svg
+}
+
+fn render_report(
+    run: &RunRecord,
+    prepared: &Prepared,
+    records: &BTreeMap<String, NodeRecord>,
+    events: &[Event],
+) -> String {
+    let states: BTreeMap<String, NodeState> =
+        records.iter().map(|(k, v)| (k.clone(), v.state)).collect();
+    let dot = render(&prepared.dag, GraphFormat::Dot, Some(&states));
+    let graph = match svg(&dot) {
+        Ok(s) => {
+            // Drop the XML prologue and DOCTYPE: the SVG is inlined in HTML.
+            let start = s.find("<svg").unwrap_or(0);
+            s[start..].to_string()
+        }
+        Err(e) => format!(
+            "<p>{}</p><pre>{}</pre>",
+            esc(&e.to_string()),
+            esc(&render(&prepared.dag, GraphFormat::Text, Some(&states)))
+        ),
+    };
+    let mut accounts = String::new();
+    let mut errors = String::new();
+    for group in prepared.group_order() {
+        let nodes: Vec<(&String, &NodeRecord)> = prepared
+            .dag
+            .nodes()
+            .into_iter()
+            .filter(|n| n.group == group)
+            .filter_map(|n| records.get_key_value(&n.id))
+            .collect();
+        let total = prepared
+            .dag
+            .nodes()
+            .iter()
+            .filter(|n| n.group == group)
+            .count();
+        let count = |s: NodeState| nodes.iter().filter(|(_, r)| r.state == s).count();
+        let (done, failed, blocked, rolled) = (
+            count(NodeState::Done),
+            count(NodeState::Failed) + count(NodeState::RollbackFailed),
+            count(NodeState::Blocked),
+            count(NodeState::RolledBack),
+        );
+        let result = if failed > 0 {
+            "failed"
+        } else if rolled > 0 && done == 0 {
+            "rolled-back"
+        } else if done == total {
+            "succeeded"
+        } else if blocked > 0 {
+            "blocked"
+        } else {
+            "not finished"
+        };
+        let attempts: u32 = nodes.iter().map(|(_, r)| r.attempts).sum();
+        let mut first_error = String::new();
+        for (id, r) in &nodes {
+            if matches!(r.state, NodeState::Failed | NodeState::RollbackFailed)
+                && let Some(e) = &r.last_error
+            {
+                let code = e.code.clone().unwrap_or_default();
+                if first_error.is_empty() {
+                    first_error = format!("{id}: [{code}] {}", e.message);
+                }
+                let _ = write!(
+                    errors,
+                    r#"<li class="error" data-node="{}"><b>{}</b> <code>{}</code> {}{}</li>"#,
+                    esc(id),
+                    esc(id),
+                    esc(&code),
+                    esc(&e.message),
+                    e.hint
+                        .as_ref()
+                        .map(|h| format!("<br><i>what to do:</i> {}", esc(h)))
+                        .unwrap_or_default()
+                );
+            }
+        }
+        let _ = write!(
+            accounts,
+            r#"<tr class="{result}" data-account="{}"><td>{}</td><td>{result}</td><td>{done}/{total}</td><td>{attempts}</td><td>{}</td></tr>"#,
+            esc(&group),
+            esc(&group),
+            esc(&first_error)
+        );
+    }
+    if errors.is_empty() {
+        errors = "<li>None.</li>".into();
+    }
+    format!(
+        r##"<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8">
+<title>trailhub report — run {id}</title>
+<style>
+body {{ font-family: sans-serif; margin: 2em; color: #222; }}
+h1 {{ font-size: 1.4em; }} h2 {{ font-size: 1.15em; margin-top: 1.6em; border-bottom: 1px solid #ccc; }}
+table {{ border-collapse: collapse; }} td, th {{ border: 1px solid #ccc; padding: 3px 8px; text-align: left; font-size: 0.9em; }}
+tr.failed td {{ background: #f8d7da; }} tr.succeeded td:nth-child(2) {{ color: #2e7d32; }} tr.blocked td {{ background: #fdebd0; }}
+.legend span {{ display: inline-block; padding: 1px 6px; margin-right: 6px; color: #fff; font-size: 0.85em; }}
+#graph svg {{ max-width: 100%; height: auto; }}
+</style></head>
+<body>
+<h1>trailhub run <code id="run-id">{id}</code></h1>
+<p id="summary">Status <b id="run-status">{status}</b> · created {created} · last change {updated} · workflow {workflow} · inventory {source} · {nodes} steps, {done_count} done.</p>
+<h2>Graph</h2>
+<div id="graph">{graph}</div>
+<h2>Timeline</h2>
+<p class="legend"><span style="background:#5cb85c">done</span><span style="background:#f0ad4e">retried</span><span style="background:#d9534f">failed</span><span style="background:#5b9bd5">rolled back</span><span style="background:#aaa">interrupted</span></p>
+<div id="timeline">{timeline}</div>
+<h2>Accounts</h2>
+<table id="accounts"><thead><tr><th>Account</th><th>Result</th><th>Steps done</th><th>Attempts</th><th>First error</th></tr></thead><tbody>{accounts}</tbody></table>
+<h2>Errors</h2>
+<ul id="errors">{errors}</ul>
+</body></html>
+"##,
+        id = esc(&run.id),
+        status = run.status.as_str(),
+        created = time(run.created_at_ms),
+        updated = time(run.updated_at_ms),
+        workflow = esc(&run.workflow),
+        source = esc(run.source.as_deref().unwrap_or("(frozen)")),
+        nodes = prepared.dag.len(),
+        done_count = records
+            .values()
+            .filter(|r| r.state == NodeState::Done)
+            .count(),
+        graph = graph,
+        timeline = timeline_svg(prepared, events),
+        accounts = accounts,
+        errors = errors,
+    )
+}
