@@ -209,3 +209,38 @@ fn the_report_renders_in_a_browser() {
         "a screenshot with content"
     );
 }
+
+#[test]
+fn the_readme_demo_shows_progress_in_a_terminal_and_writes_the_report() {
+    let out_dir = tempfile::tempdir().unwrap();
+    let root = env!("CARGO_MANIFEST_DIR");
+    let out = Command::new("script")
+        .args(["-qefc", &format!("{root}/scripts/demo"), "/dev/null"])
+        .env("TRAILHUB_DEMO_OUT", out_dir.path())
+        .env("TERM", "xterm")
+        .env_remove("CI")
+        .output()
+        .unwrap();
+    let screen = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{screen}");
+    for shown in [
+        "trailhub plan",
+        "Plan: ",
+        "steps, ETA",
+        "✓ 666666666666 done",
+        "Run ",
+        "succeeded",
+        "ACCOUNT",
+        "STATE",
+        "trailhub graph",
+        "Verified 6 accounts",
+        "report of run",
+    ] {
+        assert!(
+            screen.contains(shown),
+            "the demo shows {shown:?}:\n{screen}"
+        );
+    }
+    let report = std::fs::read_to_string(out_dir.path().join("report.html")).unwrap();
+    assert!(report.contains("<svg") && report.contains("id=\"run-status\">succeeded<"));
+}

@@ -552,3 +552,43 @@ assume_role = "arn:aws:iam::444444444444:role/x"
         assert!(err.contains("line 1"), "{err}");
     }
 }
+
+#[cfg(test)]
+mod examples {
+    use super::*;
+
+    #[test]
+    fn the_examples_in_the_repository_are_valid() {
+        for (name, text) in [
+            (
+                "three-accounts-profiles",
+                include_str!("../../examples/three-accounts-profiles.toml"),
+            ),
+            (
+                "fifty-accounts-assume-role",
+                include_str!("../../examples/fifty-accounts-assume-role.toml"),
+            ),
+            ("overrides", include_str!("../../examples/overrides.toml")),
+        ] {
+            let inv = parse(text, name).unwrap_or_else(|e| panic!("{e}"));
+            assert!(!inv.sources.is_empty(), "{name}");
+        }
+        let fifty = parse(
+            include_str!("../../examples/fifty-accounts-assume-role.toml"),
+            "50",
+        )
+        .expect("valid");
+        assert_eq!(fifty.sources.len(), 50);
+        let overrides = parse(include_str!("../../examples/overrides.toml"), "o").expect("valid");
+        assert_eq!(overrides.policy, PolicyMode::LeastPrivilege);
+        assert_eq!(
+            overrides.sources[1].bucket,
+            "legacy-cloudtrail-333333333333"
+        );
+        assert_eq!(
+            overrides.sources[2].credentials,
+            Credentials::Profile("sandbox".into())
+        );
+        assert!(!overrides.sources[2].replication_time_control);
+    }
+}
