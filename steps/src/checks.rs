@@ -5,7 +5,7 @@ use crate::errors::{classify, service_code};
 use crate::policy;
 use crate::replication_doc::{desired, diff};
 use crate::spec::SourceSpec;
-use crate::tasks::StepContext;
+use crate::tasks::{StepContext, call};
 use crate::template::{resolved_inline_policy, trust_policy};
 use serde::Serialize;
 use serde_json::Value;
@@ -71,13 +71,17 @@ pub async fn source_findings(
         let trail_res = format!("trail {trail}");
         match crate::tasks::trail_check(ctx, source, trail).await {
             Ok(()) => {
-                let status = clients
-                    .cloudtrail
-                    .get_trail_status()
-                    .name(trail)
-                    .send()
-                    .await
-                    .map_err(|e| classify("GetTrailStatus", trail, e, &[]))?;
+                let status = call(
+                    None,
+                    account,
+                    "cloudtrail",
+                    "GetTrailStatus",
+                    false,
+                    trail,
+                    clients.cloudtrail.get_trail_status().name(trail).send(),
+                )
+                .await
+                .map_err(|e| classify("GetTrailStatus", trail, e, &[]))?;
                 if status.is_logging() != Some(true) {
                     out.push(finding(
                         account,
@@ -139,13 +143,17 @@ pub async fn source_findings(
     }
 
     let role_res = format!("role {}", source.role_name);
-    match clients
-        .iam
-        .get_role()
-        .role_name(&source.role_name)
-        .send()
-        .await
-    {
+    let role = call(
+        None,
+        account,
+        "iam",
+        "GetRole",
+        false,
+        &source.role_name,
+        clients.iam.get_role().role_name(&source.role_name).send(),
+    )
+    .await;
+    match role {
         Ok(role) => {
             let role = role.role();
             let trust = role
@@ -168,13 +176,21 @@ pub async fn source_findings(
             {
                 out.push(finding(account, &role_res, "Arn", arn.clone(), r.arn()));
             }
-            let inline = clients
-                .iam
-                .get_role_policy()
-                .role_name(&source.role_name)
-                .policy_name("S3ReplicationPolicy")
-                .send()
-                .await;
+            let inline = call(
+                None,
+                account,
+                "iam",
+                "GetRolePolicy",
+                false,
+                &source.role_name,
+                clients
+                    .iam
+                    .get_role_policy()
+                    .role_name(&source.role_name)
+                    .policy_name("S3ReplicationPolicy")
+                    .send(),
+            )
+            .await;
             let want_inline = resolved_inline_policy(&ctx.setting, source);
             match inline {
                 Ok(p) => {
@@ -208,13 +224,21 @@ pub async fn source_findings(
     }
 
     let stack_res = format!("stack {}", source.stack_name);
-    match clients
-        .cfn
-        .describe_stacks()
-        .stack_name(&source.stack_name)
-        .send()
-        .await
-    {
+    let stacks = call(
+        None,
+        account,
+        "cloudformation",
+        "DescribeStacks",
+        false,
+        &source.stack_name,
+        clients
+            .cfn
+            .describe_stacks()
+            .stack_name(&source.stack_name)
+            .send(),
+    )
+    .await;
+    match stacks {
         Ok(out_stacks) => {
             let status = out_stacks
                 .stacks()
