@@ -113,6 +113,7 @@ impl Journal {
         let db = sled::Config::new()
             .path(&db_path)
             .mode(sled::Mode::LowSpace)
+            .cache_capacity(8 * 1024 * 1024)
             .open()
             .map_err(|source| StateError::Open {
                 path: db_path.clone(),
