@@ -7,6 +7,10 @@
 //! `Principal.AWS` as a string or a list, is taken over as it is. Least-privilege mode writes
 //! two statements per source instead, limited to what replication needs and to the source's own
 //! key prefix (`<prefix><account>/`), tied to its account by `aws:PrincipalAccount`.
+//!
+//! The policies taken in are ones S3 accepts (it refuses, for instance, an empty principal
+//! list): a statement whose principal list `remove` empties is removed, as the operator expects,
+//! which is also what makes `remove` undo `add`.
 
 use crate::spec::PolicyMode;
 use serde_json::{Map, Value, json};
@@ -235,9 +239,21 @@ fn add_principal(statement: &mut Value, principal: &str) -> bool {
     let principal_map = obj
         .entry("Principal")
         .or_insert_with(|| Value::Object(Map::new()));
-    if !principal_map.is_object() {
+    match principal_map {
+        Value::Object(_) => {}
         // `"Principal": "*"`: already everyone; adding a role changes nothing.
-        return false;
+        Value::String(s) if s == "*" => return false,
+        // S3 accepts no other non-object principal; a hand-edited one (an ARN as a plain
+        // string) is made the list form, keeping what it named.
+        Value::String(s) => {
+            let existing = std::mem::take(s);
+            *principal_map = json!({ "AWS": [existing, principal] });
+            return true;
+        }
+        other => {
+            *other = json!({ "AWS": [principal] });
+            return true;
+        }
     }
     let map = principal_map.as_object_mut().expect("checked above");
     match map.get_mut("AWS") {
@@ -358,12 +374,16 @@ fn remove_principal(statement: &mut Value, principal: &str) -> Removal {
 pub fn normalize(policy: &Value) -> Value {
     fn set_like(v: &Value) -> Value {
         match v {
-            Value::Array(list) if list.len() == 1 => list[0].clone(),
             Value::Array(list) => {
                 let mut items: Vec<Value> = list.clone();
                 items.sort_by_key(|a| a.to_string());
                 items.dedup();
-                Value::Array(items)
+                // Deduplicated first: `["a", "a"]` means `"a"` too.
+                if items.len() == 1 {
+                    items.swap_remove(0)
+                } else {
+                    Value::Array(items)
+                }
             }
             other => other.clone(),
         }
