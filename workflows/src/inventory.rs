@@ -162,7 +162,10 @@ pub fn parse(text: &str, origin: &str) -> Result<Inventory, InventoryError> {
         }
     };
     if raw_sources.is_empty() && table.get("source").is_some_and(Value::is_array) {
-        p.add("source", "is empty: at least one [[source]] with an account_id is required");
+        p.add(
+            "source",
+            "is empty: at least one [[source]] with an account_id is required",
+        );
     }
     let mut seen: BTreeMap<String, usize> = BTreeMap::new();
     let mut buckets: BTreeMap<String, String> = BTreeMap::new();
