@@ -5,13 +5,11 @@ use crate::dag::{Built, Dag};
 use crate::errors::EngineError;
 use crate::events::{Observer, Progress};
 use crate::scheduler::RunOptions;
-use crate::walk::{Mode, Walk};
+use crate::walk::{Mode, Walk, commit_run, waits_for};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::future::Future;
-use trailhub_state::{
-    ErrorRecord, EventKind, Journal, NodeRecord, NodeState, RunStatus, Write, now_ms,
-};
+use trailhub_state::{ErrorRecord, EventKind, Journal, NodeRecord, NodeState, RunStatus};
 
 /// Which nodes a rollback undoes.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -138,18 +136,7 @@ pub async fn rollback(
         }
         records.insert(info.id.clone(), rec);
     }
-    let waits_for: HashMap<String, BTreeSet<String>> = selected
-        .iter()
-        .map(|id| {
-            let after_it = dag
-                .descendants(id)
-                .into_iter()
-                .filter(|d| selected.contains(*d))
-                .map(str::to_string)
-                .collect();
-            (id.clone(), after_it)
-        })
-        .collect();
+    let waits_for = waits_for(&selected, |id| dag.descendants(id));
 
     let previous_status = run
         .pending_rollback
@@ -158,7 +145,6 @@ pub async fn rollback(
         .map(|p| p.previous_status)
         .unwrap_or(run.status);
     run.status = RunStatus::RollingBack;
-    run.updated_at_ms = now_ms();
     run.pending_rollback = Some(
         serde_json::to_value(PendingRollback {
             scope: scope.clone(),
@@ -166,17 +152,14 @@ pub async fn rollback(
         })
         .expect("scope should serialize"),
     );
-    journal.commit(vec![
-        Write::Run(run.clone()),
-        Write::Event {
-            run: run_id.to_string(),
-            node: None,
-            kind: EventKind::RunStarted {
-                operation: "rollback".into(),
-                pid: std::process::id(),
-            },
+    commit_run(
+        journal,
+        run,
+        EventKind::RunStarted {
+            operation: "rollback".into(),
+            pid: std::process::id(),
         },
-    ])?;
+    )?;
     observer.event(&Progress::Started {
         total: selected.len() + already,
         already_done: already,
@@ -225,7 +208,6 @@ pub async fn rollback(
         }
     }
     let mut run = journal.run(run_id)?;
-    run.updated_at_ms = now_ms();
     if result.stopped && summary.not_run > 0 {
         run.status = RunStatus::RollingBack;
     } else if !summary.failed.is_empty() || !summary.blocked.is_empty() {
@@ -240,17 +222,14 @@ pub async fn rollback(
         };
     }
     summary.status = run.status;
-    journal.commit(vec![
-        Write::Run(run),
-        Write::Event {
-            run: run_id.to_string(),
-            node: None,
-            kind: EventKind::RunFinished {
-                operation: "rollback".into(),
-                status: summary.status,
-            },
+    commit_run(
+        journal,
+        run,
+        EventKind::RunFinished {
+            operation: "rollback".into(),
+            status: summary.status,
         },
-    ])?;
+    )?;
     Ok(summary)
 }
 

@@ -4,12 +4,10 @@ use crate::dag::{Built, Dag};
 use crate::errors::EngineError;
 use crate::events::{Observer, Progress};
 use crate::retry::RetryPolicy;
-use crate::walk::{Mode, Walk};
+use crate::walk::{Mode, Walk, commit_run, waits_for};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::future::Future;
-use trailhub_state::{
-    ErrorRecord, EventKind, Journal, NodeRecord, NodeState, RunStatus, Write, now_ms,
-};
+use trailhub_state::{ErrorRecord, EventKind, Journal, NodeRecord, NodeState, RunStatus};
 
 /// How a run is executed.
 #[derive(Debug, Clone)]
@@ -108,32 +106,17 @@ pub async fn execute(
         }
         records.insert(info.id.clone(), rec);
     }
-    let waits_for: HashMap<String, BTreeSet<String>> = selected
-        .iter()
-        .map(|id| {
-            let deps = dag
-                .dependencies(id)
-                .into_iter()
-                .filter(|d| selected.contains(*d))
-                .map(str::to_string)
-                .collect();
-            (id.clone(), deps)
-        })
-        .collect();
+    let waits_for = waits_for(&selected, |id| dag.dependencies(id));
 
     run.status = RunStatus::Running;
-    run.updated_at_ms = now_ms();
-    journal.commit(vec![
-        Write::Run(run.clone()),
-        Write::Event {
-            run: run_id.to_string(),
-            node: None,
-            kind: EventKind::RunStarted {
-                operation: operation.to_string(),
-                pid: std::process::id(),
-            },
+    commit_run(
+        journal,
+        run,
+        EventKind::RunStarted {
+            operation: operation.to_string(),
+            pid: std::process::id(),
         },
-    ])?;
+    )?;
     observer.event(&Progress::Started {
         total: dag.len(),
         already_done,
@@ -190,17 +173,13 @@ pub async fn execute(
     };
     let mut run = journal.run(run_id)?;
     run.status = summary.status;
-    run.updated_at_ms = now_ms();
-    journal.commit(vec![
-        Write::Run(run),
-        Write::Event {
-            run: run_id.to_string(),
-            node: None,
-            kind: EventKind::RunFinished {
-                operation: operation.to_string(),
-                status: summary.status,
-            },
+    commit_run(
+        journal,
+        run,
+        EventKind::RunFinished {
+            operation: operation.to_string(),
+            status: summary.status,
         },
-    ])?;
+    )?;
     Ok(summary)
 }

@@ -52,6 +52,42 @@ pub(crate) struct Walk<'a> {
 
 type AttemptAck = (u32, Option<Value>);
 
+/// For each selected node, the selected nodes among `related(node)`: what it waits for.
+pub(crate) fn waits_for<'d>(
+    selected: &BTreeSet<String>,
+    related: impl Fn(&str) -> Vec<&'d str>,
+) -> HashMap<String, BTreeSet<String>> {
+    selected
+        .iter()
+        .map(|id| {
+            let waits = related(id)
+                .into_iter()
+                .filter(|r| selected.contains(*r))
+                .map(str::to_string)
+                .collect();
+            (id.clone(), waits)
+        })
+        .collect()
+}
+
+/// Journals `run` (its status changed) with a run-level event, durably.
+pub(crate) fn commit_run(
+    journal: &Journal,
+    mut run: trailhub_state::RunRecord,
+    kind: EventKind,
+) -> Result<(), trailhub_state::StateError> {
+    run.updated_at_ms = now_ms();
+    let id = run.id.clone();
+    journal.commit(vec![
+        Write::Run(run),
+        Write::Event {
+            run: id,
+            node: None,
+            kind,
+        },
+    ])
+}
+
 impl<'a> Walk<'a> {
     pub(crate) async fn run(
         mut self,
