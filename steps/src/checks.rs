@@ -67,221 +67,250 @@ pub async fn source_findings(
         return Ok(out);
     }
 
-    if let Some(trail) = &source.trail {
-        let trail_res = format!("trail {trail}");
-        match crate::tasks::trail_check(ctx, source, trail).await {
-            Ok(()) => {
-                let status = call(
-                    None,
-                    account,
-                    "cloudtrail",
-                    "GetTrailStatus",
-                    false,
-                    trail,
-                    clients.cloudtrail.get_trail_status().name(trail).send(),
-                )
-                .await
-                .map_err(|e| classify("GetTrailStatus", trail, e, &[]))?;
-                if status.is_logging() != Some(true) {
-                    out.push(finding(
-                        account,
-                        &trail_res,
-                        "IsLogging",
-                        "true",
-                        format!("{:?}", status.is_logging()),
-                    ));
-                }
-            }
-            Err(e) if e.code.as_deref() == Some("TrailNotFound") => {
-                out.push(finding(account, &trail_res, "exists", "true", "false"))
-            }
-            Err(e) if e.code.as_deref() == Some("TrailBucketMismatch") => out.push(finding(
-                account,
-                &trail_res,
-                "S3BucketName",
-                source.bucket.clone(),
-                e.message,
-            )),
-            Err(e) => return Err(e),
-        }
-    }
-
-    let versioning = crate::tasks::bucket_versioning(ctx, account, &source.bucket).await?;
-    if versioning.as_deref() != Some("Enabled") {
-        out.push(finding(
-            account,
-            &bucket_res,
-            "Versioning.Status",
-            "Enabled",
-            versioning.unwrap_or_else(|| "(never enabled)".into()),
-        ));
-    }
-
     let arn = role_arn
         .map(str::to_string)
         .unwrap_or_else(|| ctx.setting.role_arn(account, &source.role_name));
-    let want = desired(&ctx.setting, source, &arn);
-    match crate::tasks::bucket_replication(ctx, source).await? {
-        None => out.push(finding(
-            account,
-            &bucket_res,
-            "ReplicationConfiguration",
-            "the article's rule",
-            "(none)",
-        )),
-        Some(live) => {
-            for (field, from, to) in diff(Some(&live), &want) {
-                out.push(finding(
-                    account,
-                    &bucket_res,
-                    &format!("Replication.{field}"),
-                    to,
-                    from.unwrap_or_else(|| "(absent)".into()),
-                ));
-            }
-        }
-    }
-
-    let role_res = format!("role {}", source.role_name);
-    let role = call(
-        None,
-        account,
-        "iam",
-        "GetRole",
-        false,
-        &source.role_name,
-        clients.iam.get_role().role_name(&source.role_name).send(),
-    )
-    .await;
-    match role {
-        Ok(role) => {
-            let role = role.role();
-            let trust = role
-                .and_then(|r| r.assume_role_policy_document())
-                .and_then(decode_policy);
-            let want_trust = trust_policy(&ctx.setting, source);
-            if trust.as_ref().map(policy::normalize) != Some(policy::normalize(&want_trust)) {
-                out.push(finding(
-                    account,
-                    &role_res,
-                    "AssumeRolePolicyDocument",
-                    want_trust.to_string(),
-                    trust
-                        .map(|t| t.to_string())
-                        .unwrap_or_else(|| "(unreadable)".into()),
-                ));
-            }
-            if let Some(r) = role
-                && r.arn() != arn
-            {
-                out.push(finding(account, &role_res, "Arn", arn.clone(), r.arn()));
-            }
-            let inline = call(
-                None,
-                account,
-                "iam",
-                "GetRolePolicy",
-                false,
-                &source.role_name,
-                clients
-                    .iam
-                    .get_role_policy()
-                    .role_name(&source.role_name)
-                    .policy_name("S3ReplicationPolicy")
-                    .send(),
-            )
-            .await;
-            let want_inline = resolved_inline_policy(&ctx.setting, source);
-            match inline {
-                Ok(p) => {
-                    let live = decode_policy(p.policy_document());
-                    if live.as_ref().map(policy::normalize) != Some(policy::normalize(&want_inline))
-                    {
+    let trail = async {
+        let mut out = Vec::new();
+        if let Some(trail) = &source.trail {
+            let trail_res = format!("trail {trail}");
+            match crate::tasks::trail_check(ctx, source, trail).await {
+                Ok(()) => {
+                    let status = call(
+                        None,
+                        account,
+                        "cloudtrail",
+                        "GetTrailStatus",
+                        false,
+                        trail,
+                        clients.cloudtrail.get_trail_status().name(trail).send(),
+                    )
+                    .await
+                    .map_err(|e| classify("GetTrailStatus", trail, e, &[]))?;
+                    if status.is_logging() != Some(true) {
                         out.push(finding(
                             account,
-                            &role_res,
-                            "S3ReplicationPolicy",
-                            want_inline.to_string(),
-                            live.map(|t| t.to_string())
-                                .unwrap_or_else(|| "(unreadable)".into()),
+                            &trail_res,
+                            "IsLogging",
+                            "true",
+                            status
+                                .is_logging()
+                                .map(|b| b.to_string())
+                                .unwrap_or_else(|| "(unknown)".into()),
                         ));
                     }
                 }
-                Err(e) if service_code(&e) == Some("NoSuchEntity") => out.push(finding(
+                Err(e) if e.code.as_deref() == Some("TrailNotFound") => {
+                    out.push(finding(account, &trail_res, "exists", "true", "false"))
+                }
+                Err(e) if e.code.as_deref() == Some("TrailBucketMismatch") => out.push(finding(
                     account,
-                    &role_res,
-                    "S3ReplicationPolicy",
-                    "present",
-                    "(none)",
+                    &trail_res,
+                    "S3BucketName",
+                    source.bucket.clone(),
+                    e.message,
                 )),
-                Err(e) => return Err(classify("GetRolePolicy", &source.role_name, e, &[])),
+                Err(e) => return Err(e),
             }
         }
-        Err(e) if service_code(&e) == Some("NoSuchEntity") => {
-            out.push(finding(account, &role_res, "exists", "true", "false"))
+        Ok::<_, TaskError>(out)
+    };
+    let versioning = async {
+        let mut out = Vec::new();
+        let versioning = crate::tasks::bucket_versioning(ctx, account, &source.bucket).await?;
+        if versioning.as_deref() != Some("Enabled") {
+            out.push(finding(
+                account,
+                &bucket_res,
+                "Versioning.Status",
+                "Enabled",
+                versioning.unwrap_or_else(|| "(never enabled)".into()),
+            ));
         }
-        Err(e) => return Err(classify("GetRole", &source.role_name, e, &[])),
-    }
-
-    let stack_res = format!("stack {}", source.stack_name);
-    let stacks = call(
-        None,
-        account,
-        "cloudformation",
-        "DescribeStacks",
-        false,
-        &source.stack_name,
-        clients
-            .cfn
-            .describe_stacks()
-            .stack_name(&source.stack_name)
-            .send(),
-    )
-    .await;
-    match stacks {
-        Ok(out_stacks) => {
-            let status = out_stacks
-                .stacks()
-                .first()
-                .and_then(|s| s.stack_status())
-                .map(|s| s.as_str().to_string())
-                .unwrap_or_else(|| "(none)".into());
-            if !matches!(status.as_str(), "CREATE_COMPLETE" | "UPDATE_COMPLETE") {
-                out.push(finding(
-                    account,
-                    &stack_res,
-                    "StackStatus",
-                    "CREATE_COMPLETE or UPDATE_COMPLETE",
-                    status,
-                ));
+        Ok::<_, TaskError>(out)
+    };
+    let replication = async {
+        let mut out = Vec::new();
+        let want = desired(&ctx.setting, source, &arn);
+        match crate::tasks::bucket_replication(ctx, source).await? {
+            None => out.push(finding(
+                account,
+                &bucket_res,
+                "ReplicationConfiguration",
+                "the article's rule",
+                "(none)",
+            )),
+            Some(live) => {
+                for (field, from, to) in diff(Some(&live), &want) {
+                    out.push(finding(
+                        account,
+                        &bucket_res,
+                        &format!("Replication.{field}"),
+                        to,
+                        from.unwrap_or_else(|| "(absent)".into()),
+                    ));
+                }
             }
         }
-        Err(e) if service_code(&e) == Some("ValidationError") => {
-            out.push(finding(account, &stack_res, "exists", "true", "false"))
-        }
-        Err(e) => return Err(classify("DescribeStacks", &source.stack_name, e, &[])),
-    }
-
-    let grant = policy::Grant {
-        mode: ctx.setting.policy,
-        bucket_arn: ctx.setting.bucket_arn(&ctx.setting.archive.bucket),
-        principal: arn.clone(),
-        account: account.to_string(),
-        prefix: source.prefix.clone(),
+        Ok::<_, TaskError>(out)
     };
-    // A missing archive bucket is the archive's own finding; here it means no grant either.
-    let archive_policy = match crate::tasks::archive_policy(ctx).await {
-        Err(e) if e.code.as_deref() == Some("NoSuchBucket") => None,
-        other => other?,
-    };
-    for sid in policy::missing(archive_policy.as_ref(), &grant) {
-        out.push(finding(
+    let role = async {
+        let mut out = Vec::new();
+        let role_res = format!("role {}", source.role_name);
+        let role = call(
+            None,
             account,
-            &format!("archive bucket {} policy", ctx.setting.archive.bucket),
-            &format!("Statement[{sid}].Principal.AWS"),
-            format!("includes {arn}"),
-            "(missing)",
-        ));
+            "iam",
+            "GetRole",
+            false,
+            &source.role_name,
+            clients.iam.get_role().role_name(&source.role_name).send(),
+        )
+        .await;
+        match role {
+            Ok(role) => {
+                let role = role.role();
+                let trust = role
+                    .and_then(|r| r.assume_role_policy_document())
+                    .and_then(decode_policy);
+                let want_trust = trust_policy(&ctx.setting, source);
+                if trust.as_ref().map(policy::normalize) != Some(policy::normalize(&want_trust)) {
+                    out.push(finding(
+                        account,
+                        &role_res,
+                        "AssumeRolePolicyDocument",
+                        want_trust.to_string(),
+                        trust
+                            .map(|t| t.to_string())
+                            .unwrap_or_else(|| "(unreadable)".into()),
+                    ));
+                }
+                if let Some(r) = role
+                    && r.arn() != arn
+                {
+                    out.push(finding(account, &role_res, "Arn", arn.clone(), r.arn()));
+                }
+                let inline = call(
+                    None,
+                    account,
+                    "iam",
+                    "GetRolePolicy",
+                    false,
+                    &source.role_name,
+                    clients
+                        .iam
+                        .get_role_policy()
+                        .role_name(&source.role_name)
+                        .policy_name("S3ReplicationPolicy")
+                        .send(),
+                )
+                .await;
+                let want_inline = resolved_inline_policy(&ctx.setting, source);
+                match inline {
+                    Ok(p) => {
+                        let live = decode_policy(p.policy_document());
+                        if live.as_ref().map(policy::normalize)
+                            != Some(policy::normalize(&want_inline))
+                        {
+                            out.push(finding(
+                                account,
+                                &role_res,
+                                "S3ReplicationPolicy",
+                                want_inline.to_string(),
+                                live.map(|t| t.to_string())
+                                    .unwrap_or_else(|| "(unreadable)".into()),
+                            ));
+                        }
+                    }
+                    Err(e) if service_code(&e) == Some("NoSuchEntity") => out.push(finding(
+                        account,
+                        &role_res,
+                        "S3ReplicationPolicy",
+                        "present",
+                        "(none)",
+                    )),
+                    Err(e) => return Err(classify("GetRolePolicy", &source.role_name, e, &[])),
+                }
+            }
+            Err(e) if service_code(&e) == Some("NoSuchEntity") => {
+                out.push(finding(account, &role_res, "exists", "true", "false"))
+            }
+            Err(e) => return Err(classify("GetRole", &source.role_name, e, &[])),
+        }
+        Ok::<_, TaskError>(out)
+    };
+    let stack = async {
+        let mut out = Vec::new();
+        let stack_res = format!("stack {}", source.stack_name);
+        let stacks = call(
+            None,
+            account,
+            "cloudformation",
+            "DescribeStacks",
+            false,
+            &source.stack_name,
+            clients
+                .cfn
+                .describe_stacks()
+                .stack_name(&source.stack_name)
+                .send(),
+        )
+        .await;
+        match stacks {
+            Ok(out_stacks) => {
+                let status = out_stacks
+                    .stacks()
+                    .first()
+                    .and_then(|s| s.stack_status())
+                    .map(|s| s.as_str().to_string())
+                    .unwrap_or_else(|| "(none)".into());
+                if !matches!(status.as_str(), "CREATE_COMPLETE" | "UPDATE_COMPLETE") {
+                    out.push(finding(
+                        account,
+                        &stack_res,
+                        "StackStatus",
+                        "CREATE_COMPLETE or UPDATE_COMPLETE",
+                        status,
+                    ));
+                }
+            }
+            Err(e) if service_code(&e) == Some("ValidationError") => {
+                out.push(finding(account, &stack_res, "exists", "true", "false"))
+            }
+            Err(e) => return Err(classify("DescribeStacks", &source.stack_name, e, &[])),
+        }
+        Ok::<_, TaskError>(out)
+    };
+    let grant = async {
+        let mut out = Vec::new();
+        let grant = policy::Grant {
+            mode: ctx.setting.policy,
+            bucket_arn: ctx.setting.bucket_arn(&ctx.setting.archive.bucket),
+            principal: arn.clone(),
+            account: account.to_string(),
+            prefix: source.prefix.clone(),
+        };
+        // A missing archive bucket is the archive's own finding; here it means no grant either.
+        let archive_policy = match crate::tasks::archive_policy(ctx).await {
+            Err(e) if e.code.as_deref() == Some("NoSuchBucket") => None,
+            other => other?,
+        };
+        for sid in policy::missing(archive_policy.as_ref(), &grant) {
+            out.push(finding(
+                account,
+                &format!("archive bucket {} policy", ctx.setting.archive.bucket),
+                &format!("Statement[{sid}].Principal.AWS"),
+                format!("includes {arn}"),
+                "(missing)",
+            ));
+        }
+        Ok::<_, TaskError>(out)
+    };
+    // The reads are independent: made side by side, the check costs one round trip or two.
+    let (trail, versioning, replication, role, stack, grant) =
+        tokio::try_join!(trail, versioning, replication, role, stack, grant)?;
+    for part in [trail, versioning, replication, role, stack, grant] {
+        out.extend(part);
     }
     Ok(out)
 }

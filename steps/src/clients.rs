@@ -120,10 +120,15 @@ impl Connector {
                     .configure(base)
                     .build()
                     .await;
+                // A cache of its own per account: the base configuration's cache is shared by
+                // every configuration derived from it and holds at most 64 identities, so with
+                // more accounts their credentials were evicted and AssumeRole called again and
+                // again (15 times per account at 500 accounts).
                 base.to_builder()
                     .credentials_provider(
                         aws_credential_types::provider::SharedCredentialsProvider::new(provider),
                     )
+                    .identity_cache(aws_config::identity::IdentityCache::lazy().build())
                     .build()
             }
         }

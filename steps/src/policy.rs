@@ -15,6 +15,23 @@
 use crate::spec::PolicyMode;
 use serde_json::{Map, Value, json};
 
+/// The largest bucket policy S3 accepts, in bytes.
+pub const MAX_POLICY_BYTES: usize = 20 * 1024;
+
+/// The policy's text as it is written (compact JSON), or why S3 would refuse it: a bucket
+/// policy is limited to 20 KB, which the article's layout reaches at about 190 source accounts
+/// (least-privilege mode, about 40).
+pub fn to_text(policy: &Value) -> Result<String, String> {
+    let text = serde_json::to_string(policy).expect("policies serialize");
+    if text.len() > MAX_POLICY_BYTES {
+        return Err(format!(
+            "the archive bucket policy would be {} bytes, over S3's limit of {MAX_POLICY_BYTES} bytes",
+            text.len()
+        ));
+    }
+    Ok(text)
+}
+
 /// Sid of the article's object statement (section 3).
 pub const OBJECTS_SID: &str = "AllowReplicationFromSourceAccount";
 /// The article's other spelling of it ("adding a source account later").
@@ -510,6 +527,28 @@ mod tests {
         let (again, changed) = remove(&policy, &grant("999999999999", PolicyMode::Article));
         assert!(!changed);
         assert_eq!(again, Some(policy));
+    }
+
+    #[test]
+    fn a_policy_over_s3s_size_limit_is_refused() {
+        let mut policy: Option<Value> = None;
+        let mut fitted = 0;
+        for i in 0..400u64 {
+            let g = grant(&format!("{}", 200_000_000_000 + i), PolicyMode::Article);
+            let (next, _) = add(policy.as_ref(), &g);
+            if to_text(&next).is_err() {
+                break;
+            }
+            fitted += 1;
+            policy = Some(next);
+        }
+        assert!(
+            (150..250).contains(&fitted),
+            "about 190 accounts fit: {fitted}"
+        );
+        let (over, _) = add(policy.as_ref(), &grant("999999999999", PolicyMode::Article));
+        let err = to_text(&over).expect_err("over the limit");
+        assert!(err.contains("over S3's limit of 20480 bytes"), "{err}");
     }
 
     #[test]

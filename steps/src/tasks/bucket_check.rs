@@ -37,7 +37,14 @@ impl BucketCheck {
                 s.bucket, s.account_id
             )));
         }
-        let encryption = source_encryption(&self.ctx, s).await?;
+        let trail = async {
+            match &s.trail {
+                Some(trail) => trail_bucket(&self.ctx, s, trail).await,
+                None => Ok(()),
+            }
+        };
+        let (encryption, trail) = tokio::join!(source_encryption(&self.ctx, s), trail);
+        let encryption = encryption?;
         if encryption != "AES256" {
             return Err(TaskError::fatal(format!(
                 "source bucket {} uses {encryption} default encryption; the article's rule replicates \
@@ -47,9 +54,7 @@ impl BucketCheck {
             .with_code("SseKmsBucket")
             .with_hint("use SSE-S3 on the CloudTrail bucket (or extend the rule and the role with KMS grants, a separate procedure), then resume"));
         }
-        if let Some(trail) = &s.trail {
-            trail_bucket(&self.ctx, s, trail).await?;
-        }
+        trail?;
         Ok(json!({ "bucket": s.bucket, "encryption": encryption, "trail": s.trail }))
     }
 }

@@ -131,9 +131,16 @@ impl PolicyWriter {
                     }));
                 }
             }
-            Err(e) if batch.len() > 1 && e.code.as_deref() == Some("MalformedPolicy") => {
-                // One principal AWS does not accept yet (IAM propagation, or a deleted role) must
-                // not hold back the others: write them one by one.
+            Err(e)
+                if batch.len() > 1
+                    && matches!(
+                        e.code.as_deref(),
+                        Some("MalformedPolicy" | "PolicyTooLarge")
+                    ) =>
+            {
+                // One principal AWS does not accept yet (IAM propagation, or a deleted role), or
+                // a batch too large for one policy, must not hold back the others: write them
+                // one by one (those that fit are written; the rest fail with the reason).
                 for request in batch {
                     let one = self.write(ctx, std::slice::from_ref(&request)).await;
                     let _ = request.done.send(one.map(|flags| Written {
@@ -185,7 +192,11 @@ impl PolicyWriter {
         let detail = format!("{} ({})", archive.bucket, who.join(", "));
         match current {
             Some(doc) => {
-                let text = serde_json::to_string(&doc).expect("policies serialize");
+                let text = policy::to_text(&doc).map_err(|e| {
+                    TaskError::fatal(e)
+                        .with_code("PolicyTooLarge")
+                        .with_hint("split the sources over several archive buckets (one inventory each), or roll back accounts that no longer need it")
+                })?;
                 call(
                     Some(ctx),
                     &archive.account_id,

@@ -107,10 +107,13 @@ async fn a_failed_canary_names_the_setting_that_explains_it() {
             )),
         )
     });
+    let source_bucket_here = mock!(aws_sdk_s3::Client::head_bucket)
+        .match_requests(|r| r.bucket() == Some(SOURCE_BUCKET))
+        .then_output(|| aws_sdk_s3::operation::head_bucket::HeadBucketOutput::builder().build());
     let source_rules = source_as_the_article_leaves_it();
     let calls = Calls::default();
     let [get_role, get_policy] = template_role_rules();
-    let mut s3: Vec<&Rule> = vec![&put, &source_head];
+    let mut s3: Vec<&Rule> = vec![&put, &source_head, &source_bucket_here];
     s3.extend(source_rules.iter().take(2));
     let ctx = context(vec![
         account(
