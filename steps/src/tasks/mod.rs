@@ -5,6 +5,7 @@
 
 mod archive_bucket;
 mod bucket_check;
+mod context;
 mod grant;
 mod identity;
 mod replication;
@@ -21,86 +22,10 @@ pub use role_stack::RoleStack;
 pub use verify::Verify;
 pub use versioning::Versioning;
 
-use crate::clients::Accounts;
-use crate::spec::Setting;
-use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
-use aws_smithy_runtime_api::client::result::SdkError;
-use std::future::Future;
-use std::sync::Arc;
-use std::time::{Duration, Instant};
-use trailhub_engine::ApplyCtx;
-
-/// What every task of a run shares.
-#[derive(Debug, Clone)]
-pub struct StepContext {
-    /// Region, partition, archive, policy mode.
-    pub setting: Arc<Setting>,
-    /// Clients per account.
-    pub accounts: Arc<Accounts>,
-    /// How often a CloudFormation stack is polled while it changes.
-    pub stack_poll: Duration,
-    /// How long a stack may take to settle.
-    pub stack_timeout: Duration,
-}
-
-impl StepContext {
-    /// A context with AWS-like polling (every 5 s, for at most 30 minutes).
-    pub fn new(setting: Setting, accounts: Accounts) -> Self {
-        StepContext {
-            setting: Arc::new(setting),
-            accounts: Arc::new(accounts),
-            stack_poll: Duration::from_secs(5),
-            stack_timeout: Duration::from_secs(30 * 60),
-        }
-    }
-}
-
-/// Runs one AWS call: reports it to the run's history when it mutates (just before it is
-/// made), and logs it at debug level with its account, operation and duration (never
-/// credentials).
-pub(crate) async fn call<T, E, F>(
-    ctx: Option<&ApplyCtx>,
-    account: &str,
-    service: &str,
-    operation: &str,
-    mutating: bool,
-    resource: &str,
-    fut: F,
-) -> Result<T, SdkError<E, HttpResponse>>
-where
-    F: Future<Output = Result<T, SdkError<E, HttpResponse>>>,
-{
-    if mutating && let Some(ctx) = ctx {
-        ctx.call(service, operation, true, resource);
-    }
-    let started = Instant::now();
-    let result = fut.await;
-    tracing::debug!(
-        account,
-        service,
-        operation,
-        resource,
-        duration_ms = started.elapsed().as_millis() as u64,
-        ok = result.is_ok(),
-        "aws call"
-    );
-    result
-}
-
-/// Whether `account` owns `bucket` (`false` when it does not exist).
-pub(crate) async fn bucket_owned(
-    ctx: &StepContext,
-    account: &str,
-    bucket: &str,
-) -> Result<bool, trailhub_engine::TaskError> {
-    Ok(matches!(
-        archive_bucket::presence(ctx, account, bucket, None).await?,
-        archive_bucket::Presence::Owned
-    ))
-}
-
 pub(crate) use archive_bucket::object_lock_enabled as bucket_object_lock;
 pub(crate) use bucket_check::trail_bucket as trail_check;
+pub use context::StepContext;
+pub(crate) use context::{bucket_owned, call};
 pub(crate) use grant::read_policy as archive_policy;
 pub(crate) use replication::live_replication as bucket_replication;
 pub(crate) use versioning::versioning_status as bucket_versioning;

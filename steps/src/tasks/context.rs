@@ -1,0 +1,79 @@
+//! What every task of a run shares (the step context), and the one way tasks call AWS.
+
+use crate::clients::Accounts;
+use crate::spec::Setting;
+use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
+use aws_smithy_runtime_api::client::result::SdkError;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use trailhub_engine::ApplyCtx;
+
+/// What every task of a run shares.
+#[derive(Debug, Clone)]
+pub struct StepContext {
+    /// Region, partition, archive, policy mode.
+    pub setting: Arc<Setting>,
+    /// Clients per account.
+    pub accounts: Arc<Accounts>,
+    /// How often a CloudFormation stack is polled while it changes.
+    pub stack_poll: Duration,
+    /// How long a stack may take to settle.
+    pub stack_timeout: Duration,
+}
+
+impl StepContext {
+    /// A context with AWS-like polling (every 5 s, for at most 30 minutes).
+    pub fn new(setting: Setting, accounts: Accounts) -> Self {
+        StepContext {
+            setting: Arc::new(setting),
+            accounts: Arc::new(accounts),
+            stack_poll: Duration::from_secs(5),
+            stack_timeout: Duration::from_secs(30 * 60),
+        }
+    }
+}
+
+/// Runs one AWS call: reports it to the run's history when it mutates (just before it is
+/// made), and logs it at debug level with its account, operation and duration (never
+/// credentials).
+pub(crate) async fn call<T, E, F>(
+    ctx: Option<&ApplyCtx>,
+    account: &str,
+    service: &str,
+    operation: &str,
+    mutating: bool,
+    resource: &str,
+    fut: F,
+) -> Result<T, SdkError<E, HttpResponse>>
+where
+    F: Future<Output = Result<T, SdkError<E, HttpResponse>>>,
+{
+    if mutating && let Some(ctx) = ctx {
+        ctx.call(service, operation, true, resource);
+    }
+    let started = Instant::now();
+    let result = fut.await;
+    tracing::debug!(
+        account,
+        service,
+        operation,
+        resource,
+        duration_ms = started.elapsed().as_millis() as u64,
+        ok = result.is_ok(),
+        "aws call"
+    );
+    result
+}
+
+/// Whether `account` owns `bucket` (`false` when it does not exist).
+pub(crate) async fn bucket_owned(
+    ctx: &StepContext,
+    account: &str,
+    bucket: &str,
+) -> Result<bool, trailhub_engine::TaskError> {
+    Ok(matches!(
+        super::archive_bucket::presence(ctx, account, bucket, None).await?,
+        super::archive_bucket::Presence::Owned
+    ))
+}
