@@ -62,10 +62,15 @@ pub async fn source_findings(
     let mut out = Vec::new();
     let bucket_res = format!("bucket {}", source.bucket);
 
-    if !crate::tasks::bucket_owned(ctx, account, &source.bucket).await? {
-        out.push(finding(account, &bucket_res, "exists", "true", "false"));
-        return Ok(out);
-    }
+    // The bucket's versioning is read first: its NoSuchBucket answer is the "bucket missing"
+    // finding, without a HeadBucket of its own, and nothing else is worth reading then.
+    let versioning = match crate::tasks::bucket_versioning(ctx, account, &source.bucket).await {
+        Err(e) if e.code.as_deref() == Some("NoSuchBucket") => {
+            out.push(finding(account, &bucket_res, "exists", "true", "false"));
+            return Ok(out);
+        }
+        other => other?,
+    };
 
     let arn = role_arn
         .map(str::to_string)
@@ -117,14 +122,15 @@ pub async fn source_findings(
     };
     let versioning = async {
         let mut out = Vec::new();
-        let versioning = crate::tasks::bucket_versioning(ctx, account, &source.bucket).await?;
         if versioning.as_deref() != Some("Enabled") {
             out.push(finding(
                 account,
                 &bucket_res,
                 "Versioning.Status",
                 "Enabled",
-                versioning.unwrap_or_else(|| "(never enabled)".into()),
+                versioning
+                    .clone()
+                    .unwrap_or_else(|| "(never enabled)".into()),
             ));
         }
         Ok::<_, TaskError>(out)

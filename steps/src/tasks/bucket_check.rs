@@ -26,7 +26,20 @@ impl BucketCheck {
 
     async fn check(&self, apply: Option<&ApplyCtx>) -> Result<Value, TaskError> {
         let s = &self.source;
-        if let Presence::Missing = presence(&self.ctx, &s.account_id, &s.bucket, apply).await? {
+        let trail = async {
+            match &s.trail {
+                Some(trail) => trail_bucket(&self.ctx, s, trail).await,
+                None => Ok(()),
+            }
+        };
+        // Three reads side by side; the bucket's presence is judged first, as the other two
+        // answers mean nothing without it.
+        let (present, encryption, trail) = tokio::join!(
+            presence(&self.ctx, &s.account_id, &s.bucket, apply),
+            source_encryption(&self.ctx, s),
+            trail
+        );
+        if let Presence::Missing = present? {
             return Err(TaskError::fatal(format!(
                 "source bucket {} does not exist in account {}: HeadBucket answered 404",
                 s.bucket, s.account_id
@@ -37,13 +50,6 @@ impl BucketCheck {
                 s.bucket, s.account_id
             )));
         }
-        let trail = async {
-            match &s.trail {
-                Some(trail) => trail_bucket(&self.ctx, s, trail).await,
-                None => Ok(()),
-            }
-        };
-        let (encryption, trail) = tokio::join!(source_encryption(&self.ctx, s), trail);
         let encryption = encryption?;
         if encryption != "AES256" {
             return Err(TaskError::fatal(format!(
