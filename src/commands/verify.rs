@@ -43,7 +43,11 @@ pub async fn verify(
         set.spawn(async move {
             let _permit = permits.acquire_owned().await;
             let account = source.account_id.clone();
-            (i + 1, account, source_findings(&ctx, &source, None).await)
+            (
+                i + 1,
+                account,
+                source_findings(&ctx, &source, None, true).await,
+            )
         });
     }
     let mut results = Vec::new();

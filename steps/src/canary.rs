@@ -213,7 +213,7 @@ async fn likely_causes(
         })),
         Err(e) => causes.push(format!("the archive could not be read: {}", e.message)),
     }
-    match source_findings(ctx, source, None).await {
+    match source_findings(ctx, source, None, true).await {
         Ok(findings) => causes.extend(findings.iter().map(|f| {
             format!(
                 "{} {}: expected {}, found {}",

@@ -52,10 +52,13 @@ fn decode_policy(text: &str) -> Option<Value> {
 /// Compares a source account with the inventory: trail, versioning, replication rule (every
 /// field), role (trust and inline policy), stack, and its principal in the archive policy.
 /// `role_arn` is the role's ARN as the stack reported it, when known.
+/// With `with_trail` false the trail is not read (the `S/verify` node: `bucket-check` checked
+/// it in the same run).
 pub async fn source_findings(
     ctx: &StepContext,
     source: &SourceSpec,
     role_arn: Option<&str>,
+    with_trail: bool,
 ) -> Result<Vec<Finding>, TaskError> {
     let account = source.account_id.as_str();
     let clients = ctx.accounts.get(account).await?;
@@ -77,33 +80,12 @@ pub async fn source_findings(
         .unwrap_or_else(|| ctx.setting.role_arn(account, &source.role_name));
     let trail = async {
         let mut out = Vec::new();
-        if let Some(trail) = &source.trail {
+        if let Some(trail) = source.trail.as_ref().filter(|_| with_trail) {
             let trail_res = format!("trail {trail}");
             match crate::tasks::trail_check(ctx, source, trail).await {
-                Ok(()) => {
-                    let status = call(
-                        None,
-                        account,
-                        "cloudtrail",
-                        "GetTrailStatus",
-                        false,
-                        trail,
-                        clients.cloudtrail.get_trail_status().name(trail).send(),
-                    )
-                    .await
-                    .map_err(|e| classify("GetTrailStatus", trail, e, &[]))?;
-                    if status.is_logging() != Some(true) {
-                        out.push(finding(
-                            account,
-                            &trail_res,
-                            "IsLogging",
-                            "true",
-                            status
-                                .is_logging()
-                                .map(|b| b.to_string())
-                                .unwrap_or_else(|| "(unknown)".into()),
-                        ));
-                    }
+                Ok(()) => {}
+                Err(e) if e.code.as_deref() == Some("TrailNotLogging") => {
+                    out.push(finding(account, &trail_res, "IsLogging", "true", "false"))
                 }
                 Err(e) if e.code.as_deref() == Some("TrailNotFound") => {
                     out.push(finding(account, &trail_res, "exists", "true", "false"))

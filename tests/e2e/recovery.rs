@@ -130,13 +130,27 @@ fn assert_converged(emu: &Emulator, sources: &[String]) {
 
 #[test]
 fn killed_at_several_moments_then_resumed_converges() {
-    for (round, kill_after) in [350u64, 900, 1700].into_iter().enumerate() {
+    // Each round kills the first run just after the proxy answered one request of a phase (so
+    // the moment does not depend on how busy the machine is): during the read-only checks,
+    // while the stacks are being created, and once replication is being written.
+    for (round, action) in ["GET ?versioning", "CreateStack", "PUT ?replication"]
+        .into_iter()
+        .enumerate()
+    {
         let emu = Emulator::start();
         let sources = accounts(4);
         emu.seed_sources(&sources);
+        let log = tempfile::NamedTempFile::new().unwrap();
         let proxy = Proxy::start(
             &emu.url,
-            &["--delay-ms", "25", "--create-stack-delay-ms", "400"],
+            &[
+                "--delay-ms",
+                "25",
+                "--create-stack-delay-ms",
+                "400",
+                "--log",
+                log.path().to_str().unwrap(),
+            ],
         );
         let th = Trailhub::with_endpoint(&proxy.url);
         th.profiles(&sources);
@@ -148,13 +162,13 @@ fn killed_at_several_moments_then_resumed_converges() {
             .stderr(std::process::Stdio::null())
             .spawn()
             .unwrap();
-        std::thread::sleep(Duration::from_millis(kill_after));
+        wait_for_action(log.path(), action);
         let finished_first = child.try_wait().unwrap().is_some();
         child.kill().unwrap();
         child.wait().unwrap();
         assert!(
             !finished_first,
-            "round {round}: the run was still going when killed"
+            "round {round}: the run was still going when killed after {action}"
         );
 
         // A second kill, during the resume, then a resume to the end.
@@ -177,5 +191,27 @@ fn killed_at_several_moments_then_resumed_converges() {
             !status.contains("failed") && !status.contains("running"),
             "round {round}: {status}"
         );
+    }
+}
+
+/// Waits until the proxy's log shows a response to `action` (its log line is written when the
+/// response has been sent).
+fn wait_for_action(log: &std::path::Path, action: &str) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        let seen = text.lines().any(|l| {
+            serde_json::from_str::<serde_json::Value>(l)
+                .map(|v| v["action"] == action)
+                .unwrap_or(false)
+        });
+        if seen {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no {action} in the proxy's log within 60 s:\n{text}"
+        );
+        std::thread::sleep(Duration::from_millis(5));
     }
 }

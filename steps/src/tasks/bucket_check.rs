@@ -155,6 +155,25 @@ pub(crate) async fn trail_bucket(
         .with_code("TrailBucketMismatch")
         .with_hint("set this source's `bucket` to the trail's bucket, or `trail` to the trail that logs to it"));
     }
+    let status = call(
+        None,
+        &s.account_id,
+        "cloudtrail",
+        "GetTrailStatus",
+        false,
+        trail,
+        clients.cloudtrail.get_trail_status().name(trail).send(),
+    )
+    .await
+    .map_err(|e| classify("GetTrailStatus", trail, e, &[]))?;
+    if status.is_logging() != Some(true) {
+        return Err(TaskError::fatal(format!(
+            "trail {trail} in account {} is not logging: nothing would reach its bucket, nor the archive",
+            s.account_id
+        ))
+        .with_code("TrailNotLogging")
+        .with_hint(format!("start it (aws cloudtrail start-logging --name {trail}), then `trailhub resume`")));
+    }
     Ok(())
 }
 

@@ -40,6 +40,9 @@ struct Request {
 pub struct PolicyWriter {
     ctx: StepContext,
     queue: Mutex<Vec<Request>>,
+    /// The policy as this process last read or wrote it (this process alone writes it during
+    /// a run: the state directory's lock), so that every grant does not read it again.
+    known: tokio::sync::Mutex<Option<Option<Value>>>,
 }
 
 impl std::fmt::Debug for PolicyWriter {
@@ -86,7 +89,21 @@ impl PolicyWriter {
         Arc::new(PolicyWriter {
             ctx,
             queue: Mutex::new(Vec::new()),
+            known: tokio::sync::Mutex::new(None),
         })
+    }
+
+    /// The policy as last read or written in this process, read once (for every grant waiting
+    /// on it) when not known yet. For deciding whether a grant is needed; every write reads the
+    /// policy afresh under the exclusive resource.
+    async fn known_policy(&self) -> Result<Option<Value>, TaskError> {
+        let mut known = self.known.lock().await;
+        if let Some(policy) = &*known {
+            return Ok(policy.clone());
+        }
+        let read = read_policy(&self.ctx).await?;
+        *known = Some(read.clone());
+        Ok(read)
     }
 
     fn resource(&self) -> String {
@@ -165,6 +182,7 @@ impl PolicyWriter {
     async fn write(&self, ctx: &ApplyCtx, batch: &[Request]) -> Result<Vec<bool>, TaskError> {
         let archive = &self.ctx.setting.archive;
         let mut current = read_policy(&self.ctx).await?;
+        *self.known.lock().await = Some(current.clone());
         let mut flags = Vec::with_capacity(batch.len());
         for request in batch {
             let changed = match request.op {
@@ -188,6 +206,7 @@ impl PolicyWriter {
             return Ok(flags);
         }
         let clients = self.ctx.accounts.get(&archive.account_id).await?;
+        let current_after = current.clone();
         let who: Vec<&str> = batch.iter().map(|r| r.node.as_str()).collect();
         let detail = format!("{} ({})", archive.bucket, who.join(", "));
         match current {
@@ -236,6 +255,7 @@ impl PolicyWriter {
                 .map_err(|e| classify("DeleteBucketPolicy", &archive.bucket, e, &[]))?;
             }
         }
+        *self.known.lock().await = Some(current_after);
         Ok(flags)
     }
 }
@@ -325,7 +345,7 @@ impl Task for Grant {
         let principal = self.principal(Some(ctx));
         let grant = self.grant(principal.clone());
         let outputs = json!({ "principal": principal, "bucket": self.ctx.setting.archive.bucket });
-        let current = read_policy(&self.ctx).await?;
+        let current = self.writer.known_policy().await?;
         if policy::missing(current.as_ref(), &grant).is_empty() {
             return Ok(Applied::unchanged(outputs));
         }

@@ -45,7 +45,7 @@ impl Task for Verify {
             .input(&self.role_node)
             .and_then(|o| o["role_arn"].as_str())
             .map(str::to_string);
-        let findings = source_findings(&self.ctx, &self.source, role_arn.as_deref()).await?;
+        let findings = source_findings(&self.ctx, &self.source, role_arn.as_deref(), false).await?;
         if findings.is_empty() {
             return Ok(Applied::unchanged(json!({ "checked": true })));
         }
