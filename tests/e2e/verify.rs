@@ -235,3 +235,53 @@ fn the_canary_stays_pending_on_the_emulator_and_says_so() {
             .all(|w| w.operation.starts_with("PUT /cm-members-cloudtrail-"))
     );
 }
+
+/// Starts or stops the `Members` trail of `account` on the emulator.
+fn set_logging(emu: &Emulator, account: &str, logging: bool) {
+    let trail = emu.cloudtrail(account);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        if logging {
+            trail.start_logging().name("Members").send().await.unwrap();
+        } else {
+            trail.stop_logging().name("Members").send().await.unwrap();
+        }
+    });
+}
+
+#[test]
+fn a_trail_that_is_not_logging_is_refused_by_apply_and_reported_by_verify() {
+    let emu = Emulator::start();
+    let sources = accounts(3);
+    emu.seed_sources(&sources);
+    let th = Trailhub::new(&emu);
+    th.profiles(&sources);
+    let inv = th.write_inventory(&inventory(&sources, ""));
+    let inv = inv.to_str().unwrap();
+
+    // A stopped trail would replicate nothing: its account fails at bucket-check with the fix,
+    // the others are onboarded.
+    set_logging(&emu, &sources[1], false);
+    th.expect(&["apply", "-c", inv], 1);
+    let nodes = th.json(&["status"], 0);
+    let failed: Vec<&Value> = nodes.iter().filter(|n| n["state"] == "failed").collect();
+    assert_eq!(failed.len(), 1, "{failed:?}");
+    assert_eq!(failed[0]["account"], sources[1].as_str());
+    assert_eq!(failed[0]["step"], "bucket-check");
+    assert_eq!(failed[0]["error"]["code"], "TrailNotLogging");
+    let (status, _) = th.expect(&["status"], 0);
+    assert!(
+        status.contains("aws cloudtrail start-logging --name Members"),
+        "{status}"
+    );
+
+    set_logging(&emu, &sources[1], true);
+    th.expect(&["resume"], 0);
+    th.expect(&["verify", "-c", inv], 0);
+
+    // Stopped after onboarding: verify names the field.
+    set_logging(&emu, &sources[2], false);
+    let lines = th.json(&["verify", "-c", inv], 3);
+    assert_eq!(drifts(&lines, &sources[2]), vec!["trail Members IsLogging"]);
+    assert!(drifts(&lines, &sources[0]).is_empty());
+}
