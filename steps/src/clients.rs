@@ -251,7 +251,12 @@ impl Accounts {
             .cloned()
             .unwrap_or(Credentials::Default);
         let config = connector.config(&credentials).await;
-        let sts = aws_sdk_sts::Client::new(&config);
+        // With `RetryHistory` too: a retried identity check belongs in the node's history.
+        let sts = aws_sdk_sts::Client::from_conf(
+            aws_sdk_sts::config::Builder::from(&config)
+                .interceptor(RetryHistory)
+                .build(),
+        );
         let identity = sts
             .get_caller_identity()
             .send()
