@@ -117,22 +117,34 @@ pub(crate) async fn trail_bucket(
     trail: &str,
 ) -> Result<(), TaskError> {
     let clients = ctx.accounts.get(&s.account_id).await?;
-    let out = call(
-        None,
-        &s.account_id,
-        "cloudtrail",
-        "DescribeTrails",
-        false,
-        trail,
-        clients
-            .cloudtrail
-            .describe_trails()
-            .trail_name_list(trail)
-            .include_shadow_trails(true)
-            .send(),
-    )
-    .await
-    .map_err(|e| classify("DescribeTrails", trail, e, &[]))?;
+    // Both reads at once (one round trip, not two); the status is looked at only once the
+    // trail is known to exist and log to the right bucket.
+    let (described, status) = tokio::join!(
+        call(
+            None,
+            &s.account_id,
+            "cloudtrail",
+            "DescribeTrails",
+            false,
+            trail,
+            clients
+                .cloudtrail
+                .describe_trails()
+                .trail_name_list(trail)
+                .include_shadow_trails(true)
+                .send(),
+        ),
+        call(
+            None,
+            &s.account_id,
+            "cloudtrail",
+            "GetTrailStatus",
+            false,
+            trail,
+            clients.cloudtrail.get_trail_status().name(trail).send(),
+        )
+    );
+    let out = described.map_err(|e| classify("DescribeTrails", trail, e, &[]))?;
     let found = out.trail_list().iter().find(|t| {
         t.name() == Some(trail)
             || t.trail_arn()
@@ -155,17 +167,23 @@ pub(crate) async fn trail_bucket(
         .with_code("TrailBucketMismatch")
         .with_hint("set this source's `bucket` to the trail's bucket, or `trail` to the trail that logs to it"));
     }
-    let status = call(
-        None,
-        &s.account_id,
-        "cloudtrail",
-        "GetTrailStatus",
-        false,
-        trail,
-        clients.cloudtrail.get_trail_status().name(trail).send(),
-    )
-    .await
-    .map_err(|e| classify("GetTrailStatus", trail, e, &[]))?;
+    let status = match (status, found.trail_arn()) {
+        (Ok(status), _) => status,
+        // A multi-region trail seen from another region (a shadow trail) answers GetTrailStatus
+        // by its ARN only.
+        (Err(_), Some(arn)) if found.home_region() != Some(ctx.setting.region.as_str()) => call(
+            None,
+            &s.account_id,
+            "cloudtrail",
+            "GetTrailStatus",
+            false,
+            arn,
+            clients.cloudtrail.get_trail_status().name(arn).send(),
+        )
+        .await
+        .map_err(|e| classify("GetTrailStatus", arn, e, &[]))?,
+        (Err(e), _) => return Err(classify("GetTrailStatus", trail, e, &[])),
+    };
     if status.is_logging() != Some(true) {
         return Err(TaskError::fatal(format!(
             "trail {trail} in account {} is not logging: nothing would reach its bucket, nor the archive",
