@@ -206,7 +206,11 @@ def cmd_policy(args: argparse.Namespace) -> None:
 
     s3 = boto3.client("s3", endpoint_url=args.endpoint, region_name="ap-northeast-1",
                       aws_access_key_id="111111111111", aws_secret_access_key="x")
-    expected = {f"arn:aws:iam::{a}:role/S3ReplicationRole" for a in args.accounts}
+    # Accounts mode names each account's root, its condition the role name (checked below).
+    if args.policy == "accounts":
+        expected = {f"arn:aws:iam::{a}:root" for a in args.accounts}
+    else:
+        expected = {f"arn:aws:iam::{a}:role/S3ReplicationRole" for a in args.accounts}
     out: dict = {"expected_principals": len(expected)}
     try:
         text = s3.get_bucket_policy(Bucket=args.bucket)["Policy"]
@@ -227,6 +231,9 @@ def cmd_policy(args: argparse.Namespace) -> None:
             for st in doc.get("Statement", []):
                 acts = st.get("Action", [])
                 acts = [acts] if isinstance(acts, str) else acts
+                cond = (st.get("Condition") or {}).get("ArnLike", {}).get("aws:PrincipalArn")
+                if args.policy == "accounts" and cond != "arn:aws:iam::*:role/S3ReplicationRole":
+                    continue
                 if wanted_actions in acts:
                     aws = st.get("Principal", {}).get("AWS", [])
                     names |= set([aws] if isinstance(aws, str) else aws)
@@ -468,6 +475,7 @@ def main() -> None:
     q.add_argument("--endpoint", required=True)
     q.add_argument("--bucket", required=True)
     q.add_argument("--out", required=True)
+    q.add_argument("--policy", default="article", help="the inventory's policy mode")
     q.add_argument("accounts", nargs="+")
     s = sub.add_parser("report")
     s.add_argument("--out", required=True)

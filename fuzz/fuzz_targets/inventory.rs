@@ -274,7 +274,7 @@ const REGIONS: &[&str] = &[
     "cn-north-1",
     "us-gov-west-1",
 ];
-const POLICIES: &[&str] = &["article", "least-privilege"];
+const POLICIES: &[&str] = &["article", "least-privilege", "accounts"];
 const ACCOUNTS: &[&str] = &[
     "111111111111",
     "222222222222",

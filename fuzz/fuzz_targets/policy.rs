@@ -37,14 +37,16 @@ use libfuzzer_sys::fuzz_target;
 use serde_json::{Map, Value, json};
 use trailhub_steps::PolicyMode;
 use trailhub_steps::policy::{
-    self, CHECK_SID, Grant, OBJECTS_SID, OBJECTS_SID_ALT, add, missing, normalize, remove,
+    self, ACCOUNTS_SID_PREFIX, CHECK_SID, Grant, OBJECTS_SID, OBJECTS_SID_ALT, add, missing, normalize, remove,
 };
 
 const BUCKET: &str = "aggregation-cloudtrail-logs-111111111111";
 
 fuzz_target!(|input: Input| {
     let account = input.account.render(&input.pool);
-    let mode = if input.least {
+    let mode = if input.accounts {
+        PolicyMode::Accounts
+    } else if input.least {
         PolicyMode::LeastPrivilege
     } else {
         PolicyMode::Article
@@ -82,12 +84,14 @@ fn check(original: &Value, grant: &Grant, shuffle: &[u8]) {
                 x == format!("TrailhubReplicateObjects{}", grant.account)
                     || x == format!("TrailhubVersioningCheck{}", grant.account)
             }),
+            PolicyMode::Accounts => sid.is_some_and(|x| x.starts_with(ACCOUNTS_SID_PREFIX)),
         }
     };
 
     // Nothing to start from: a new policy with both statements.
     let all = missing(None, grant);
-    assert_eq!(all.len(), 2, "{all:?}");
+    let statements_per_grant = if grant.mode == PolicyMode::Accounts { 1 } else { 2 };
+    assert_eq!(all.len(), statements_per_grant, "{all:?}");
     let (fresh_policy, changed) = add(None, grant);
     assert!(changed);
     assert!(missing(Some(&fresh_policy), grant).is_empty());
@@ -128,6 +132,10 @@ fn check(original: &Value, grant: &Grant, shuffle: &[u8]) {
                     "the principal is still granted after remove: {back:#}"
                 ),
                 PolicyMode::LeastPrivilege => panic!("a grant statement survives remove: {s}"),
+                PolicyMode::Accounts => assert!(
+                    !aws_principals(s).contains(&grant.listed_principal().as_str()),
+                    "the account is still granted after remove: {back:#}"
+                ),
             }
         }
         let (again, removed_again) = remove(back, grant);
@@ -359,6 +367,7 @@ struct Input {
     pool: [u64; 3],
     account: Account,
     least: bool,
+    accounts: bool,
     prefix: Option<String>,
     shape: Shape,
     statements: Vec<Stmt>,

@@ -32,7 +32,11 @@ fuzz_target!(|data: &[u8]| {
     };
     let n = normalize(&policy);
     assert_eq!(normalize(&n), n, "normalize is not idempotent");
-    for mode in [PolicyMode::Article, PolicyMode::LeastPrivilege] {
+    for mode in [
+        PolicyMode::Article,
+        PolicyMode::LeastPrivilege,
+        PolicyMode::Accounts,
+    ] {
         let grant = Grant {
             mode,
             bucket_arn: "arn:aws:s3:::aggregation-cloudtrail-logs-111111111111".into(),

@@ -288,7 +288,7 @@ pub async fn source_findings(
                 account,
                 &format!("archive bucket {} policy", ctx.setting.archive.bucket),
                 &format!("Statement[{sid}].Principal.AWS"),
-                format!("includes {arn}"),
+                format!("includes {}", grant.listed_principal()),
                 "(missing)",
             ));
         }

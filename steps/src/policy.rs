@@ -6,7 +6,11 @@
 //! recognised) and `AllowReplicationPolicyCheck`. A policy written by hand from the article, with
 //! `Principal.AWS` as a string or a list, is taken over as it is. Least-privilege mode writes
 //! two statements per source instead, limited to what replication needs and to the source's own
-//! key prefix (`<prefix><account>/`), tied to its account by `aws:PrincipalAccount`.
+//! key prefix (`<prefix><account>/`), tied to its account by `aws:PrincipalAccount`. Accounts
+//! mode writes one statement per replication role name, `TrailhubReplicationByAccount<name>`,
+//! whose principals are the source accounts (`arn:aws:iam::<id>:root`, 33 bytes each instead of
+//! twice a role ARN) and whose `ArnLike aws:PrincipalArn` admits only that role name: what
+//! the article's role ARNs allow, for three times as many sources.
 //!
 //! The policies taken in are ones S3 accepts (it refuses, for instance, an empty principal
 //! list): a statement whose principal list `remove` empties is removed, as the operator expects,
@@ -20,7 +24,7 @@ pub const MAX_POLICY_BYTES: usize = 20 * 1024;
 
 /// The policy's text as it is written (compact JSON), or why S3 would refuse it: a bucket
 /// policy is limited to 20 KB, which the article's layout reaches at about 190 source accounts
-/// (least-privilege mode, about 40).
+/// (least-privilege mode, about 40; accounts mode, about 590).
 pub fn to_text(policy: &Value) -> Result<String, String> {
     let text = serde_json::to_string(policy).expect("policies serialize");
     if text.len() > MAX_POLICY_BYTES {
@@ -38,6 +42,8 @@ pub const OBJECTS_SID: &str = "AllowReplicationFromSourceAccount";
 pub const OBJECTS_SID_ALT: &str = "AllowReplicationFromSourceAccounts";
 /// Sid of the article's bucket statement.
 pub const CHECK_SID: &str = "AllowReplicationPolicyCheck";
+/// Start of the Sid of an accounts-mode statement (the role name follows, letters and digits).
+pub const ACCOUNTS_SID_PREFIX: &str = "TrailhubReplicationByAccount";
 
 const OBJECT_ACTIONS: [&str; 4] = [
     "s3:ReplicateObject",
@@ -67,6 +73,70 @@ pub struct Grant {
 }
 
 impl Grant {
+    /// The principal the policy lists for this grant: the role ARN, or in accounts mode the
+    /// account's root (the role name is then in the statement's condition).
+    pub fn listed_principal(&self) -> String {
+        match self.mode {
+            PolicyMode::Accounts => self.account_root(),
+            PolicyMode::Article | PolicyMode::LeastPrivilege => self.principal.clone(),
+        }
+    }
+
+    /// The source account as a principal: `arn:<partition>:iam::<account>:root`.
+    fn account_root(&self) -> String {
+        let partition = self.principal.split(':').nth(1).unwrap_or("aws");
+        format!("arn:{partition}:iam::{}:root", self.account)
+    }
+
+    /// The role ARN with `*` for the account: what `aws:PrincipalArn` must match.
+    fn role_pattern(&self) -> String {
+        let mut parts: Vec<&str> = self.principal.splitn(6, ':').collect();
+        if parts.len() == 6 {
+            parts[4] = "*";
+        }
+        parts.join(":")
+    }
+
+    fn accounts_sid(&self) -> String {
+        let name = self.principal.rsplit('/').next().unwrap_or_default();
+        let name: String = name.chars().filter(char::is_ascii_alphanumeric).collect();
+        format!("{ACCOUNTS_SID_PREFIX}{name}")
+    }
+
+    /// Whether `statement` is this grant's accounts-mode statement: trailhub's Sid prefix and
+    /// exactly this role pattern (found by the pattern, so a Sid edited by hand is still found).
+    fn is_accounts_statement(&self, statement: &Value) -> bool {
+        let pattern = statement
+            .get("Condition")
+            .and_then(|c| c.get("ArnLike"))
+            .and_then(|c| c.get("aws:PrincipalArn"));
+        let matches = match pattern {
+            Some(Value::String(p)) => *p == self.role_pattern(),
+            Some(Value::Array(list)) => {
+                list.len() == 1 && list[0].as_str() == Some(self.role_pattern().as_str())
+            }
+            _ => false,
+        };
+        matches && sid(statement).is_some_and(|s| s.starts_with(ACCOUNTS_SID_PREFIX))
+    }
+
+    fn accounts_statement(&self) -> Value {
+        let bucket = &self.bucket_arn;
+        let actions: Vec<&str> = OBJECT_ACTIONS
+            .iter()
+            .chain(&CHECK_ACTIONS)
+            .copied()
+            .collect();
+        json!({
+            "Sid": self.accounts_sid(),
+            "Effect": "Allow",
+            "Principal": { "AWS": [self.account_root()] },
+            "Action": actions,
+            "Resource": [bucket, format!("{bucket}/*")],
+            "Condition": { "ArnLike": { "aws:PrincipalArn": self.role_pattern() } },
+        })
+    }
+
     fn least_sids(&self) -> (String, String) {
         (
             format!("TrailhubReplicateObjects{}", self.account),
@@ -180,6 +250,18 @@ pub fn missing(policy: Option<&Value>, grant: &Grant) -> Vec<String> {
                 .map(|w| sid(w).unwrap_or_default().to_string())
                 .collect()
         }
+        PolicyMode::Accounts => {
+            let root = grant.account_root();
+            let present = stmts.iter().any(|s| {
+                grant.is_accounts_statement(s)
+                    && (everyone(s) || aws_principals(s).contains(&root.as_str()))
+            });
+            if present {
+                Vec::new()
+            } else {
+                vec![grant.accounts_sid()]
+            }
+        }
     }
 }
 
@@ -240,6 +322,16 @@ pub fn add(policy: Option<&Value>, grant: &Grant) -> (Value, bool) {
                         list.push(wanted);
                         changed = true;
                     }
+                }
+            }
+        }
+        PolicyMode::Accounts => {
+            let list = statements_mut(&mut policy);
+            match list.iter_mut().find(|s| grant.is_accounts_statement(s)) {
+                Some(statement) => changed |= add_principal(statement, &grant.account_root()),
+                None => {
+                    list.push(grant.accounts_statement());
+                    changed = true;
                 }
             }
         }
@@ -332,6 +424,25 @@ pub fn remove(policy: &Value, grant: &Grant) -> (Option<Value>, bool) {
                 let before = list.len();
                 list.retain(|s| sid(s) != Some(objects.as_str()) && sid(s) != Some(check.as_str()));
                 changed = list.len() != before;
+            }
+            PolicyMode::Accounts => {
+                let root = grant.account_root();
+                list.retain_mut(|statement| {
+                    if !grant.is_accounts_statement(statement) {
+                        return true;
+                    }
+                    match remove_principal(statement, &root) {
+                        Removal::Absent => true,
+                        Removal::Removed => {
+                            changed = true;
+                            true
+                        }
+                        Removal::NowEmpty => {
+                            changed = true;
+                            false
+                        }
+                    }
+                });
             }
         }
     }
@@ -552,6 +663,68 @@ mod tests {
     }
 
     #[test]
+    fn accounts_mode_names_accounts_in_one_statement_per_role_name() {
+        let a = grant("222222222222", PolicyMode::Accounts);
+        let b = grant("333333333333", PolicyMode::Accounts);
+        let (policy, changed) = add(None, &a);
+        assert!(changed);
+        let (policy, changed) = add(Some(&policy), &b);
+        assert!(changed);
+        assert_eq!(
+            policy["Statement"],
+            json!([{
+                "Sid": "TrailhubReplicationByAccountS3ReplicationRole",
+                "Effect": "Allow",
+                "Principal": {"AWS": ["arn:aws:iam::222222222222:root", "arn:aws:iam::333333333333:root"]},
+                "Action": ["s3:ReplicateObject", "s3:ReplicateDelete", "s3:ReplicateTags", "s3:ObjectOwnerOverrideToBucketOwner",
+                           "s3:GetBucketVersioning", "s3:PutBucketVersioning", "s3:List*"],
+                "Resource": [BUCKET, format!("{BUCKET}/*")],
+                "Condition": {"ArnLike": {"aws:PrincipalArn": "arn:aws:iam::*:role/S3ReplicationRole"}},
+            }])
+        );
+        assert!(missing(Some(&policy), &a).is_empty() && missing(Some(&policy), &b).is_empty());
+        assert_eq!(add(Some(&policy), &a), (policy.clone(), false));
+
+        // Another role name gets a statement of its own: an account's other roles stay out.
+        let mut other = grant("444444444444", PolicyMode::Accounts);
+        other.principal = "arn:aws:iam::444444444444:role/Other-Role".into();
+        assert_eq!(
+            missing(Some(&policy), &other),
+            vec!["TrailhubReplicationByAccountOtherRole"]
+        );
+        let (two, _) = add(Some(&policy), &other);
+        assert_eq!(statements(&two).len(), 2);
+
+        let (after_a, changed) = remove(&two, &a);
+        assert!(changed);
+        let after_a = after_a.expect("b and the other role remain");
+        assert_eq!(missing(Some(&after_a), &a), vec![a.accounts_sid()]);
+        assert!(missing(Some(&after_a), &b).is_empty());
+        let (after_b, _) = remove(&after_a, &b);
+        let (none, _) = remove(&after_b.expect("the other role remains"), &other);
+        assert_eq!(none, None);
+    }
+
+    #[test]
+    fn accounts_mode_fits_500_sources_in_s3s_limit() {
+        let mut policy: Option<Value> = None;
+        let mut fitted = 0;
+        for i in 0..1000u64 {
+            let g = grant(&format!("{}", 200_000_000_000 + i), PolicyMode::Accounts);
+            let (next, _) = add(policy.as_ref(), &g);
+            if to_text(&next).is_err() {
+                break;
+            }
+            fitted += 1;
+            policy = Some(next);
+        }
+        assert!(
+            (550..650).contains(&fitted),
+            "about 590 accounts fit: {fitted}"
+        );
+    }
+
+    #[test]
     fn least_privilege_is_per_account_and_prefix() {
         let g = grant("222222222222", PolicyMode::LeastPrivilege);
         let (policy, changed) = add(None, &g);
@@ -615,9 +788,12 @@ mod tests {
         fn merge_then_remove_returns_the_original(
             policy in arb_policy(),
             account in "[0-9]{12}",
-            least in prop::bool::ANY,
+            mode in prop_oneof![
+                Just(PolicyMode::Article),
+                Just(PolicyMode::LeastPrivilege),
+                Just(PolicyMode::Accounts),
+            ],
         ) {
-            let mode = if least { PolicyMode::LeastPrivilege } else { PolicyMode::Article };
             let g = grant(&account, mode);
             prop_assume!(!policy.to_string().contains(&account));
             let (merged, changed) = add(Some(&policy), &g);

@@ -23,6 +23,10 @@ pub enum PolicyMode {
     Article,
     /// Only what replication needs, tied to each source account.
     LeastPrivilege,
+    /// One statement naming the source accounts (`arn:aws:iam::<id>:root`), limited by
+    /// `aws:PrincipalArn` to the replication role's name: about 590 sources fit in S3's 20 KB,
+    /// against about 190 with the article's role ARNs in two statements.
+    Accounts,
 }
 
 /// The log-archive account and its bucket.

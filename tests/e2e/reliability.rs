@@ -329,3 +329,63 @@ fn least_privilege_grants_only_what_replication_needs() {
         "{after}"
     );
 }
+
+#[test]
+fn accounts_mode_names_each_account_once_and_rollback_takes_one_out() {
+    let emu = Emulator::start();
+    let sources = accounts(3);
+    emu.seed_sources(&sources);
+    let th = Trailhub::new(&emu);
+    th.profiles(&sources);
+    let inv = th.write_inventory(&inventory(&sources, "").replace(
+        "region = \"ap-northeast-1\"",
+        "region = \"ap-northeast-1\"\npolicy = \"accounts\"",
+    ));
+    let inv = inv.to_str().unwrap();
+    th.expect(&["apply", "-c", inv], 0);
+    let roots = |policy: &Value| -> Vec<String> {
+        let statements = policy["Statement"].as_array().unwrap();
+        assert_eq!(statements.len(), 1, "one statement: {policy}");
+        let st = &statements[0];
+        assert_eq!(st["Sid"], "TrailhubReplicationByAccountS3ReplicationRole");
+        assert_eq!(
+            st["Condition"],
+            json!({"ArnLike": {"aws:PrincipalArn": "arn:aws:iam::*:role/S3ReplicationRole"}})
+        );
+        let mut roots: Vec<String> = match &st["Principal"]["AWS"] {
+            Value::String(s) => vec![s.clone()],
+            Value::Array(list) => list.iter().map(|v| v.as_str().unwrap().into()).collect(),
+            other => panic!("{other}"),
+        };
+        roots.sort();
+        roots
+    };
+    let policy = archive_policy(&emu).expect("a policy");
+    assert_eq!(
+        roots(&policy),
+        sources
+            .iter()
+            .map(|s| format!("arn:aws:iam::{s}:root"))
+            .collect::<Vec<_>>()
+    );
+    th.expect(&["verify", "-c", inv], 0);
+
+    th.expect(&["rollback", "--account", &sources[1]], 0);
+    let policy = archive_policy(&emu).expect("two accounts remain");
+    assert_eq!(
+        roots(&policy),
+        vec![
+            format!("arn:aws:iam::{}:root", sources[0]),
+            format!("arn:aws:iam::{}:root", sources[2])
+        ]
+    );
+    // verify sees the rolled-back account's grant missing, by the principal it expects.
+    let lines = th.json(&["verify", "-c", inv], 3);
+    let expected = format!("includes arn:aws:iam::{}:root", sources[1]);
+    assert!(
+        lines.iter().any(|l| l["type"] == "drift"
+            && l["account"] == sources[1].as_str()
+            && l["expected"] == expected.as_str()),
+        "{lines:?}"
+    );
+}

@@ -74,10 +74,13 @@ pub fn parse(text: &str, origin: &str) -> Result<Inventory, InventoryError> {
     let policy = match p.string(&table, "policy", "").as_deref() {
         None | Some("article") => PolicyMode::Article,
         Some("least-privilege") => PolicyMode::LeastPrivilege,
+        Some("accounts") => PolicyMode::Accounts,
         Some(other) => {
             p.add(
                 "policy",
-                &format!("`{other}` is not a policy; use \"article\" or \"least-privilege\""),
+                &format!(
+                    "`{other}` is not a policy; use \"article\", \"least-privilege\" or \"accounts\""
+                ),
             );
             PolicyMode::Article
         }

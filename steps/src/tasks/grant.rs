@@ -214,7 +214,7 @@ impl PolicyWriter {
                 let text = policy::to_text(&doc).map_err(|e| {
                     TaskError::fatal(e)
                         .with_code("PolicyTooLarge")
-                        .with_hint("split the sources over several archive buckets (one inventory each), or roll back accounts that no longer need it")
+                        .with_hint("set `policy = \"accounts\"` in the inventory (one statement naming the source accounts: about 590 fit), or split the sources over several archive buckets (one inventory each)")
                 })?;
                 call(
                     Some(ctx),
@@ -335,7 +335,7 @@ impl Task for Grant {
             plan = plan.change(
                 &format!("Statement[{sid}].Principal.AWS"),
                 None,
-                grant.principal.clone(),
+                grant.listed_principal(),
             );
         }
         Ok(plan)
