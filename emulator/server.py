@@ -39,6 +39,10 @@ f. Deleted stacks stay deleted: moto builds a stack's resources lazily, so Descr
    Outputs) or Describe/ListStackResources on a DELETE_COMPLETE stack re-created the deleted
    resources (e.g. the IAM role, which then blocked creating the stack again). A deleted
    stack now has no Outputs and no resources.
+g. The recorder's lines: moto writes each recorded request as two writes (the JSON, then a
+   newline) from the request's own thread, so two concurrent requests could land on one line
+   (``{...}{...}\n\n``) and the recording no longer parsed. Recording is now serialized by a
+   lock. (Test harness only: AWS has no recorder.)
 """
 
 import argparse
@@ -49,6 +53,7 @@ import os
 import re
 import signal
 import sys
+import threading
 from typing import Any
 from xml.sax.saxutils import escape
 
@@ -206,6 +211,22 @@ def patch_deleted_stacks() -> None:
     Stack.stack_resources = property(lambda self: [] if self.status == "DELETE_COMPLETE" else resources(self))
 
 
+# --- g. one recorded request per line --------------------------------------------------------
+def patch_recorder_lines() -> None:
+    """Serialize the recorder's appends, so concurrent requests never share a line."""
+    from moto.moto_api._internal.recorder.models import Recorder
+
+    lock = threading.Lock()
+    original = Recorder._record_request
+
+    @functools.wraps(original)
+    def record_request(self: Any, *args: Any, **kwargs: Any) -> None:
+        with lock:
+            original(self, *args, **kwargs)
+
+    Recorder._record_request = record_request
+
+
 def apply_patches() -> None:
     patch_get_bucket_versioning()
     patch_get_bucket_replication()
@@ -213,6 +234,7 @@ def apply_patches() -> None:
     patch_expected_bucket_owner()
     patch_numeric_access_keys()
     patch_deleted_stacks()
+    patch_recorder_lines()
 
 
 def main() -> None:
