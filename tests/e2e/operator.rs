@@ -217,6 +217,9 @@ fn the_readme_demo_shows_progress_in_a_terminal_and_writes_the_report() {
     let out = Command::new("script")
         .args(["-qefc", &format!("{root}/scripts/demo"), "/dev/null"])
         .env("TRAILHUB_DEMO_OUT", out_dir.path())
+        // The binary cargo built for this test: the demo's own `cargo build` can mean a second
+        // build of every dependency with other features (minutes on a fresh CI machine).
+        .env("TRAILHUB_BIN", env!("CARGO_BIN_EXE_trailhub"))
         .env("TERM", "xterm")
         .env_remove("CI")
         .output()
