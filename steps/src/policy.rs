@@ -640,19 +640,24 @@ mod tests {
         assert_eq!(again, Some(policy));
     }
 
-    #[test]
-    fn a_policy_over_s3s_size_limit_is_refused() {
+    /// Grants sources one after another until the policy would exceed S3's limit: how many
+    /// fit, and the last policy that did.
+    fn fill(mode: PolicyMode) -> (usize, Option<Value>) {
         let mut policy: Option<Value> = None;
-        let mut fitted = 0;
-        for i in 0..400u64 {
-            let g = grant(&format!("{}", 200_000_000_000 + i), PolicyMode::Article);
+        for i in 0..1000u64 {
+            let g = grant(&format!("{}", 200_000_000_000 + i), mode);
             let (next, _) = add(policy.as_ref(), &g);
             if to_text(&next).is_err() {
-                break;
+                return (i as usize, policy);
             }
-            fitted += 1;
             policy = Some(next);
         }
+        (1000, policy)
+    }
+
+    #[test]
+    fn a_policy_over_s3s_size_limit_is_refused() {
+        let (fitted, policy) = fill(PolicyMode::Article);
         assert!(
             (150..250).contains(&fitted),
             "about 190 accounts fit: {fitted}"
@@ -707,17 +712,7 @@ mod tests {
 
     #[test]
     fn accounts_mode_fits_500_sources_in_s3s_limit() {
-        let mut policy: Option<Value> = None;
-        let mut fitted = 0;
-        for i in 0..1000u64 {
-            let g = grant(&format!("{}", 200_000_000_000 + i), PolicyMode::Accounts);
-            let (next, _) = add(policy.as_ref(), &g);
-            if to_text(&next).is_err() {
-                break;
-            }
-            fitted += 1;
-            policy = Some(next);
-        }
+        let (fitted, _) = fill(PolicyMode::Accounts);
         assert!(
             (550..650).contains(&fitted),
             "about 590 accounts fit: {fitted}"
