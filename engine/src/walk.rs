@@ -88,6 +88,76 @@ pub(crate) fn commit_run(
     ])
 }
 
+/// How many groups (accounts) may be in progress at once: as many as the walk's concurrency.
+///
+/// Without it every group's first node is started at once and, with more groups than permits,
+/// each group's later nodes queue behind the other groups' first ones: hundreds of accounts all
+/// half-done at the same time, each holding its clients (memory grows with the accounts, not
+/// the concurrency). A node of a group that has not started waits while `limit` groups are in
+/// progress; a group whose nodes another group waits for (the archive's) is never held back, so
+/// a started group always has what it waits for.
+struct GroupGate {
+    limit: usize,
+    /// Nodes of each group not yet finished (done, failed, blocked, rolled back).
+    remaining: HashMap<String, usize>,
+    /// Groups that other groups' nodes wait for.
+    exempt: BTreeSet<String>,
+    started: BTreeSet<String>,
+    active: usize,
+}
+
+impl GroupGate {
+    fn new(
+        selected: &BTreeSet<String>,
+        waits_for: &HashMap<String, BTreeSet<String>>,
+        group: impl Fn(&str) -> String,
+        limit: usize,
+    ) -> Self {
+        let mut remaining: HashMap<String, usize> = HashMap::new();
+        let mut exempt = BTreeSet::new();
+        for node in selected {
+            let g = group(node);
+            *remaining.entry(g.clone()).or_default() += 1;
+            for w in waits_for.get(node).into_iter().flatten() {
+                let wg = group(w);
+                if wg != g {
+                    exempt.insert(wg);
+                }
+            }
+        }
+        GroupGate {
+            limit: limit.max(1),
+            remaining,
+            exempt,
+            started: BTreeSet::new(),
+            active: 0,
+        }
+    }
+
+    /// Whether a node of `group` may start now; counts the group as in progress if so.
+    fn admit(&mut self, group: &str) -> bool {
+        if self.started.contains(group) || self.exempt.contains(group) {
+            return true;
+        }
+        if self.active >= self.limit {
+            return false;
+        }
+        self.started.insert(group.to_string());
+        self.active += 1;
+        true
+    }
+
+    /// A node of `group` finished for good.
+    fn finished(&mut self, group: &str) {
+        if let Some(n) = self.remaining.get_mut(group) {
+            *n = n.saturating_sub(1);
+            if *n == 0 && self.started.contains(group) {
+                self.active -= 1;
+            }
+        }
+    }
+}
+
 impl<'a> Walk<'a> {
     pub(crate) async fn run(
         mut self,
@@ -113,6 +183,12 @@ impl<'a> Walk<'a> {
             .filter(|(_, n)| **n == 0)
             .map(|(id, _)| id.clone())
             .collect();
+        let mut gate = GroupGate::new(
+            &self.selected,
+            &self.waits_for,
+            |n| self.group(n),
+            self.concurrency,
+        );
         let mut in_flight = 0usize;
         let mut stopped = false;
         let mut blocked: BTreeMap<String, String> = BTreeMap::new();
@@ -122,10 +198,16 @@ impl<'a> Walk<'a> {
 
         loop {
             if !stopped {
+                let mut held = BTreeSet::new();
                 for node in std::mem::take(&mut ready) {
+                    if !gate.admit(&self.group(&node)) {
+                        held.insert(node);
+                        continue;
+                    }
                     in_flight += 1;
                     self.spawn(&mut set, &node, &tx, &stop_rx, &permits, &locks);
                 }
+                ready = held;
             }
             if in_flight == 0 {
                 break;
@@ -160,6 +242,7 @@ impl<'a> Walk<'a> {
                     &mut blocked,
                     &mut changed,
                     &mut notes,
+                    &mut gate,
                 );
             }
             self.journal.commit(writes)?;
@@ -274,6 +357,7 @@ impl<'a> Walk<'a> {
         blocked: &mut BTreeMap<String, String>,
         changed: &mut BTreeSet<String>,
         notes: &mut BTreeMap<String, String>,
+        gate: &mut GroupGate,
     ) {
         let run = self.run.to_string();
         let now = now_ms();
@@ -420,6 +504,7 @@ impl<'a> Walk<'a> {
                                 changed: applied.changed,
                             },
                         ));
+                        gate.finished(&group);
                         self.release(&node, ready, waiting, released_by);
                         events.push(Progress::NodeDone {
                             node,
@@ -446,6 +531,7 @@ impl<'a> Walk<'a> {
                                 note: rolled.note.clone(),
                             },
                         ));
+                        gate.finished(&group);
                         self.release(&node, ready, waiting, released_by);
                         events.push(Progress::NodeDone {
                             node,
@@ -481,12 +567,13 @@ impl<'a> Walk<'a> {
                                 ));
                             }
                         }
+                        gate.finished(&group);
                         events.push(Progress::NodeFailed {
                             node: node.clone(),
                             group,
                             error: record,
                         });
-                        self.block_after(&node, writes, events, released_by, blocked);
+                        self.block_after(&node, writes, events, released_by, blocked, gate);
                     }
                     Outcome::NotStarted => {
                         let rec = self.records.get_mut(&node).expect("node has a record");
@@ -526,6 +613,7 @@ impl<'a> Walk<'a> {
         events: &mut Vec<Progress>,
         released_by: &HashMap<String, Vec<String>>,
         blocked: &mut BTreeMap<String, String>,
+        gate: &mut GroupGate,
     ) {
         let mut stack = vec![failed.to_string()];
         while let Some(n) = stack.pop() {
@@ -534,6 +622,7 @@ impl<'a> Walk<'a> {
                     continue;
                 }
                 blocked.insert(next.clone(), failed.to_string());
+                gate.finished(&self.group(next));
                 if self.mode == Mode::Apply {
                     let rec = self.records.get_mut(next).expect("node has a record");
                     rec.state = NodeState::Blocked;

@@ -110,15 +110,7 @@ impl Journal {
             write_private_file(&marker_path, text.as_bytes())?;
         }
         let db_path = dir.join(DB_DIR);
-        let db = sled::Config::new()
-            .path(&db_path)
-            .mode(sled::Mode::LowSpace)
-            .cache_capacity(8 * 1024 * 1024)
-            .open()
-            .map_err(|source| StateError::Open {
-                path: db_path.clone(),
-                source,
-            })?;
+        let db = open_db(&db_path)?;
         let runs = db.open_tree("runs")?;
         let nodes = db.open_tree("nodes")?;
         let events = db.open_tree("events")?;
@@ -295,6 +287,35 @@ impl Journal {
     fn restrict_permissions(&self) {
         #[cfg(unix)]
         restrict_tree(&self.dir);
+    }
+}
+
+/// Opens sled's database. Our directory lock is held, so no other process has it open; sled's
+/// own lock can still be held for a moment by a `Db` of this process being dropped (its flusher
+/// thread lets go of it on its next tick), which happens when one process closes a journal and
+/// opens it again. That wait is bounded (2 s); any other error is returned at once.
+fn open_db(db_path: &Path) -> Result<sled::Db, StateError> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    loop {
+        let opened = sled::Config::new()
+            .path(db_path)
+            .mode(sled::Mode::LowSpace)
+            .cache_capacity(8 * 1024 * 1024)
+            .open();
+        match opened {
+            Err(sled::Error::Io(e))
+                if e.to_string().contains("could not acquire lock")
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            other => {
+                return other.map_err(|source| StateError::Open {
+                    path: db_path.to_path_buf(),
+                    source,
+                });
+            }
+        }
     }
 }
 

@@ -239,6 +239,15 @@ impl Accounts {
             .cloned()
     }
 
+    /// Forgets `account_id`'s clients (a later `get` checks its identity again): for an
+    /// account whose steps are all done, so that memory does not grow with the accounts.
+    pub fn release(&self, account_id: &str) {
+        self.cells
+            .lock()
+            .expect("cells should not be poisoned")
+            .remove(account_id);
+    }
+
     async fn connect(&self, account_id: &str) -> Result<Arc<AccountClients>, TaskError> {
         let Some(connector) = &self.connector else {
             return Err(TaskError::fatal(format!(

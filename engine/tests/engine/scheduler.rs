@@ -319,3 +319,60 @@ async fn the_journal_is_locked_while_open() {
         "{text}"
     );
 }
+
+#[tokio::test]
+async fn no_more_groups_in_progress_than_the_concurrency() {
+    // Six groups, each a chain x -> y -> z; every y also waits for the shared group's node
+    // `hub/start`. Concurrency 2: at most two of the six groups are in progress at a time (a
+    // group starts when an earlier one has finished), and the shared group, which the others
+    // wait for, is never held back.
+    let dir = tempfile::tempdir().unwrap();
+    let journal = open(dir.path());
+    let world = World::default();
+    let ids: Vec<[String; 3]> = (0..6)
+        .map(|i| ["x", "y", "z"].map(|s| format!("a{i}/{s}")))
+        .collect();
+    let deps: Vec<[Vec<&str>; 3]> = ids
+        .iter()
+        .map(|[x, y, _]| [vec![], vec![x.as_str(), "hub/start"], vec![y.as_str()]])
+        .collect();
+    let mut nodes: Vec<(&str, &[&str])> = vec![("hub/start", &[])];
+    for (chain, deps) in ids.iter().zip(&deps) {
+        for (id, d) in chain.iter().zip(deps) {
+            nodes.push((id.as_str(), d.as_slice()));
+        }
+    }
+    let slow = Behaviour {
+        delay: Duration::from_millis(5),
+        ..Default::default()
+    };
+    let behaviours = nodes.iter().map(|(id, _)| (*id, slow.clone())).collect();
+    let dag = graph(&world, &nodes, &behaviours);
+    let run = new_run(&journal);
+    let summary = run_to_end(&dag, &journal, &run, 2).await;
+    assert_eq!(summary.status, RunStatus::Succeeded);
+
+    // Groups in progress: from a group's first attempt to the end of its last node.
+    let timeline = world.with(|w| w.timeline.clone());
+    let group = |id: &str| id.split('/').next().unwrap().to_string();
+    let mut in_progress = std::collections::BTreeSet::new();
+    let mut most = 0;
+    for entry in &timeline {
+        let (kind, id) = entry.split_at(1);
+        if group(id) == "hub" {
+            continue;
+        }
+        match kind {
+            "<" => {
+                in_progress.insert(group(id));
+            }
+            _ if id.ends_with("/z") => {
+                in_progress.remove(&group(id));
+            }
+            _ => {}
+        }
+        most = most.max(in_progress.len());
+    }
+    assert_eq!(most, 2, "{timeline:?}");
+    assert!(timeline.iter().filter(|e| e.starts_with('>')).count() == 19);
+}

@@ -24,6 +24,8 @@ pub struct WorldState {
     pub log: Vec<String>,
     /// Every apply attempt, in order.
     pub attempts: Vec<String>,
+    /// Attempts' starts (`<a`) and effects (`>a`) in one order.
+    pub timeline: Vec<String>,
     /// Attempts in flight now, and the most seen at once.
     pub running: usize,
     pub max_running: usize,
@@ -91,6 +93,7 @@ impl Task for TestTask {
     async fn apply(&self, ctx: &ApplyCtx) -> Result<Applied, TaskError> {
         let failures_so_far = self.world.with(|w| {
             w.attempts.push(self.id.clone());
+            w.timeline.push(format!("<{}", self.id));
             w.running += 1;
             w.max_running = w.max_running.max(w.running);
             w.attempts.iter().filter(|a| **a == self.id).count() as u32 - 1
@@ -162,6 +165,7 @@ impl TestTask {
             w.first_undo.entry(self.id.clone()).or_insert(undo.clone());
             *w.effects.entry(self.id.clone()).or_default() += 1;
             w.log.push(format!("+{}", self.id));
+            w.timeline.push(format!(">{}", self.id));
             w.applies += 1;
             w.crash_at == Some(w.applies)
         });
