@@ -396,62 +396,57 @@ fn add_principal(statement: &mut Value, principal: &str) -> bool {
 /// `None` means no statement is left and the policy should be deleted. Returns whether it changed.
 pub fn remove(policy: &Value, grant: &Grant) -> (Option<Value>, bool) {
     let mut policy = policy.clone();
-    let mut changed = false;
-    {
-        let list = statements_mut(&mut policy);
-        match grant.mode {
-            PolicyMode::Article => {
-                let sids = [OBJECTS_SID, OBJECTS_SID_ALT, CHECK_SID];
-                list.retain_mut(|statement| {
-                    if !sid(statement).is_some_and(|x| sids.contains(&x)) {
-                        return true;
-                    }
-                    match remove_principal(statement, &grant.principal) {
-                        Removal::Absent => true,
-                        Removal::Removed => {
-                            changed = true;
-                            true
-                        }
-                        Removal::NowEmpty => {
-                            changed = true;
-                            false
-                        }
-                    }
-                });
-            }
-            PolicyMode::LeastPrivilege => {
-                let (objects, check) = grant.least_sids();
-                let before = list.len();
-                list.retain(|s| sid(s) != Some(objects.as_str()) && sid(s) != Some(check.as_str()));
-                changed = list.len() != before;
-            }
-            PolicyMode::Accounts => {
-                let root = grant.account_root();
-                list.retain_mut(|statement| {
-                    if !grant.is_accounts_statement(statement) {
-                        return true;
-                    }
-                    match remove_principal(statement, &root) {
-                        Removal::Absent => true,
-                        Removal::Removed => {
-                            changed = true;
-                            true
-                        }
-                        Removal::NowEmpty => {
-                            changed = true;
-                            false
-                        }
-                    }
-                });
-            }
+    let list = statements_mut(&mut policy);
+    let changed = match grant.mode {
+        PolicyMode::Article => {
+            let sids = [OBJECTS_SID, OBJECTS_SID_ALT, CHECK_SID];
+            remove_from(
+                list,
+                |s| sid(s).is_some_and(|x| sids.contains(&x)),
+                &grant.principal,
+            )
         }
-    }
+        PolicyMode::LeastPrivilege => {
+            let (objects, check) = grant.least_sids();
+            let before = list.len();
+            list.retain(|s| sid(s) != Some(objects.as_str()) && sid(s) != Some(check.as_str()));
+            list.len() != before
+        }
+        PolicyMode::Accounts => remove_from(
+            list,
+            |s| grant.is_accounts_statement(s),
+            &grant.account_root(),
+        ),
+    };
     let empty = statements(&policy).is_empty();
     if empty {
         (None, changed)
     } else {
         (Some(policy), changed)
     }
+}
+
+/// Takes `principal` out of the statements that `managed` picks, removing a statement whose
+/// principal list it empties. Returns whether anything changed.
+fn remove_from(list: &mut Vec<Value>, managed: impl Fn(&Value) -> bool, principal: &str) -> bool {
+    let mut changed = false;
+    list.retain_mut(|statement| {
+        if !managed(statement) {
+            return true;
+        }
+        match remove_principal(statement, principal) {
+            Removal::Absent => true,
+            Removal::Removed => {
+                changed = true;
+                true
+            }
+            Removal::NowEmpty => {
+                changed = true;
+                false
+            }
+        }
+    });
+    changed
 }
 
 enum Removal {
