@@ -139,12 +139,17 @@ impl GroupGate {
         if self.started.contains(group) || self.exempt.contains(group) {
             return true;
         }
-        if self.active >= self.limit {
+        if !self.has_room() {
             return false;
         }
         self.started.insert(group.to_string());
         self.active += 1;
         true
+    }
+
+    /// Whether a group that has not started may start now.
+    fn has_room(&self) -> bool {
+        self.active < self.limit
     }
 
     /// A node of `group` finished for good.
@@ -189,6 +194,8 @@ impl<'a> Walk<'a> {
             |n| self.group(n),
             self.concurrency,
         );
+        // Ready nodes of groups the gate holds back for now.
+        let mut held: BTreeSet<String> = BTreeSet::new();
         let mut in_flight = 0usize;
         let mut stopped = false;
         let mut blocked: BTreeMap<String, String> = BTreeMap::new();
@@ -198,7 +205,10 @@ impl<'a> Walk<'a> {
 
         loop {
             if !stopped {
-                let mut held = BTreeSet::new();
+                // Held nodes are looked at again only once a group has finished.
+                if gate.has_room() {
+                    ready.append(&mut held);
+                }
                 for node in std::mem::take(&mut ready) {
                     if !gate.admit(&self.group(&node)) {
                         held.insert(node);
@@ -207,7 +217,6 @@ impl<'a> Walk<'a> {
                     in_flight += 1;
                     self.spawn(&mut set, &node, &tx, &stop_rx, &permits, &locks);
                 }
-                ready = held;
             }
             if in_flight == 0 {
                 break;
