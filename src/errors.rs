@@ -43,7 +43,10 @@ impl CliError {
 
 fn state_code(e: &StateError) -> u8 {
     match e {
-        StateError::Db(_) | StateError::Decode { .. } | StateError::Io { .. } => 1,
+        StateError::Db(_)
+        | StateError::Decode { .. }
+        | StateError::BadKey { .. }
+        | StateError::Io { .. } => 1,
         _ => 2,
     }
 }

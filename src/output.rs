@@ -2,6 +2,8 @@
 
 use serde::Serialize;
 use std::time::{Duration, UNIX_EPOCH};
+use trailhub_engine::GroupSummary;
+use trailhub_state::ErrorRecord;
 
 /// Prints one JSON object on its own line.
 pub fn json_line<T: Serialize>(value: &T) {
@@ -67,6 +69,44 @@ pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
         out.push('\n');
     }
     out
+}
+
+/// An error on one line: `[Code] message`.
+pub fn error_line(e: &ErrorRecord) -> String {
+    let code = e
+        .code
+        .as_deref()
+        .map(|c| format!("[{c}] "))
+        .unwrap_or_default();
+    format!("{code}{}", e.message)
+}
+
+/// One account's summary as a table row: account, result, steps done, first failed step.
+fn account_row(g: &GroupSummary) -> Vec<String> {
+    let failure = match (&g.failed_step, &g.error) {
+        (Some(step), Some(e)) => format!("{step}: {}", error_line(e)),
+        _ => String::new(),
+    };
+    vec![
+        g.group.clone(),
+        g.result.as_str().to_string(),
+        format!("{}/{}", g.done, g.steps),
+        failure,
+    ]
+}
+
+/// The accounts' summaries as a table (apply, resume, rollback and status print it).
+pub fn accounts_table(groups: &[GroupSummary]) -> String {
+    let rows: Vec<Vec<String>> = groups.iter().map(account_row).collect();
+    table(&["ACCOUNT", "RESULT", "STEPS", "FAILED STEP"], &rows)
+}
+
+/// One account's summary as a JSON line of type `account`.
+pub fn account_json(run: &str, g: &GroupSummary) -> serde_json::Value {
+    serde_json::json!({
+        "type": "account", "run": run, "account": g.group, "result": g.result.as_str(),
+        "steps": g.steps, "done": g.done, "error": g.error,
+    })
 }
 
 /// Cuts `s` to `max` characters, with an ellipsis.

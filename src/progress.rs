@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::io::IsTerminal;
 use std::sync::Mutex;
 use std::time::Duration;
-use trailhub_engine::{Observer, Progress};
+use trailhub_engine::{NodeId, Observer, Progress, Shape};
 use trailhub_state::now_ms;
 
 /// How progress is shown.
@@ -58,12 +58,12 @@ pub struct Reporter {
 }
 
 impl Reporter {
-    /// A reporter for a graph whose nodes belong to `groups` (one entry per node); `verb` is
-    /// what finishing a node is called (`done`, `rolled back`).
-    pub fn new(style: Style, verb: &'static str, node_groups: &[(String, String)]) -> Self {
+    /// A reporter for the nodes of `shape`; `verb` is what finishing a node is called (`done`,
+    /// `rolled back`).
+    pub fn new(style: Style, verb: &'static str, shape: &Shape) -> Self {
         let mut groups: BTreeMap<String, Group> = BTreeMap::new();
-        for (_node, group) in node_groups {
-            groups.entry(group.clone()).or_default().total += 1;
+        for node in shape.nodes() {
+            groups.entry(node.group().to_string()).or_default().total += 1;
         }
         let bar = (style == Style::Bar).then(|| {
             let bar = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr());
@@ -99,72 +99,13 @@ impl Reporter {
             bar.finish_and_clear();
         }
     }
-
-    /// Per group (account): `(group, total, done, changed, failed, blocked)`.
-    pub fn groups(&self) -> Vec<(String, usize, usize, usize, bool, bool)> {
-        self.groups
-            .lock()
-            .expect("groups should not be poisoned")
-            .iter()
-            .map(|(g, s)| (g.clone(), s.total, s.done, s.changed, s.failed, s.blocked))
-            .collect()
-    }
-}
-
-fn step_of<'a>(node: &'a str, group: &str) -> &'a str {
-    node.strip_prefix(group)
-        .and_then(|s| s.strip_prefix('/'))
-        .unwrap_or(node)
 }
 
 impl Observer for Reporter {
     fn event(&self, event: &Progress) {
         if self.style == Style::Json {
-            let at = now_ms();
-            let value = match event {
-                Progress::Started {
-                    total,
-                    already_done,
-                } => {
-                    json!({"type": "started", "at_ms": at, "total": total, "already_done": already_done})
-                }
-                Progress::NodeStarted {
-                    node,
-                    group,
-                    attempt,
-                } => {
-                    json!({"type": "node-started", "at_ms": at, "node": node, "account": group, "attempt": attempt})
-                }
-                Progress::NodeRetrying {
-                    node,
-                    group,
-                    attempt,
-                    error,
-                    delay_ms,
-                } => json!({
-                    "type": "node-retrying", "at_ms": at, "node": node, "account": group,
-                    "attempt": attempt, "code": error.code, "error": error.message, "retry_in_ms": delay_ms
-                }),
-                Progress::NodeDone {
-                    node,
-                    group,
-                    changed,
-                    note,
-                } => json!({
-                    "type": "node-done", "at_ms": at, "node": node, "account": group, "changed": changed, "note": note
-                }),
-                Progress::NodeFailed { node, group, error } => json!({
-                    "type": "node-failed", "at_ms": at, "node": node, "account": group,
-                    "code": error.code, "error": error.message, "hint": error.hint
-                }),
-                Progress::NodeBlocked { node, group, by } => json!({
-                    "type": "node-blocked", "at_ms": at, "node": node, "account": group, "blocked_by": by
-                }),
-                Progress::Stopping => json!({"type": "stopping", "at_ms": at}),
-            };
-            json_line(&value);
+            json_line(&event_json(event));
         }
-        let mut groups = self.groups.lock().expect("groups should not be poisoned");
         match event {
             Progress::Started {
                 total,
@@ -180,72 +121,121 @@ impl Observer for Reporter {
             }
             Progress::NodeStarted { node, .. } => {
                 if let Some(bar) = &self.bar {
-                    bar.set_message(node.clone());
+                    bar.set_message(node.to_string());
                 }
             }
             Progress::NodeRetrying {
                 node,
-                group,
                 attempt,
                 error,
                 delay_ms,
-            } => {
-                self.line(format!(
-                    "↻ {group}: {} retrying in {} (attempt {attempt} failed: {})",
-                    step_of(node, group),
-                    crate::output::duration(*delay_ms),
-                    crate::output::truncate(&error.message, 160)
-                ));
-            }
+            } => self.line(format!(
+                "↻ {}: {} retrying in {} (attempt {attempt} failed: {})",
+                node.group(),
+                node.step(),
+                crate::output::duration(*delay_ms),
+                crate::output::truncate(&error.message, 160)
+            )),
             Progress::NodeDone {
-                group,
+                node,
                 changed,
                 note,
-                ..
-            } => {
-                if let Some(bar) = &self.bar {
-                    bar.inc(1);
-                }
-                let g = groups.entry(group.clone()).or_default();
-                g.done += 1;
-                if *changed {
-                    g.changed += 1;
-                }
-                if let Some(note) = note {
-                    self.line(format!("  {group}: {note}"));
-                }
-                if g.done == g.total {
-                    self.line(format!(
-                        "✓ {group} {} ({} steps, {} changed)",
-                        self.verb, g.total, g.changed
-                    ));
-                }
-            }
-            Progress::NodeFailed { node, group, error } => {
-                let g = groups.entry(group.clone()).or_default();
-                g.failed = true;
-                let code = error
-                    .code
-                    .as_deref()
-                    .map(|c| format!("[{c}] "))
-                    .unwrap_or_default();
+            } => self.done(node, *changed, note.as_deref()),
+            Progress::NodeFailed { node, error } => {
+                self.with_group(node, |g| g.failed = true);
                 self.line(format!(
-                    "✗ {group} failed at {}: {code}{}",
-                    step_of(node, group),
-                    error.message
+                    "✗ {} failed at {}: {}",
+                    node.group(),
+                    node.step(),
+                    crate::output::error_line(error)
                 ));
             }
-            Progress::NodeBlocked { group, by, .. } => {
-                let g = groups.entry(group.clone()).or_default();
-                if !g.blocked && !g.failed {
-                    self.line(format!("⊘ {group} blocked by {by}"));
+            Progress::NodeBlocked { node, by } => {
+                let first = self.with_group(node, |g| {
+                    let first = !g.blocked && !g.failed;
+                    g.blocked = true;
+                    first
+                });
+                if first {
+                    let by = by
+                        .as_ref()
+                        .map_or("a failed step".into(), NodeId::to_string);
+                    self.line(format!("⊘ {} blocked by {by}", node.group()));
                 }
-                g.blocked = true;
             }
             Progress::Stopping => self.line(
                 "stopping: running steps finish, no new step starts (Ctrl-C again to exit at once)"
                     .into(),
             ),
         }
+    }
+}
+
+impl Reporter {
+    /// Runs `f` on the live counters of `node`'s group.
+    fn with_group<R>(&self, node: &NodeId, f: impl FnOnce(&mut Group) -> R) -> R {
+        let mut groups = self.groups.lock().expect("groups should not be poisoned");
+        f(groups.entry(node.group().to_string()).or_default())
+    }
+
+    fn done(&self, node: &NodeId, changed: bool, note: Option<&str>) {
+        if let Some(bar) = &self.bar {
+            bar.inc(1);
+        }
+        let group = node.group();
+        if let Some(note) = note {
+            self.line(format!("  {group}: {note}"));
+        }
+        let finished = self.with_group(node, |g| {
+            g.done += 1;
+            if changed {
+                g.changed += 1;
+            }
+            (g.done == g.total).then_some((g.total, g.changed))
+        });
+        if let Some((total, changed)) = finished {
+            self.line(format!(
+                "✓ {group} {} ({total} steps, {changed} changed)",
+                self.verb
+            ));
+        }
+    }
+}
+
+/// A progress event as a JSON line (`--output json`).
+fn event_json(event: &Progress) -> serde_json::Value {
+    let at = now_ms();
+    match event {
+        Progress::Started {
+            total,
+            already_done,
+        } => json!({"type": "started", "at_ms": at, "total": total, "already_done": already_done}),
+        Progress::NodeStarted { node, attempt } => json!({
+            "type": "node-started", "at_ms": at, "node": node, "account": node.group(), "attempt": attempt
+        }),
+        Progress::NodeRetrying {
+            node,
+            attempt,
+            error,
+            delay_ms,
+        } => json!({
+            "type": "node-retrying", "at_ms": at, "node": node, "account": node.group(),
+            "attempt": attempt, "code": error.code, "error": error.message, "retry_in_ms": delay_ms
+        }),
+        Progress::NodeDone {
+            node,
+            changed,
+            note,
+        } => json!({
+            "type": "node-done", "at_ms": at, "node": node, "account": node.group(), "changed": changed, "note": note
+        }),
+        Progress::NodeFailed { node, error } => json!({
+            "type": "node-failed", "at_ms": at, "node": node, "account": node.group(),
+            "code": error.code, "error": error.message, "hint": error.hint
+        }),
+        Progress::NodeBlocked { node, by } => json!({
+            "type": "node-blocked", "at_ms": at, "node": node, "account": node.group(), "blocked_by": by
+        }),
+        Progress::Stopping => json!({"type": "stopping", "at_ms": at}),
     }
 }

@@ -5,31 +5,33 @@
 
 use async_trait::async_trait;
 use serde_json::{Value, json};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 use trailhub_engine::{
-    Applied, ApplyCtx, Dag, NodeSpec, NullObserver, Plan, PlanAction, PlanCtx, RetryPolicy,
+    Applied, ApplyCtx, Dag, NodeId, NodeSpec, NullObserver, Plan, PlanAction, PlanCtx, RetryPolicy,
     RolledBack, RunOptions, Task, TaskError, execute,
 };
-use trailhub_state::{EventKind, Journal, NodeRecord, NodeState, Write};
+use trailhub_state::{EventKind, Journal, NewRun, NodeRecord, NodeState, Write};
 
 struct Noop;
 
 #[async_trait]
 impl Task for Noop {
+    type Undo = ();
+    type Output = ();
+
     fn describe(&self) -> String {
         "no-op".into()
     }
     async fn plan(&self, _ctx: &PlanCtx) -> Result<Plan, TaskError> {
         Ok(Plan::new(PlanAction::NoOp))
     }
-    async fn apply(&self, _ctx: &ApplyCtx) -> Result<Applied, TaskError> {
-        Ok(Applied::unchanged(Value::Null))
+    async fn apply(&self, _ctx: &ApplyCtx<()>) -> Result<Applied<()>, TaskError> {
+        Ok(Applied::unchanged(()))
     }
     async fn rollback(
         &self,
-        _undo: Option<&Value>,
-        _ctx: &ApplyCtx,
+        _undo: Option<()>,
+        _ctx: &ApplyCtx<()>,
     ) -> Result<RolledBack, TaskError> {
         Ok(RolledBack::default())
     }
@@ -43,7 +45,13 @@ fn transitions() {
     let dir = tempfile::tempdir().expect("tempdir");
     let journal = Journal::open(dir.path()).expect("open");
     let run = journal
-        .create_run("bench", "", None, Value::Null)
+        .create_run(NewRun {
+            workflow: "bench",
+            definition: "",
+            source: None,
+            options: Value::Null,
+            graph: None,
+        })
         .expect("run")
         .id;
     let mut times = Vec::new();
@@ -57,12 +65,12 @@ fn transitions() {
             .commit(vec![
                 Write::Node {
                     run: run.clone(),
-                    node: format!("{i}/versioning"),
+                    node: NodeId::new(&i.to_string(), "versioning"),
                     record,
                 },
                 Write::Event {
                     run: run.clone(),
-                    node: Some(format!("{i}/versioning")),
+                    node: Some(NodeId::new(&i.to_string(), "versioning")),
                     kind: EventKind::NodeDone { changed: true },
                 },
             ])
@@ -83,26 +91,25 @@ async fn graph_of(n: usize, width: usize) -> Duration {
     let dir = tempfile::tempdir().expect("tempdir");
     let journal = Journal::open(dir.path()).expect("open");
     let run = journal
-        .create_run("bench", "", None, Value::Null)
+        .create_run(NewRun {
+            workflow: "bench",
+            definition: "",
+            source: None,
+            options: Value::Null,
+            graph: None,
+        })
         .expect("run")
         .id;
     // `width` chains of n / width nodes each: the shape of one run over many accounts.
     let mut dag = Dag::new();
-    let task: Arc<dyn Task> = Arc::new(Noop);
+    let id = |i: usize| NodeId::new(&format!("g{}", i % width), &format!("n{i}"));
     for i in 0..n {
-        let chain = i % width;
         let deps = if i >= width {
-            vec![format!("n{}", i - width)]
+            vec![id(i - width)]
         } else {
             vec![]
         };
-        dag.add(NodeSpec {
-            id: format!("n{i}"),
-            group: format!("g{chain}"),
-            step: "s".into(),
-            deps,
-            task: task.clone(),
-        });
+        dag.add(NodeSpec::new(id(i), deps, Noop));
     }
     let dag = dag.seal().expect("valid");
     let started = Instant::now();

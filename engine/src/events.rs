@@ -1,6 +1,6 @@
 //! Progress events the scheduler emits for display; the engine itself never prints.
 
-use trailhub_state::ErrorRecord;
+use trailhub_state::{ErrorRecord, NodeId};
 
 /// One thing that happened during `execute` or `rollback`, for an observer to display.
 #[derive(Debug, Clone, PartialEq)]
@@ -14,19 +14,15 @@ pub enum Progress {
     },
     /// An attempt of a node began.
     NodeStarted {
-        /// The node.
-        node: String,
-        /// Its group (account).
-        group: String,
+        /// The node (its group is the account).
+        node: NodeId,
         /// The attempt number.
         attempt: u32,
     },
     /// An attempt failed and another will follow.
     NodeRetrying {
-        /// The node.
-        node: String,
-        /// Its group (account).
-        group: String,
+        /// The node (its group is the account).
+        node: NodeId,
         /// The failed attempt's number.
         attempt: u32,
         /// The error.
@@ -36,10 +32,8 @@ pub enum Progress {
     },
     /// A node finished (applied, or rolled back during a rollback).
     NodeDone {
-        /// The node.
-        node: String,
-        /// Its group (account).
-        group: String,
+        /// The node (its group is the account).
+        node: NodeId,
         /// Whether it changed anything (apply) — rollbacks report `true` when they undid something.
         changed: bool,
         /// What the task said about it (a rollback's kept resource, for instance).
@@ -47,21 +41,17 @@ pub enum Progress {
     },
     /// A node failed for good.
     NodeFailed {
-        /// The node.
-        node: String,
-        /// Its group (account).
-        group: String,
+        /// The node (its group is the account).
+        node: NodeId,
         /// The error.
         error: ErrorRecord,
     },
     /// A node will not run because a dependency failed.
     NodeBlocked {
-        /// The node.
-        node: String,
-        /// Its group (account).
-        group: String,
-        /// The failed dependency.
-        by: String,
+        /// The node (its group is the account).
+        node: NodeId,
+        /// The failed dependency, when one can be named.
+        by: Option<NodeId>,
     },
     /// Stopping was requested: running nodes finish, no new one starts.
     Stopping,

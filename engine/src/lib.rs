@@ -7,19 +7,23 @@
 //! - [`rollback`]: undoes journaled effects in reverse dependency order, itself journaled.
 //! - [`plan`]: every node's read-only plan.
 //! - [`render`]: the DAG as text, DOT or Mermaid, optionally colored by journaled state.
+//! - [`summarize`]: one summary per group (account) of a run, from its journaled records.
 
 mod dag;
+mod envelope;
 mod errors;
 mod events;
+mod gate;
 mod plan;
 mod render;
 mod retry;
 mod rollback;
 mod scheduler;
+mod summary;
 mod task;
 mod walk;
 
-pub use dag::{Building, Built, Dag, NodeInfo, NodeSpec};
+pub use dag::{Building, Built, Dag, NodeSpec, Shape};
 pub use errors::{EngineError, ErrorKind, TaskError, ValidationError};
 pub use events::{NullObserver, Observer, Progress};
 pub use plan::{Change, Plan, PlanAction, PlannedNode, plan};
@@ -27,7 +31,8 @@ pub use render::{GraphFormat, render};
 pub use retry::RetryPolicy;
 pub use rollback::{RollbackScope, RollbackSummary, pending_rollback, rollback};
 pub use scheduler::{RunOptions, RunSummary, execute};
+pub use summary::{GroupResult, GroupSummary, summarize};
 pub use task::{
     Applied, ApplyCtx, ExclusiveGuard, PlanCtx, Recorded, RolledBack, Task, report_call_retry,
 };
-pub use trailhub_state::{ErrorRecord, NodeRecord, NodeState, RunStatus};
+pub use trailhub_state::{ErrorRecord, GraphRecord, NodeId, NodeRecord, NodeState, RunStatus};

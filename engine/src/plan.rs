@@ -7,6 +7,7 @@ use serde::Serialize;
 use std::sync::Arc;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
+use trailhub_state::NodeId;
 
 /// What `apply` would do to a node's resource.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -45,6 +46,17 @@ pub struct Change {
     pub to: String,
 }
 
+impl Change {
+    /// Field `field` would go from `from` to `to`.
+    pub fn new(field: impl Into<String>, from: Option<String>, to: impl Into<String>) -> Self {
+        Change {
+            field: field.into(),
+            from,
+            to: to.into(),
+        }
+    }
+}
+
 /// A node's plan.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Plan {
@@ -76,6 +88,12 @@ impl Plan {
         self
     }
 
+    /// Adds changed fields.
+    pub fn changes(mut self, changes: impl IntoIterator<Item = Change>) -> Self {
+        self.changes.extend(changes);
+        self
+    }
+
     /// Sets the note.
     pub fn note(mut self, note: impl Into<String>) -> Self {
         self.note = Some(note.into());
@@ -86,12 +104,8 @@ impl Plan {
 /// One node's plan, or the error its probe met.
 #[derive(Debug, Clone)]
 pub struct PlannedNode {
-    /// The node's id.
-    pub id: String,
-    /// Its group.
-    pub group: String,
-    /// Its step.
-    pub step: String,
+    /// The node's id (its group and step).
+    pub id: NodeId,
     /// What the task describes itself as.
     pub description: String,
     /// The plan, or why it could not be made.
@@ -105,22 +119,20 @@ pub async fn plan(dag: &Dag<Built>, concurrency: usize) -> Vec<PlannedNode> {
     let mut set = JoinSet::new();
     let order = dag.topological();
     for (position, id) in order.iter().enumerate() {
-        let info = dag.node(id).expect("ordered ids should be nodes").clone();
-        let task = dag.task(id).expect("ordered ids should have tasks").clone();
+        let id = (*id).clone();
+        let task = dag
+            .task(&id)
+            .expect("ordered ids should have tasks")
+            .clone();
         let permits = permits.clone();
         set.spawn(async move {
             let _permit = permits.acquire_owned().await;
-            let ctx = PlanCtx {
-                node: info.id.clone(),
-                group: info.group.clone(),
-            };
+            let ctx = PlanCtx { node: id.clone() };
             let result = task.plan(&ctx).await;
             (
                 position,
                 PlannedNode {
-                    id: info.id,
-                    group: info.group,
-                    step: info.step,
+                    id,
                     description: task.describe(),
                     result,
                 },
@@ -137,16 +149,14 @@ pub async fn plan(dag: &Dag<Built>, concurrency: usize) -> Vec<PlannedNode> {
     let mut planned: Vec<PlannedNode> = out.into_iter().flatten().collect();
     // A probe that failed because an earlier node's resource does not exist yet (the archive
     // bucket, say) is not an error of the plan: apply creates it first.
-    let creates: Vec<String> = planned
+    let creates: Vec<NodeId> = planned
         .iter()
         .filter(|p| matches!(&p.result, Ok(plan) if plan.action == PlanAction::Create))
         .map(|p| p.id.clone())
         .collect();
     for p in planned.iter_mut() {
         if p.result.is_err()
-            && let Some(first) = creates
-                .iter()
-                .find(|c| dag.descendants(c).contains(&p.id.as_str()))
+            && let Some(first) = creates.iter().find(|c| dag.descendants(c).contains(&&p.id))
         {
             p.result =
                 Ok(Plan::new(PlanAction::Unknown).note(format!("known once {first} is created")));

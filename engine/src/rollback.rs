@@ -2,14 +2,16 @@
 //! (account) and/or "everything after step X", journaled and resumable like an apply.
 
 use crate::dag::{Built, Dag};
+use crate::envelope::Envelope;
 use crate::errors::EngineError;
 use crate::events::{Observer, Progress};
 use crate::scheduler::RunOptions;
-use crate::walk::{Mode, Walk, commit_run, waits_for};
+use crate::summary::{GroupSummary, summarize};
+use crate::walk::{Mode, Walk, WalkResult, waits_for};
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
-use trailhub_state::{ErrorRecord, EventKind, Journal, NodeRecord, NodeState, RunStatus};
+use trailhub_state::{ErrorRecord, Journal, NodeId, NodeRecord, NodeState, RunRecord, RunStatus};
 
 /// Which nodes a rollback undoes.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -42,13 +44,15 @@ pub struct RollbackSummary {
     /// Nodes whose rollback changed something, in this process.
     pub changed: usize,
     /// Rollbacks that failed, with their errors.
-    pub failed: BTreeMap<String, ErrorRecord>,
-    /// Nodes not rolled back because a node after them could not be.
-    pub blocked: BTreeMap<String, String>,
+    pub failed: BTreeMap<NodeId, ErrorRecord>,
+    /// Nodes not rolled back because a node after them could not be, with that node.
+    pub blocked: BTreeMap<NodeId, Option<NodeId>>,
     /// What rollbacks reported (resources kept and why).
-    pub notes: BTreeMap<String, String>,
+    pub notes: BTreeMap<NodeId, String>,
     /// Nodes left to roll back because the rollback was stopped.
     pub not_run: usize,
+    /// Every group's summary, from the journal once the walk ended.
+    pub groups: Vec<GroupSummary>,
 }
 
 /// The scope of the rollback of `run_id` that did not finish, if any.
@@ -56,11 +60,13 @@ pub fn pending_rollback(
     journal: &Journal,
     run_id: &str,
 ) -> Result<Option<RollbackScope>, EngineError> {
-    let run = journal.run(run_id)?;
-    Ok(run
-        .pending_rollback
+    Ok(pending(&journal.run(run_id)?).map(|p| p.scope))
+}
+
+fn pending(run: &RunRecord) -> Option<PendingRollback> {
+    run.pending_rollback
+        .clone()
         .and_then(|v| serde_json::from_value::<PendingRollback>(v).ok())
-        .map(|p| p.scope))
 }
 
 /// Undoes the effects journaled for the nodes of `scope` in run `run_id`.
@@ -78,88 +84,34 @@ pub async fn rollback(
     observer: &dyn Observer,
     shutdown: impl Future<Output = ()>,
 ) -> Result<RollbackSummary, EngineError> {
-    let mut run = journal.run(run_id)?;
-    let groups: BTreeSet<&str> = dag.nodes().iter().map(|n| n.group.as_str()).collect();
-    let unknown: Vec<&str> = scope
-        .groups
-        .iter()
-        .map(String::as_str)
-        .filter(|g| !groups.contains(g))
-        .collect();
-    if !unknown.is_empty() {
-        return Err(EngineError::Refused(format!(
-            "run {run_id} has no account {}; its accounts are: {}",
-            unknown.join(", "),
-            groups.iter().copied().collect::<Vec<_>>().join(", ")
-        )));
-    }
-    let after: Option<BTreeSet<String>> = match &scope.after_step {
-        None => None,
-        Some(step) => {
-            let anchors: Vec<&str> = dag
-                .nodes()
-                .iter()
-                .filter(|n| &n.step == step)
-                .map(|n| n.id.as_str())
-                .collect();
-            if anchors.is_empty() {
-                let steps: BTreeSet<&str> = dag.nodes().iter().map(|n| n.step.as_str()).collect();
-                return Err(EngineError::Refused(format!(
-                    "no step `{step}` in run {run_id}; its steps are: {}",
-                    steps.into_iter().collect::<Vec<_>>().join(", ")
-                )));
-            }
-            Some(
-                anchors
-                    .iter()
-                    .flat_map(|a| dag.descendants(a))
-                    .map(str::to_string)
-                    .collect(),
-            )
-        }
+    let envelope = Envelope {
+        journal,
+        run: run_id,
+        operation: "rollback",
     };
-
-    let journaled = journal.nodes(run_id)?;
-    let mut records: HashMap<String, NodeRecord> = HashMap::new();
+    let in_scope = scope_filter(dag, run_id, scope)?;
+    let records = envelope.records(dag)?;
     let mut selected = BTreeSet::new();
     let mut already = 0;
-    for info in dag.nodes() {
-        let rec = journaled.get(&info.id).cloned().unwrap_or_default();
-        let in_scope = (scope.groups.is_empty() || scope.groups.contains(&info.group))
-            && after.as_ref().is_none_or(|a| a.contains(&info.id));
-        if in_scope {
-            if rec.state == NodeState::RolledBack {
-                already += 1;
-            } else if has_effects(&rec) {
-                selected.insert(info.id.clone());
-            }
+    for (id, rec) in records.iter().filter(|(id, _)| in_scope(id)) {
+        if rec.state == NodeState::RolledBack {
+            already += 1;
+        } else if has_effects(rec) {
+            selected.insert(id.clone());
         }
-        records.insert(info.id.clone(), rec);
     }
     let waits_for = waits_for(&selected, |id| dag.descendants(id));
-
-    let previous_status = run
-        .pending_rollback
-        .clone()
-        .and_then(|v| serde_json::from_value::<PendingRollback>(v).ok())
-        .map(|p| p.previous_status)
-        .unwrap_or(run.status);
-    run.status = RunStatus::RollingBack;
-    run.pending_rollback = Some(
-        serde_json::to_value(PendingRollback {
-            scope: scope.clone(),
-            previous_status,
-        })
-        .expect("scope should serialize"),
-    );
-    commit_run(
-        journal,
-        run,
-        EventKind::RunStarted {
-            operation: "rollback".into(),
-            pid: std::process::id(),
-        },
-    )?;
+    let run = envelope.read()?;
+    let previous_status = pending(&run).map_or(run.status, |p| p.previous_status);
+    let marker = serde_json::to_value(PendingRollback {
+        scope: scope.clone(),
+        previous_status,
+    })
+    .expect("scope should serialize");
+    envelope.start(|run| {
+        run.status = RunStatus::RollingBack;
+        run.pending_rollback = Some(marker);
+    })?;
     observer.event(&Progress::Started {
         total: selected.len() + already,
         already_done: already,
@@ -178,19 +130,96 @@ pub async fn rollback(
         waits_for,
     };
     let result = walk.run(shutdown).await?;
+    let mut summary = tally(scope, &selected_ids, already, &result);
+    let anything_left = result.records.values().any(has_effects);
+    summary.status = envelope.finish(|run| {
+        if result.stopped && summary.not_run > 0 {
+            run.status = RunStatus::RollingBack;
+        } else if !summary.failed.is_empty() || !summary.blocked.is_empty() {
+            run.status = RunStatus::RollbackFailed;
+        } else {
+            run.pending_rollback = None;
+            run.status = if anything_left {
+                previous_status
+            } else {
+                RunStatus::RolledBack
+            };
+        }
+    })?;
+    summary.groups = summarize(dag, &journal.nodes(run_id)?);
+    Ok(summary)
+}
 
+/// Which nodes `scope` names, or why it names something the run does not have.
+fn scope_filter<'d>(
+    dag: &'d Dag<Built>,
+    run_id: &str,
+    scope: &'d RollbackScope,
+) -> Result<impl Fn(&NodeId) -> bool + 'd, EngineError> {
+    let groups: BTreeSet<&str> = dag.nodes().iter().map(|n| n.group()).collect();
+    let unknown: Vec<&str> = scope
+        .groups
+        .iter()
+        .map(String::as_str)
+        .filter(|g| !groups.contains(g))
+        .collect();
+    if !unknown.is_empty() {
+        return Err(EngineError::Refused(format!(
+            "run {run_id} has no account {}; its accounts are: {}",
+            unknown.join(", "),
+            groups.iter().copied().collect::<Vec<_>>().join(", ")
+        )));
+    }
+    let after: Option<BTreeSet<NodeId>> = match &scope.after_step {
+        None => None,
+        Some(step) => {
+            let anchors: Vec<&NodeId> = dag
+                .nodes()
+                .into_iter()
+                .filter(|n| n.step() == step)
+                .collect();
+            if anchors.is_empty() {
+                let steps: BTreeSet<&str> = dag.nodes().iter().map(|n| n.step()).collect();
+                return Err(EngineError::Refused(format!(
+                    "no step `{step}` in run {run_id}; its steps are: {}",
+                    steps.into_iter().collect::<Vec<_>>().join(", ")
+                )));
+            }
+            Some(
+                anchors
+                    .iter()
+                    .flat_map(|a| dag.descendants(a))
+                    .cloned()
+                    .collect(),
+            )
+        }
+    };
+    Ok(move |id: &NodeId| {
+        (scope.groups.is_empty() || scope.groups.iter().any(|g| g == id.group()))
+            && after.as_ref().is_none_or(|a| a.contains(id))
+    })
+}
+
+/// Counts what the walk ended with over the selected nodes.
+fn tally(
+    scope: &RollbackScope,
+    selected: &BTreeSet<NodeId>,
+    already: usize,
+    result: &WalkResult,
+) -> RollbackSummary {
     let mut summary = RollbackSummary {
         status: RunStatus::RollingBack,
         scope: scope.clone(),
-        selected: selected_ids.len() + already,
+        selected: selected.len() + already,
         rolled_back: already,
         changed: result.changed.len(),
         failed: BTreeMap::new(),
         blocked: result.blocked.clone(),
         notes: result.notes.clone(),
         not_run: 0,
+        groups: Vec::new(),
     };
-    for id in &selected_ids {
+    for id in selected {
         let rec = &result.records[id];
         match rec.state {
             NodeState::RolledBack => summary.rolled_back += 1,
@@ -207,30 +236,7 @@ pub async fn rollback(
             _ => summary.not_run += 1,
         }
     }
-    let mut run = journal.run(run_id)?;
-    if result.stopped && summary.not_run > 0 {
-        run.status = RunStatus::RollingBack;
-    } else if !summary.failed.is_empty() || !summary.blocked.is_empty() {
-        run.status = RunStatus::RollbackFailed;
-    } else {
-        run.pending_rollback = None;
-        let anything_left = result.records.values().any(has_effects);
-        run.status = if anything_left {
-            previous_status
-        } else {
-            RunStatus::RolledBack
-        };
-    }
-    summary.status = run.status;
-    commit_run(
-        journal,
-        run,
-        EventKind::RunFinished {
-            operation: "rollback".into(),
-            status: summary.status,
-        },
-    )?;
-    Ok(summary)
+    summary
 }
 
 /// Whether a node may have changed something that a rollback should undo.

@@ -1,13 +1,15 @@
 //! `execute`: applies a run's DAG (a new run, or a resumed one) and sets the run's outcome.
 
 use crate::dag::{Built, Dag};
+use crate::envelope::Envelope;
 use crate::errors::EngineError;
 use crate::events::{Observer, Progress};
 use crate::retry::RetryPolicy;
-use crate::walk::{Mode, Walk, commit_run, waits_for};
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use crate::summary::{GroupSummary, summarize};
+use crate::walk::{Mode, Walk, WalkResult, waits_for};
+use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
-use trailhub_state::{ErrorRecord, EventKind, Journal, NodeRecord, NodeState, RunStatus};
+use trailhub_state::{ErrorRecord, NodeId, NodeState, RunRecord, RunStatus};
 
 /// How a run is executed.
 #[derive(Debug, Clone)]
@@ -39,11 +41,13 @@ pub struct RunSummary {
     /// Nodes whose apply changed something in this process.
     pub changed: usize,
     /// Failed nodes and their errors.
-    pub failed: BTreeMap<String, ErrorRecord>,
+    pub failed: BTreeMap<NodeId, ErrorRecord>,
     /// Nodes not run because a dependency failed, with that dependency.
-    pub blocked: BTreeMap<String, String>,
+    pub blocked: BTreeMap<NodeId, Option<NodeId>>,
     /// Nodes neither done, failed nor blocked (the run was stopped).
     pub not_run: usize,
+    /// Every group's summary, from the journal once the walk ended.
+    pub groups: Vec<GroupSummary>,
 }
 
 /// Applies every node of `dag` not yet done in run `run_id`, and journals the outcome.
@@ -58,70 +62,32 @@ pub struct RunSummary {
 /// start a new run.
 pub async fn execute(
     dag: &Dag<Built>,
-    journal: &Journal,
+    journal: &trailhub_state::Journal,
     run_id: &str,
     operation: &str,
     options: &RunOptions,
     observer: &dyn Observer,
     shutdown: impl Future<Output = ()>,
 ) -> Result<RunSummary, EngineError> {
-    let mut run = journal.run(run_id)?;
-    if run.pending_rollback.is_some() {
-        return Err(EngineError::Refused(format!(
-            "run {run_id} has a rollback that did not finish; continue it with `trailhub rollback {run_id}` before anything else"
-        )));
-    }
-    let journaled = journal.nodes(run_id)?;
-    let rolled_back: Vec<&String> = journaled
-        .iter()
-        .filter(|(_, r)| {
-            matches!(
-                r.state,
-                NodeState::RolledBack | NodeState::RollbackFailed | NodeState::RollingBack
-            )
-        })
-        .map(|(id, _)| id)
-        .collect();
-    if !rolled_back.is_empty() {
-        return Err(EngineError::Refused(format!(
-            "run {run_id} was rolled back (in part: {}); start a new run with `trailhub apply` to apply it again",
-            rolled_back
-                .iter()
-                .take(3)
-                .map(|s| s.as_str())
-                .collect::<Vec<_>>()
-                .join(", ")
-        )));
-    }
-
-    let mut records: HashMap<String, NodeRecord> = HashMap::new();
-    let mut selected = BTreeSet::new();
-    let mut already_done = 0;
-    for info in dag.nodes() {
-        let rec = journaled.get(&info.id).cloned().unwrap_or_default();
-        if rec.state == NodeState::Done {
-            already_done += 1;
-        } else {
-            selected.insert(info.id.clone());
-        }
-        records.insert(info.id.clone(), rec);
-    }
-    let waits_for = waits_for(&selected, |id| dag.dependencies(id));
-
-    run.status = RunStatus::Running;
-    commit_run(
+    let envelope = Envelope {
         journal,
-        run,
-        EventKind::RunStarted {
-            operation: operation.to_string(),
-            pid: std::process::id(),
-        },
-    )?;
+        run: run_id,
+        operation,
+    };
+    refuse_rolled_back(&envelope.read()?, journal)?;
+    let records = envelope.records(dag)?;
+    let selected: BTreeSet<NodeId> = records
+        .iter()
+        .filter(|(_, r)| r.state != NodeState::Done)
+        .map(|(id, _)| id.clone())
+        .collect();
+    let already_done = records.len() - selected.len();
+    let waits_for = waits_for(&selected, |id| dag.dependencies(id));
+    envelope.start(|run| run.status = RunStatus::Running)?;
     observer.event(&Progress::Started {
         total: dag.len(),
         already_done,
     });
-
     let walk = Walk {
         dag,
         journal,
@@ -135,7 +101,51 @@ pub async fn execute(
         waits_for,
     };
     let result = walk.run(shutdown).await?;
+    let mut summary = tally(dag, result);
+    summary.status = envelope.finish(|run| run.status = summary.status)?;
+    summary.groups = summarize(dag, &journal.nodes(run_id)?);
+    Ok(summary)
+}
 
+/// A run being rolled back, or rolled back in part, is not applied again.
+fn refuse_rolled_back(
+    run: &RunRecord,
+    journal: &trailhub_state::Journal,
+) -> Result<(), EngineError> {
+    if run.pending_rollback.is_some() {
+        return Err(EngineError::Refused(format!(
+            "run {} has a rollback that did not finish; continue it with `trailhub rollback {}` before anything else",
+            run.id, run.id
+        )));
+    }
+    let rolled_back: Vec<String> = journal
+        .nodes(&run.id)?
+        .into_iter()
+        .filter(|(_, r)| {
+            matches!(
+                r.state,
+                NodeState::RolledBack | NodeState::RollbackFailed | NodeState::RollingBack
+            )
+        })
+        .map(|(id, _)| id.to_string())
+        .collect();
+    if rolled_back.is_empty() {
+        return Ok(());
+    }
+    Err(EngineError::Refused(format!(
+        "run {} was rolled back (in part: {}); start a new run with `trailhub apply` to apply it again",
+        run.id,
+        rolled_back
+            .iter()
+            .take(3)
+            .cloned()
+            .collect::<Vec<_>>()
+            .join(", ")
+    )))
+}
+
+/// Counts what the walk ended with, and the status the run ends in.
+fn tally(dag: &Dag<Built>, result: WalkResult) -> RunSummary {
     let mut summary = RunSummary {
         status: RunStatus::Running,
         total: dag.len(),
@@ -144,6 +154,7 @@ pub async fn execute(
         failed: BTreeMap::new(),
         blocked: result.blocked.clone(),
         not_run: 0,
+        groups: Vec::new(),
     };
     for (id, rec) in &result.records {
         match rec.state {
@@ -171,15 +182,5 @@ pub async fn execute(
     } else {
         RunStatus::Failed
     };
-    let mut run = journal.run(run_id)?;
-    run.status = summary.status;
-    commit_run(
-        journal,
-        run,
-        EventKind::RunFinished {
-            operation: operation.to_string(),
-            status: summary.status,
-        },
-    )?;
-    Ok(summary)
+    summary
 }

@@ -1,15 +1,23 @@
-//! The `Task` trait every node implements, and the contexts the engine hands to it.
+//! The `Task` trait every node implements, with its own types for undo records and outputs, and
+//! the contexts the engine hands to it.
 //!
-//! A task attempt never writes the journal: it reports to the scheduler through its context
-//! (undo record, API calls, result), and the scheduler journals.
+//! Tasks are typed; the engine stores them erased ([`ErasedTask`]): an undo record or an output
+//! becomes JSON there, once, and JSON becomes the task's type there again, once. A record that
+//! does not decode is an error naming the node, never a silent "nothing to do". A task attempt
+//! never writes the journal: it reports to the scheduler through its context (undo record, API
+//! calls, result), and the scheduler journals.
 
 use crate::errors::TaskError;
 use crate::plan::Plan;
 use async_trait::async_trait;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 use serde_json::Value;
 use std::collections::{BTreeMap, HashMap};
+use std::marker::PhantomData;
 use std::sync::{Arc, Mutex};
 use tokio::sync::{OwnedMutexGuard, mpsc, oneshot};
+use trailhub_state::NodeId;
 
 /// One step of a workflow.
 ///
@@ -21,6 +29,11 @@ use tokio::sync::{OwnedMutexGuard, mpsc, oneshot};
 ///   journaled none) and restores that state, idempotently.
 #[async_trait]
 pub trait Task: Send + Sync + 'static {
+    /// What `apply` journals before it changes anything: the state to restore.
+    type Undo: Serialize + DeserializeOwned + Send + Sync + 'static;
+    /// What `apply` hands to the nodes that depend on it (journaled; never secrets).
+    type Output: Serialize + DeserializeOwned + Send + Sync + 'static;
+
     /// One line saying what the node does, for `plan` and `graph`.
     fn describe(&self) -> String;
 
@@ -28,25 +41,28 @@ pub trait Task: Send + Sync + 'static {
     async fn plan(&self, ctx: &PlanCtx) -> Result<Plan, TaskError>;
 
     /// Brings live state to the desired state.
-    async fn apply(&self, ctx: &ApplyCtx) -> Result<Applied, TaskError>;
+    async fn apply(&self, ctx: &ApplyCtx<Self::Undo>) -> Result<Applied<Self::Output>, TaskError>;
 
     /// Undoes what `apply` did, from the undo record.
-    async fn rollback(&self, undo: Option<&Value>, ctx: &ApplyCtx)
-    -> Result<RolledBack, TaskError>;
+    async fn rollback(
+        &self,
+        undo: Option<Self::Undo>,
+        ctx: &ApplyCtx<Self::Undo>,
+    ) -> Result<RolledBack, TaskError>;
 }
 
 /// The result of a successful `apply`.
 #[derive(Debug, Clone, PartialEq, Default)]
-pub struct Applied {
-    /// Values later nodes may read with [`ApplyCtx::input`] (journaled; never secrets).
-    pub outputs: Value,
+pub struct Applied<O> {
+    /// What later nodes may read with [`ApplyCtx::input`].
+    pub outputs: O,
     /// Whether anything was changed.
     pub changed: bool,
 }
 
-impl Applied {
+impl<O> Applied<O> {
     /// Nothing was changed.
-    pub fn unchanged(outputs: Value) -> Self {
+    pub fn unchanged(outputs: O) -> Self {
         Applied {
             outputs,
             changed: false,
@@ -54,7 +70,7 @@ impl Applied {
     }
 
     /// Something was changed.
-    pub fn changed(outputs: Value) -> Self {
+    pub fn changed(outputs: O) -> Self {
         Applied {
             outputs,
             changed: true,
@@ -71,58 +87,74 @@ pub struct RolledBack {
     pub note: Option<String>,
 }
 
+impl RolledBack {
+    /// Nothing changed, and `note` says why.
+    pub fn kept(note: impl Into<String>) -> Self {
+        RolledBack {
+            changed: false,
+            note: Some(note.into()),
+        }
+    }
+
+    /// Something was undone, as `note` says.
+    pub fn undone(note: impl Into<String>) -> Self {
+        RolledBack {
+            changed: true,
+            note: Some(note.into()),
+        }
+    }
+}
+
 /// The context of a `plan` call.
 #[derive(Debug, Clone)]
 pub struct PlanCtx {
     /// The node's id.
-    pub node: String,
-    /// The node's group.
-    pub group: String,
+    pub node: NodeId,
 }
 
 pub(crate) enum Msg {
     AttemptStarted {
-        node: String,
+        node: NodeId,
         /// Answered, once journaled, with the attempt number and the node's undo record.
         ack: oneshot::Sender<(u32, Option<Value>)>,
     },
     Undo {
-        node: String,
+        node: NodeId,
         undo: Value,
         ack: oneshot::Sender<Value>,
     },
     Call {
-        node: String,
+        node: NodeId,
         service: String,
         operation: String,
         mutating: bool,
         detail: String,
     },
     Note {
-        node: String,
+        node: NodeId,
         message: String,
     },
     CallRetried {
-        node: String,
+        node: NodeId,
         service: String,
         operation: String,
         attempt: u32,
         reason: String,
     },
     AttemptFailed {
-        node: String,
+        node: NodeId,
         attempt: u32,
         error: TaskError,
         retry_in_ms: u64,
     },
     Finished {
-        node: String,
+        node: NodeId,
         outcome: Outcome,
     },
 }
 
 pub(crate) enum Outcome {
-    Applied(Applied),
+    Applied(Applied<Value>),
     RolledBack(RolledBack),
     Failed(TaskError),
     NotStarted,
@@ -131,11 +163,11 @@ pub(crate) enum Outcome {
 /// One API call (or note) reported by a task outside of the engine, see [`ApplyCtx::detached`].
 #[derive(Debug, Clone, PartialEq)]
 pub struct Recorded {
-    /// `service:Operation`, or `note` for notes.
+    /// `service:Operation`, `undo` for undo records, or `note` for notes.
     pub what: String,
     /// Whether it mutates.
     pub mutating: bool,
-    /// Detail.
+    /// Detail (the undo record's JSON text for `undo`).
     pub detail: String,
 }
 
@@ -145,10 +177,24 @@ enum Sink {
     Memory(Arc<Mutex<Vec<Recorded>>>),
 }
 
+impl Sink {
+    fn record(&self, what: String, mutating: bool, detail: String) {
+        if let Sink::Memory(log) = self {
+            log.lock()
+                .expect("log should not be poisoned")
+                .push(Recorded {
+                    what,
+                    mutating,
+                    detail,
+                });
+        }
+    }
+}
+
 /// Reports, from deep inside an attempt (an SDK interceptor), to the attempt's node.
 #[derive(Clone)]
 pub(crate) struct AttemptReporter {
-    node: String,
+    node: NodeId,
     sink: Sink,
 }
 
@@ -170,24 +216,12 @@ pub fn report_call_retry(service: &str, operation: &str, attempt: u32, reason: &
                 reason: reason.to_string(),
             });
         }
-        Sink::Memory(log) => log
-            .lock()
-            .expect("log should not be poisoned")
-            .push(Recorded {
-                what: format!("{service}:{operation}"),
-                mutating: false,
-                detail: format!("retry {attempt} after {reason}"),
-            }),
+        memory => memory.record(
+            format!("{service}:{operation}"),
+            false,
+            format!("retry {attempt} after {reason}"),
+        ),
     });
-}
-
-/// Runs `fut` as the attempt of `ctx`'s node: [`report_call_retry`] inside it reaches that node.
-pub(crate) async fn in_attempt<F: std::future::Future>(ctx: &ApplyCtx, fut: F) -> F::Output {
-    let reporter = AttemptReporter {
-        node: ctx.node.clone(),
-        sink: ctx.sink.clone(),
-    };
-    ATTEMPT.scope(reporter, fut).await
 }
 
 /// Named exclusive resources: at most one holder of a name at a time.
@@ -213,172 +247,298 @@ pub struct ExclusiveGuard {
     _guard: OwnedMutexGuard<()>,
 }
 
-/// The context of one `apply` or `rollback` attempt.
-pub struct ApplyCtx {
-    node: String,
-    group: String,
+/// What a node finds of a node it depends on (directly or not): its journaled outputs, and
+/// whether its apply changed anything.
+#[derive(Debug, Clone)]
+pub(crate) struct Input {
+    pub(crate) outputs: Value,
+    pub(crate) changed: bool,
+}
+
+/// One attempt of one node, untyped: what the engine gives every task.
+pub(crate) struct Attempt {
+    node: NodeId,
     attempt: u32,
-    inputs: BTreeMap<String, Value>,
+    inputs: BTreeMap<NodeId, Input>,
     undo: Mutex<Option<Value>>,
     sink: Sink,
     locks: Arc<Locks>,
 }
 
-impl ApplyCtx {
+impl Attempt {
     pub(crate) fn new(
-        node: String,
-        group: String,
+        node: NodeId,
         attempt: u32,
-        inputs: BTreeMap<String, Value>,
+        inputs: BTreeMap<NodeId, Input>,
         undo: Option<Value>,
         tx: mpsc::UnboundedSender<Msg>,
         locks: Arc<Locks>,
-    ) -> Self {
-        ApplyCtx {
+    ) -> Arc<Self> {
+        Arc::new(Attempt {
             node,
-            group,
             attempt,
             inputs,
             undo: Mutex::new(undo),
             sink: Sink::Engine(tx),
             locks,
-        }
+        })
     }
 
-    /// A context outside of any run, for testing a task on its own: undo records and calls are
-    /// kept in memory and returned by the second value.
-    pub fn detached(
-        node: &str,
-        group: &str,
-        inputs: BTreeMap<String, Value>,
-        prior_undo: Option<Value>,
-    ) -> (Self, Arc<Mutex<Vec<Recorded>>>) {
-        let log = Arc::new(Mutex::new(Vec::new()));
-        let ctx = ApplyCtx {
-            node: node.to_string(),
-            group: group.to_string(),
-            attempt: 1,
-            inputs,
-            undo: Mutex::new(prior_undo),
-            sink: Sink::Memory(log.clone()),
-            locks: Arc::new(Locks::default()),
+    /// Runs `fut` as this attempt: [`report_call_retry`] inside it reaches this node.
+    pub(crate) async fn scope<F: std::future::Future>(&self, fut: F) -> F::Output {
+        let reporter = AttemptReporter {
+            node: self.node.clone(),
+            sink: self.sink.clone(),
         };
-        (ctx, log)
+        ATTEMPT.scope(reporter, fut).await
     }
 
-    /// The node's id.
-    pub fn node(&self) -> &str {
-        &self.node
-    }
-
-    /// The node's group.
-    pub fn group(&self) -> &str {
-        &self.group
-    }
-
-    /// The attempt number, 1-based, over the node's whole life (all processes).
-    pub fn attempt(&self) -> u32 {
-        self.attempt
-    }
-
-    /// The outputs of a direct dependency, by node id.
-    pub fn input(&self, node: &str) -> Option<&Value> {
-        self.inputs.get(node)
-    }
-
-    /// The undo record journaled by an earlier attempt of this node (in this process or an
-    /// earlier one), if any. When set, the state it describes is the state before the node
-    /// first ran, which is what rollback must restore.
-    pub fn prior_undo(&self) -> Option<Value> {
+    fn prior_undo(&self) -> Option<Value> {
         self.undo
             .lock()
             .expect("undo slot should not be poisoned")
             .clone()
     }
+}
 
-    /// Journals `undo` durably before the caller mutates anything, and returns the node's
-    /// effective undo record: the first one ever journaled for the node (an earlier attempt's
-    /// wins, as it saw the state before any of this node's changes).
-    pub async fn record_undo(&self, undo: Value) -> Result<Value, TaskError> {
-        if let Some(existing) = self.prior_undo() {
-            return Ok(existing);
+/// The context of one `apply` or `rollback` attempt of a task whose undo record is a `U`.
+pub struct ApplyCtx<U> {
+    core: Arc<Attempt>,
+    _undo: PhantomData<fn() -> U>,
+}
+
+impl<U> ApplyCtx<U> {
+    pub(crate) fn from_core(core: Arc<Attempt>) -> Self {
+        ApplyCtx {
+            core,
+            _undo: PhantomData,
         }
-        let effective = match &self.sink {
-            Sink::Engine(tx) => {
-                let (ack, done) = oneshot::channel();
-                tx.send(Msg::Undo {
-                    node: self.node.clone(),
-                    undo,
-                    ack,
-                })
-                .map_err(|_| TaskError::fatal("the run is shutting down"))?;
-                done.await
-                    .map_err(|_| TaskError::fatal("the journal could not record the undo record"))?
-            }
-            Sink::Memory(log) => {
-                log.lock()
-                    .expect("log should not be poisoned")
-                    .push(Recorded {
-                        what: "undo".into(),
-                        mutating: false,
-                        detail: undo.to_string(),
-                    });
-                undo
-            }
+    }
+
+    /// A context outside of any run, for testing a task on its own: undo records and calls are
+    /// kept in memory and returned by the second value. `inputs` are the outputs of the nodes
+    /// it depends on (each counted as having changed something); `prior_undo` is the record an
+    /// earlier attempt would have journaled, as JSON (so that a test may also give one that
+    /// does not decode).
+    pub fn detached(
+        node: &NodeId,
+        inputs: BTreeMap<NodeId, Value>,
+        prior_undo: Option<Value>,
+    ) -> (Self, Arc<Mutex<Vec<Recorded>>>) {
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let inputs = inputs
+            .into_iter()
+            .map(|(id, outputs)| {
+                let input = Input {
+                    outputs,
+                    changed: true,
+                };
+                (id, input)
+            })
+            .collect();
+        let core = Arc::new(Attempt {
+            node: node.clone(),
+            attempt: 1,
+            inputs,
+            undo: Mutex::new(prior_undo),
+            sink: Sink::Memory(log.clone()),
+            locks: Arc::new(Locks::default()),
+        });
+        (Self::from_core(core), log)
+    }
+
+    /// The node's id.
+    pub fn node(&self) -> &NodeId {
+        &self.core.node
+    }
+
+    /// The node's group.
+    pub fn group(&self) -> &str {
+        self.core.node.group()
+    }
+
+    /// The attempt number, 1-based, over the node's whole life (all processes).
+    pub fn attempt(&self) -> u32 {
+        self.core.attempt
+    }
+
+    /// The outputs of `node`, which this node depends on (directly or not), as its task's
+    /// output type `T`.
+    ///
+    /// Fails (fatally, naming both nodes) when `node` is not a done dependency of this one or
+    /// its outputs are not a `T`: a missing input is never replaced by a guess.
+    pub fn input<T: DeserializeOwned>(&self, node: &NodeId) -> Result<T, TaskError> {
+        let Some(Input { outputs: value, .. }) = self.core.inputs.get(node) else {
+            return Err(TaskError::fatal(format!(
+                "{} needs the outputs of {node}, which are not journaled",
+                self.core.node
+            ))
+            .with_code("MissingInput")
+            .with_hint("resume the run: the step that makes them runs first"));
         };
-        *self.undo.lock().expect("undo slot should not be poisoned") = Some(effective.clone());
-        Ok(effective)
+        serde_json::from_value(value.clone()).map_err(|e| {
+            TaskError::fatal(format!(
+                "{} cannot read the outputs of {node} ({e})",
+                self.core.node
+            ))
+            .with_code("UnreadableInput")
+            .with_hint("the journal was written by another trailhub version or altered: start a new run with `trailhub apply`")
+        })
+    }
+
+    /// Whether the apply of `node`, which this node depends on, changed anything in this run;
+    /// `true` when `node` is not one of its inputs (nothing is assumed then). What a node read
+    /// and left unchanged need not be read again by the nodes after it.
+    pub fn input_changed(&self, node: &NodeId) -> bool {
+        self.core.inputs.get(node).is_none_or(|i| i.changed)
     }
 
     /// Reports an API call for the run's history. Mutating calls must be reported (just
     /// before they are made); read-only ones may be.
     pub fn call(&self, service: &str, operation: &str, mutating: bool, detail: impl Into<String>) {
         let detail = detail.into();
-        match &self.sink {
+        match &self.core.sink {
             Sink::Engine(tx) => {
                 let _ = tx.send(Msg::Call {
-                    node: self.node.clone(),
+                    node: self.core.node.clone(),
                     service: service.to_string(),
                     operation: operation.to_string(),
                     mutating,
                     detail,
                 });
             }
-            Sink::Memory(log) => log
-                .lock()
-                .expect("log should not be poisoned")
-                .push(Recorded {
-                    what: format!("{service}:{operation}"),
-                    mutating,
-                    detail,
-                }),
+            memory => memory.record(format!("{service}:{operation}"), mutating, detail),
         }
     }
 
     /// Adds a free-form note to the run's history.
     pub fn note(&self, message: impl Into<String>) {
         let message = message.into();
-        match &self.sink {
+        match &self.core.sink {
             Sink::Engine(tx) => {
                 let _ = tx.send(Msg::Note {
-                    node: self.node.clone(),
+                    node: self.core.node.clone(),
                     message,
                 });
             }
-            Sink::Memory(log) => log
-                .lock()
-                .expect("log should not be poisoned")
-                .push(Recorded {
-                    what: "note".into(),
-                    mutating: false,
-                    detail: message,
-                }),
+            memory => memory.record("note".into(), false, message),
         }
     }
 
     /// Waits for, then holds, the named exclusive resource (shared by every node of the run).
     pub async fn exclusive(&self, name: &str) -> ExclusiveGuard {
-        self.locks.lock(name).await
+        self.core.locks.lock(name).await
+    }
+}
+
+impl<U: Serialize + DeserializeOwned> ApplyCtx<U> {
+    /// The undo record journaled by an earlier attempt of this node (in this process or an
+    /// earlier one), if any. When set, the state it describes is the state before the node
+    /// first ran, which is what rollback must restore.
+    pub fn prior_undo(&self) -> Result<Option<U>, TaskError> {
+        self.core
+            .prior_undo()
+            .map(|v| decode_undo(&self.core.node, v))
+            .transpose()
+    }
+
+    /// Journals `undo` durably before the caller mutates anything, and returns the node's
+    /// effective undo record: the first one ever journaled for the node (an earlier attempt's
+    /// wins, as it saw the state before any of this node's changes).
+    pub async fn record_undo(&self, undo: U) -> Result<U, TaskError> {
+        if let Some(existing) = self.prior_undo()? {
+            return Ok(existing);
+        }
+        let value = serde_json::to_value(&undo).map_err(|e| {
+            TaskError::fatal(format!(
+                "the undo record of {} cannot be written: {e}",
+                self.core.node
+            ))
+        })?;
+        let effective = match &self.core.sink {
+            Sink::Engine(tx) => {
+                let (ack, done) = oneshot::channel();
+                tx.send(Msg::Undo {
+                    node: self.core.node.clone(),
+                    undo: value,
+                    ack,
+                })
+                .map_err(|_| TaskError::fatal("the run is shutting down"))?;
+                done.await
+                    .map_err(|_| TaskError::fatal("the journal could not record the undo record"))?
+            }
+            memory => {
+                memory.record("undo".into(), false, value.to_string());
+                value
+            }
+        };
+        *self
+            .core
+            .undo
+            .lock()
+            .expect("undo slot should not be poisoned") = Some(effective.clone());
+        decode_undo(&self.core.node, effective)
+    }
+}
+
+/// Decodes a journaled undo record into the node's type, or says which node's record is
+/// unreadable (the rollback of that node then fails instead of doing nothing).
+fn decode_undo<U: DeserializeOwned>(node: &NodeId, value: Value) -> Result<U, TaskError> {
+    serde_json::from_value(value).map_err(|e| {
+        TaskError::fatal(format!(
+            "the undo record of {node} cannot be read ({e}); nothing was undone"
+        ))
+        .with_code("UnreadableUndo")
+        .with_hint(format!(
+            "the journal was written by another trailhub version or altered: `trailhub history` shows what {node} changed; undo it by hand"
+        ))
+    })
+}
+
+/// A task as the engine holds it: undo records and outputs as JSON.
+#[async_trait]
+pub(crate) trait ErasedTask: Send + Sync {
+    fn describe(&self) -> String;
+    async fn plan(&self, ctx: &PlanCtx) -> Result<Plan, TaskError>;
+    async fn apply(&self, core: Arc<Attempt>) -> Result<Applied<Value>, TaskError>;
+    async fn rollback(
+        &self,
+        undo: Option<Value>,
+        core: Arc<Attempt>,
+    ) -> Result<RolledBack, TaskError>;
+}
+
+#[async_trait]
+impl<T: Task> ErasedTask for T {
+    fn describe(&self) -> String {
+        Task::describe(self)
+    }
+
+    async fn plan(&self, ctx: &PlanCtx) -> Result<Plan, TaskError> {
+        Task::plan(self, ctx).await
+    }
+
+    async fn apply(&self, core: Arc<Attempt>) -> Result<Applied<Value>, TaskError> {
+        let node = core.node.clone();
+        let ctx = ApplyCtx::<T::Undo>::from_core(core);
+        let applied = Task::apply(self, &ctx).await?;
+        let outputs = serde_json::to_value(&applied.outputs).map_err(|e| {
+            TaskError::fatal(format!("the outputs of {node} cannot be written: {e}"))
+        })?;
+        Ok(Applied {
+            outputs,
+            changed: applied.changed,
+        })
+    }
+
+    async fn rollback(
+        &self,
+        undo: Option<Value>,
+        core: Arc<Attempt>,
+    ) -> Result<RolledBack, TaskError> {
+        let undo = undo.map(|v| decode_undo(&core.node, v)).transpose()?;
+        let ctx = ApplyCtx::<T::Undo>::from_core(core);
+        Task::rollback(self, undo, &ctx).await
     }
 }
 
@@ -392,21 +552,105 @@ pub(crate) mod tests {
 
     #[async_trait]
     impl Task for Noop {
+        type Undo = ();
+        type Output = ();
+
         fn describe(&self) -> String {
             "does nothing".into()
         }
         async fn plan(&self, _ctx: &PlanCtx) -> Result<Plan, TaskError> {
             Ok(Plan::new(PlanAction::NoOp))
         }
-        async fn apply(&self, _ctx: &ApplyCtx) -> Result<Applied, TaskError> {
-            Ok(Applied::unchanged(Value::Null))
+        async fn apply(&self, _ctx: &ApplyCtx<()>) -> Result<Applied<()>, TaskError> {
+            Ok(Applied::unchanged(()))
         }
         async fn rollback(
             &self,
-            _undo: Option<&Value>,
-            _ctx: &ApplyCtx,
+            _undo: Option<()>,
+            _ctx: &ApplyCtx<()>,
         ) -> Result<RolledBack, TaskError> {
             Ok(RolledBack::default())
         }
+    }
+
+    #[derive(Debug, serde::Serialize, serde::Deserialize)]
+    struct Was {
+        status: String,
+    }
+
+    struct Restores;
+
+    #[async_trait]
+    impl Task for Restores {
+        type Undo = Was;
+        type Output = ();
+
+        fn describe(&self) -> String {
+            "restores a status".into()
+        }
+        async fn plan(&self, _ctx: &PlanCtx) -> Result<Plan, TaskError> {
+            Ok(Plan::new(PlanAction::NoOp))
+        }
+        async fn apply(&self, _ctx: &ApplyCtx<Was>) -> Result<Applied<()>, TaskError> {
+            Ok(Applied::unchanged(()))
+        }
+        async fn rollback(
+            &self,
+            undo: Option<Was>,
+            _ctx: &ApplyCtx<Was>,
+        ) -> Result<RolledBack, TaskError> {
+            let was = undo.expect("an undo record");
+            Ok(RolledBack::undone(format!("back to {}", was.status)))
+        }
+    }
+
+    #[tokio::test]
+    async fn an_undo_record_that_does_not_decode_fails_the_rollback_naming_the_node() {
+        let node = NodeId::new("g", "restores");
+        let (ctx, _log) = ApplyCtx::<Was>::detached(&node, BTreeMap::new(), None);
+        let good = ErasedTask::rollback(
+            &Restores,
+            Some(serde_json::json!({ "status": "Enabled" })),
+            ctx.core.clone(),
+        )
+        .await
+        .expect("a record of the task's type");
+        assert_eq!(good.note.as_deref(), Some("back to Enabled"));
+        let err = ErasedTask::rollback(
+            &Restores,
+            Some(serde_json::json!({ "existed": false })),
+            ctx.core.clone(),
+        )
+        .await
+        .expect_err("a record of another shape");
+        assert_eq!(err.code.as_deref(), Some("UnreadableUndo"));
+        assert!(err.message.contains("g/restores"), "{}", err.message);
+        assert!(!err.is_retryable());
+    }
+
+    #[tokio::test]
+    async fn an_earlier_undo_record_wins_and_inputs_are_typed() {
+        let node = NodeId::new("g", "restores");
+        let dep = NodeId::new("g", "before");
+        let inputs = BTreeMap::from([(dep.clone(), serde_json::json!({ "status": "x" }))]);
+        let (ctx, log) = ApplyCtx::<Was>::detached(
+            &node,
+            inputs,
+            Some(serde_json::json!({ "status": "Suspended" })),
+        );
+        let effective = ctx
+            .record_undo(Was {
+                status: "Enabled".into(),
+            })
+            .await
+            .expect("recorded");
+        assert_eq!(effective.status, "Suspended");
+        assert!(log.lock().expect("log").is_empty(), "nothing new journaled");
+        let read: Was = ctx.input(&dep).expect("typed input");
+        assert_eq!(read.status, "x");
+        let missing = ctx
+            .input::<Was>(&NodeId::new("g", "other"))
+            .expect_err("not an input");
+        assert_eq!(missing.code.as_deref(), Some("MissingInput"));
     }
 }

@@ -1,14 +1,16 @@
-//! What several commands share: loading the inventory, building the workflow from it or from a
-//! run's frozen inventory, and the Ctrl-C handling.
+//! What several commands share: opening the journal (migrating an older one), loading the
+//! inventory, building the workflow from it or from a run's frozen inventory, reading a run back
+//! from the journal alone, and the Ctrl-C handling.
 
 use crate::cli::Cli;
 use crate::errors::CliError;
+use std::collections::BTreeMap;
 use std::path::Path;
-use trailhub_engine::{Built, Dag};
-use trailhub_state::RunRecord;
+use trailhub_engine::{Built, Dag, GroupSummary, NodeId, NodeRecord, Shape, summarize};
+use trailhub_state::{Journal, RunRecord};
 use trailhub_steps::Connector;
 use trailhub_steps::tasks::StepContext;
-use trailhub_workflows::{Inventory, Workflow, step_context};
+use trailhub_workflows::{Inventory, JournalMigration, Workflow, step_context};
 
 /// A workflow ready to run: its inventory, clients and DAG.
 pub struct Prepared {
@@ -17,26 +19,23 @@ pub struct Prepared {
     pub dag: Dag<Built>,
 }
 
-impl Prepared {
-    /// `(node, group)` of every node, for progress.
-    pub fn node_groups(&self) -> Vec<(String, String)> {
-        self.dag
-            .nodes()
-            .iter()
-            .map(|n| (n.id.clone(), n.group.clone()))
-            .collect()
-    }
+/// Opens (creating it if needed) the state directory's journal, migrating one written by an
+/// older trailhub.
+pub fn open_journal(cli: &Cli) -> Result<Journal, CliError> {
+    Ok(Journal::open_migrating(
+        &cli.state,
+        true,
+        &JournalMigration,
+    )?)
+}
 
-    /// The groups in display order: the archive, then the sources in inventory order.
-    pub fn group_order(&self) -> Vec<String> {
-        let mut out = vec!["archive".to_string()];
-        for s in &self.workflow.inventory.sources {
-            if self.workflow.only.is_empty() || self.workflow.only.contains(&s.account_id) {
-                out.push(s.account_id.clone());
-            }
-        }
-        out
-    }
+/// Opens the state directory's existing journal, migrating one written by an older trailhub.
+pub fn open_existing_journal(cli: &Cli) -> Result<Journal, CliError> {
+    Ok(Journal::open_migrating(
+        &cli.state,
+        false,
+        &JournalMigration,
+    )?)
 }
 
 /// Reads and validates an inventory file.
@@ -47,6 +46,10 @@ pub fn load_inventory(path: &Path) -> Result<Inventory, CliError> {
 /// Builds the workflow for `inventory`, limited to `only` when not empty. Makes no AWS request.
 pub fn prepare(cli: &Cli, inventory: Inventory, only: &[String]) -> Result<Prepared, CliError> {
     let workflow = Workflow::new(inventory, only.to_vec()).map_err(CliError::Usage)?;
+    prepare_workflow(cli, workflow)
+}
+
+fn prepare_workflow(cli: &Cli, workflow: Workflow) -> Result<Prepared, CliError> {
     let connector = Connector::new(&workflow.inventory.region, cli.endpoint_url.clone());
     let ctx = step_context(&workflow.inventory, connector);
     let dag = workflow.dag(&ctx)?;
@@ -55,15 +58,49 @@ pub fn prepare(cli: &Cli, inventory: Inventory, only: &[String]) -> Result<Prepa
 
 /// The workflow of an existing run, from its frozen inventory and its account filter.
 pub fn prepare_run(cli: &Cli, run: &RunRecord) -> Result<Prepared, CliError> {
-    let origin = format!("frozen in run {}", run.id);
-    let inventory = trailhub_workflows::parse(&run.definition, &origin)?;
-    let only: Vec<String> = run.options["accounts"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|v| v.as_str().map(str::to_string))
-        .collect();
-    prepare(cli, inventory, &only)
+    let workflow = Workflow::of_run(run).map_err(CliError::Usage)?;
+    prepare_workflow(cli, workflow)
+}
+
+/// A run as the journal alone tells it: its graph (journaled when it was created) and its node
+/// records. No inventory is parsed and no AWS client is made.
+pub struct RunView {
+    pub run: RunRecord,
+    pub shape: Shape,
+    pub records: BTreeMap<NodeId, NodeRecord>,
+}
+
+impl RunView {
+    /// Reads run `run` (the latest when `None`).
+    pub fn read(journal: &Journal, run: Option<&str>) -> Result<RunView, CliError> {
+        let run = journal.resolve_run(run)?;
+        let graph = run.graph.as_ref().ok_or_else(|| {
+            CliError::Environment(format!(
+                "run {} has no journaled graph; the journal may be damaged",
+                run.id
+            ))
+        })?;
+        let shape = Shape::from_record(graph)?;
+        let records = journal.nodes(&run.id)?;
+        Ok(RunView {
+            run,
+            shape,
+            records,
+        })
+    }
+
+    /// Every group's summary, in the workflow's order (the archive, then the accounts).
+    pub fn groups(&self) -> Vec<GroupSummary> {
+        summarize(&self.shape, &self.records)
+    }
+
+    /// Nodes in display order: by group in the workflow's order, dependencies first within one.
+    pub fn ordered_nodes(&self) -> Vec<&NodeId> {
+        let groups = self.shape.groups();
+        let mut nodes = self.shape.topological();
+        nodes.sort_by_key(|n| groups.iter().position(|g| *g == n.group()));
+        nodes
+    }
 }
 
 /// Resolves on the first Ctrl-C (stop starting new steps); a second one exits at once.

@@ -1,15 +1,15 @@
 //! `trailhub graph`: the DAG as text, DOT, Mermaid or SVG (through Graphviz), optionally colored
 //! by a run's journaled state.
 
-use super::common::{load_inventory, prepare, prepare_run};
+use super::common::{RunView, load_inventory, open_existing_journal};
 use crate::cli::{Cli, GraphFormat};
 use crate::errors::{CliError, Outcome};
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Stdio};
-use trailhub_engine::render;
-use trailhub_state::Journal;
+use trailhub_engine::{Shape, render};
+use trailhub_workflows::Workflow;
 
 pub fn graph(
     cli: &Cli,
@@ -17,21 +17,23 @@ pub fn graph(
     run: Option<&str>,
     format: GraphFormat,
 ) -> Result<Outcome, CliError> {
-    let (prepared, states) = match run {
+    let (shape, states) = match run {
         Some(id) => {
-            let journal = Journal::open_existing(&cli.state)?;
-            let run = journal.run(id)?;
-            let states: BTreeMap<_, _> = journal
-                .nodes(&run.id)?
+            let journal = open_existing_journal(cli)?;
+            let view = RunView::read(&journal, Some(id))?;
+            let states: BTreeMap<_, _> = view
+                .records
                 .into_iter()
                 .map(|(k, v)| (k, v.state))
                 .collect();
-            (prepare_run(cli, &run)?, Some(states))
+            (view.shape, Some(states))
         }
         None => {
             let path =
                 config.ok_or_else(|| CliError::Usage("pass -c INVENTORY or --run ID".into()))?;
-            (prepare(cli, load_inventory(path)?, &[])?, None)
+            let workflow =
+                Workflow::new(load_inventory(path)?, Vec::new()).map_err(CliError::Usage)?;
+            (Shape::from_record(&workflow.graph()?)?, None)
         }
     };
     let engine_format = match format {
@@ -39,7 +41,7 @@ pub fn graph(
         GraphFormat::Mermaid => trailhub_engine::GraphFormat::Mermaid,
         GraphFormat::Dot | GraphFormat::Svg => trailhub_engine::GraphFormat::Dot,
     };
-    let text = render(&prepared.dag, engine_format, states.as_ref());
+    let text = render(&shape, engine_format, states.as_ref());
     if format == GraphFormat::Svg {
         print!("{}", svg(&text)?);
     } else {

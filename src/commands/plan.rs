@@ -13,12 +13,12 @@ use trailhub_engine::PlanAction;
 pub async fn plan(cli: &Cli, config: &Path, accounts: &[String]) -> Result<Outcome, CliError> {
     let prepared = prepare(cli, load_inventory(config)?, accounts)?;
     let planned = trailhub_engine::plan(&prepared.dag, crate::DEFAULT_CONCURRENCY as usize).await;
-    let order = prepared.group_order();
+    let order = prepared.dag.groups();
     let mut by_group: BTreeMap<usize, Vec<&trailhub_engine::PlannedNode>> = BTreeMap::new();
     for p in &planned {
         let pos = order
             .iter()
-            .position(|g| *g == p.group)
+            .position(|g| *g == p.id.group())
             .unwrap_or(usize::MAX);
         by_group.entry(pos).or_default().push(p);
     }
@@ -35,12 +35,12 @@ pub async fn plan(cli: &Cli, config: &Path, accounts: &[String]) -> Result<Outco
             for p in nodes {
                 let value = match &p.result {
                     Ok(plan) => json!({
-                        "type": "plan", "node": p.id, "account": p.group, "step": p.step,
+                        "type": "plan", "node": p.id, "account": p.id.group(), "step": p.id.step(),
                         "action": plan.action.as_str(), "changes": plan.changes, "note": plan.note,
                         "description": p.description,
                     }),
                     Err(e) => json!({
-                        "type": "plan", "node": p.id, "account": p.group, "step": p.step,
+                        "type": "plan", "node": p.id, "account": p.id.group(), "step": p.id.step(),
                         "action": "error", "code": e.code, "error": e.message, "hint": e.hint,
                         "description": p.description,
                     }),
@@ -58,7 +58,7 @@ pub async fn plan(cli: &Cli, config: &Path, accounts: &[String]) -> Result<Outco
         }));
     } else {
         for nodes in by_group.values() {
-            let group = &nodes[0].group;
+            let group = nodes[0].id.group();
             println!(
                 "{}",
                 if group == "archive" {
@@ -82,7 +82,7 @@ pub async fn plan(cli: &Cli, config: &Path, accounts: &[String]) -> Result<Outco
                         println!(
                             "  {sign} {:<8} {:<13} {}",
                             plan.action.as_str(),
-                            p.step,
+                            p.id.step(),
                             p.description
                         );
                         for c in &plan.changes {
@@ -103,7 +103,7 @@ pub async fn plan(cli: &Cli, config: &Path, accounts: &[String]) -> Result<Outco
                             .as_deref()
                             .map(|c| format!("[{c}] "))
                             .unwrap_or_default();
-                        println!("  ! {:<8} {:<13} {code}{}", "error", p.step, e.message);
+                        println!("  ! {:<8} {:<13} {code}{}", "error", p.id.step(), e.message);
                         if let Some(hint) = &e.hint {
                             println!("      what to do: {hint}");
                         }

@@ -2,7 +2,7 @@
 //! colored by state, a timeline (Gantt chart) of every node's attempts per account, and the
 //! per-account table with errors. Nothing in it is fetched from the network.
 
-use super::common::{Prepared, prepare_run};
+use super::common::{RunView, open_existing_journal};
 use super::graph::svg;
 use crate::cli::Cli;
 use crate::errors::{CliError, Outcome};
@@ -11,15 +11,14 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::Path;
 use trailhub_engine::{GraphFormat, render};
-use trailhub_state::{Event, EventKind, Journal, NodeRecord, NodeState, RunRecord};
+use trailhub_state::{Event, EventKind, NodeId, NodeState};
 
 pub fn report(cli: &Cli, run: Option<&str>, out: &Path) -> Result<Outcome, CliError> {
-    let journal = Journal::open_existing(&cli.state)?;
-    let run = journal.resolve_run(run)?;
-    let prepared = prepare_run(cli, &run)?;
-    let records = journal.nodes(&run.id)?;
-    let events = journal.events(&run.id)?;
-    let html = render_report(&run, &prepared, &records, &events);
+    let journal = open_existing_journal(cli)?;
+    let view = RunView::read(&journal, run)?;
+    let events = journal.events(&view.run.id)?;
+    let run = &view.run;
+    let html = render_report(&view, &events);
     std::fs::write(out, html)
         .map_err(|e| CliError::Environment(format!("cannot write {}: {e}", out.display())))?;
     if !cli.quiet {
@@ -37,7 +36,7 @@ fn esc(s: &str) -> String {
 
 /// One bar of the timeline: a node's attempt (or rollback) from start to end.
 struct Bar {
-    node: String,
+    node: NodeId,
     start: u64,
     end: u64,
     kind: &'static str,
@@ -45,11 +44,11 @@ struct Bar {
 }
 
 fn bars(events: &[Event], last: u64) -> Vec<Bar> {
-    let mut open: BTreeMap<String, (u64, String)> = BTreeMap::new();
+    let mut open: BTreeMap<NodeId, (u64, String)> = BTreeMap::new();
     let mut out = Vec::new();
     for e in events {
         let Some(node) = &e.node else { continue };
-        let close = |open: &mut BTreeMap<String, (u64, String)>,
+        let close = |open: &mut BTreeMap<NodeId, (u64, String)>,
                      out: &mut Vec<Bar>,
                      kind,
                      label: String| {
@@ -113,24 +112,19 @@ fn bars(events: &[Event], last: u64) -> Vec<Bar> {
     out
 }
 
-fn timeline_svg(prepared: &Prepared, events: &[Event]) -> String {
+fn timeline_svg(view: &RunView, events: &[Event]) -> String {
     let Some(first) = events.first().map(|e| e.at_ms) else {
         return "<p>No events.</p>".into();
     };
     let last = events.last().map(|e| e.at_ms).unwrap_or(first);
     let bars = bars(events, last);
-    let order = prepared.group_order();
-    let mut rows: Vec<(String, String)> = Vec::new();
-    let topo = prepared.dag.topological();
-    for group in &order {
-        for id in &topo {
-            let info = prepared.dag.node(id).expect("ordered ids are nodes");
-            if &info.group == group {
-                rows.push((info.id.clone(), format!("{} / {}", info.group, info.step)));
-            }
-        }
-    }
-    let span = (last - first).max(1) as f64;
+    let rows: Vec<(&NodeId, String)> = view
+        .ordered_nodes()
+        .into_iter()
+        .map(|id| (id, format!("{} / {}", id.group(), id.step())))
+        .collect();
+    // A clock set back while the run went on must not make a negative span.
+    let span = last.saturating_sub(first).max(1) as f64;
     let (label_w, chart_w, row_h) = (230.0, 760.0, 18.0);
     let height = rows.len() as f64 * row_h + 40.0;
     let mut svg = String::new();
@@ -155,9 +149,9 @@ fn timeline_svg(prepared: &Prepared, events: &[Event]) -> String {
             y + 12.0,
             esc(label)
         );
-        for bar in bars.iter().filter(|b| &b.node == id) {
-            let x = label_w + chart_w * (bar.start - first) as f64 / span;
-            let w = (chart_w * (bar.end - bar.start) as f64 / span).max(2.0);
+        for bar in bars.iter().filter(|b| &b.node == *id) {
+            let x = label_w + chart_w * bar.start.saturating_sub(first) as f64 / span;
+            let w = (chart_w * bar.end.saturating_sub(bar.start) as f64 / span).max(2.0);
             let color = match bar.kind {
                 "done" => "#5cb85c",
                 "failed" => "#d9534f",
@@ -169,12 +163,12 @@ fn timeline_svg(prepared: &Prepared, events: &[Event]) -> String {
                 svg,
                 r#"<rect class="bar {}" data-node="{}" x="{x:.1}" y="{}" width="{w:.1}" height="{}" fill="{color}"><title>{} — {} ({})</title></rect>"#,
                 bar.kind,
-                esc(id),
+                esc(id.as_str()),
                 y + 2.0,
                 row_h - 4.0,
-                esc(id),
+                esc(id.as_str()),
                 esc(&bar.label),
-                duration(bar.end - bar.start)
+                duration(bar.end.saturating_sub(bar.start))
             );
         }
     }
@@ -182,15 +176,13 @@ fn timeline_svg(prepared: &Prepared, events: &[Event]) -> String {
     svg
 }
 
-fn render_report(
-    run: &RunRecord,
-    prepared: &Prepared,
-    records: &BTreeMap<String, NodeRecord>,
-    events: &[Event],
-) -> String {
-    let states: BTreeMap<String, NodeState> =
-        records.iter().map(|(k, v)| (k.clone(), v.state)).collect();
-    let dot = render(&prepared.dag, GraphFormat::Dot, Some(&states));
+fn render_report(view: &RunView, events: &[Event]) -> String {
+    let states: BTreeMap<NodeId, NodeState> = view
+        .records
+        .iter()
+        .map(|(k, v)| (k.clone(), v.state))
+        .collect();
+    let dot = render(&view.shape, GraphFormat::Dot, Some(&states));
     let graph = match svg(&dot) {
         Ok(s) => {
             // Drop the XML prologue and DOCTYPE: the SVG is inlined in HTML.
@@ -200,75 +192,10 @@ fn render_report(
         Err(e) => format!(
             "<p>{}</p><pre>{}</pre>",
             esc(&e.to_string()),
-            esc(&render(&prepared.dag, GraphFormat::Text, Some(&states)))
+            esc(&render(&view.shape, GraphFormat::Text, Some(&states)))
         ),
     };
-    let mut accounts = String::new();
-    let mut errors = String::new();
-    for group in prepared.group_order() {
-        let nodes: Vec<(&String, &NodeRecord)> = prepared
-            .dag
-            .nodes()
-            .into_iter()
-            .filter(|n| n.group == group)
-            .filter_map(|n| records.get_key_value(&n.id))
-            .collect();
-        let total = prepared
-            .dag
-            .nodes()
-            .iter()
-            .filter(|n| n.group == group)
-            .count();
-        let count = |s: NodeState| nodes.iter().filter(|(_, r)| r.state == s).count();
-        let (done, failed, blocked, rolled) = (
-            count(NodeState::Done),
-            count(NodeState::Failed) + count(NodeState::RollbackFailed),
-            count(NodeState::Blocked),
-            count(NodeState::RolledBack),
-        );
-        let result = if failed > 0 {
-            "failed"
-        } else if rolled > 0 && done == 0 {
-            "rolled-back"
-        } else if done == total {
-            "succeeded"
-        } else if blocked > 0 {
-            "blocked"
-        } else {
-            "not finished"
-        };
-        let attempts: u32 = nodes.iter().map(|(_, r)| r.attempts).sum();
-        let mut first_error = String::new();
-        for (id, r) in &nodes {
-            if matches!(r.state, NodeState::Failed | NodeState::RollbackFailed)
-                && let Some(e) = &r.last_error
-            {
-                let code = e.code.clone().unwrap_or_default();
-                if first_error.is_empty() {
-                    first_error = format!("{id}: [{code}] {}", e.message);
-                }
-                let _ = write!(
-                    errors,
-                    r#"<li class="error" data-node="{}"><b>{}</b> <code>{}</code> {}{}</li>"#,
-                    esc(id),
-                    esc(id),
-                    esc(&code),
-                    esc(&e.message),
-                    e.hint
-                        .as_ref()
-                        .map(|h| format!("<br><i>what to do:</i> {}", esc(h)))
-                        .unwrap_or_default()
-                );
-            }
-        }
-        let _ = write!(
-            accounts,
-            r#"<tr class="{result}" data-account="{}"><td>{}</td><td>{result}</td><td>{done}/{total}</td><td>{attempts}</td><td>{}</td></tr>"#,
-            esc(&group),
-            esc(&group),
-            esc(&first_error)
-        );
-    }
+    let (accounts, mut errors) = accounts_html(view);
     if errors.is_empty() {
         errors = "<li>None.</li>".into();
     }
@@ -298,20 +225,68 @@ tr.failed td {{ background: #f8d7da; }} tr.succeeded td:nth-child(2) {{ color: #
 <ul id="errors">{errors}</ul>
 </body></html>
 "##,
-        id = esc(&run.id),
-        status = run.status.as_str(),
-        created = time(run.created_at_ms),
-        updated = time(run.updated_at_ms),
-        workflow = esc(&run.workflow),
-        source = esc(run.source.as_deref().unwrap_or("(frozen)")),
-        nodes = prepared.dag.len(),
-        done_count = records
+        id = esc(&view.run.id),
+        status = view.run.status.as_str(),
+        created = time(view.run.created_at_ms),
+        updated = time(view.run.updated_at_ms),
+        workflow = esc(&view.run.workflow),
+        source = esc(view.run.source.as_deref().unwrap_or("(frozen)")),
+        nodes = view.shape.len(),
+        done_count = view
+            .records
             .values()
             .filter(|r| r.state == NodeState::Done)
             .count(),
         graph = graph,
-        timeline = timeline_svg(prepared, events),
+        timeline = timeline_svg(view, events),
         accounts = accounts,
         errors = errors,
     )
+}
+
+/// The accounts table's rows (one per group summary) and the list of every failed node.
+fn accounts_html(view: &RunView) -> (String, String) {
+    let mut accounts = String::new();
+    for g in view.groups() {
+        let first_error = match (&g.failed_step, &g.error) {
+            (Some(step), Some(e)) => format!(
+                "{step}: [{}] {}",
+                e.code.clone().unwrap_or_default(),
+                e.message
+            ),
+            _ => String::new(),
+        };
+        let result = g.result.as_str();
+        let _ = write!(
+            accounts,
+            r#"<tr class="{result}" data-account="{}"><td>{}</td><td>{result}</td><td>{}/{}</td><td>{}</td><td>{}</td></tr>"#,
+            esc(&g.group),
+            esc(&g.group),
+            g.done,
+            g.steps,
+            g.attempts,
+            esc(&first_error)
+        );
+    }
+    let mut errors = String::new();
+    for id in view.ordered_nodes() {
+        let Some(r) = view.records.get(id) else {
+            continue;
+        };
+        if let (NodeState::Failed | NodeState::RollbackFailed, Some(e)) = (r.state, &r.last_error) {
+            let _ = write!(
+                errors,
+                r#"<li class="error" data-node="{}"><b>{}</b> <code>{}</code> {}{}</li>"#,
+                esc(id.as_str()),
+                esc(id.as_str()),
+                esc(e.code.as_deref().unwrap_or_default()),
+                esc(&e.message),
+                e.hint
+                    .as_ref()
+                    .map(|h| format!("<br><i>what to do:</i> {}", esc(h)))
+                    .unwrap_or_default()
+            );
+        }
+    }
+    (accounts, errors)
 }

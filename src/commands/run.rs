@@ -1,18 +1,21 @@
 //! `apply`, `resume` and `rollback`: run the workflow (or undo it) with progress, then a
 //! summary per account.
 
-use super::common::{Prepared, load_inventory, prepare, prepare_run, shutdown};
+use super::common::{
+    Prepared, load_inventory, open_existing_journal, open_journal, prepare, prepare_run, shutdown,
+};
 use crate::cli::{Cli, OutputFormat};
 use crate::errors::{CliError, Outcome};
-use crate::output::{duration, json_line, table};
+use crate::output::{accounts_table, duration, json_line};
 use crate::progress::{Reporter, Style};
 use serde_json::json;
 use std::path::Path;
 use std::time::Instant;
 use trailhub_engine::{
-    RetryPolicy, RollbackScope, RunOptions, RunStatus, execute, pending_rollback,
+    GroupResult, RetryPolicy, RollbackScope, RollbackSummary, RunOptions, RunStatus, execute,
+    pending_rollback,
 };
-use trailhub_state::{EventKind, Journal, NodeState, Write};
+use trailhub_state::{EventKind, Journal, NewRun, Write};
 use trailhub_workflows::WORKFLOW_NAME;
 
 fn options(concurrency: u16) -> RunOptions {
@@ -56,14 +59,15 @@ pub async fn apply(
 ) -> Result<Outcome, CliError> {
     let inventory = load_inventory(config)?;
     let prepared = prepare(cli, inventory, accounts)?;
-    let journal = Journal::open(&cli.state)?;
-    let run = journal.create_run(
-        WORKFLOW_NAME,
-        &prepared.workflow.inventory.text,
-        Some(config.display().to_string()),
-        json!({ "accounts": accounts, "concurrency": concurrency }),
-    )?;
-    let sources = prepared.group_order().len() - 1;
+    let journal = open_journal(cli)?;
+    let run = journal.create_run(NewRun {
+        workflow: WORKFLOW_NAME,
+        definition: &prepared.workflow.inventory.text,
+        source: Some(config.display().to_string()),
+        options: json!({ "accounts": accounts, "concurrency": concurrency }),
+        graph: Some(prepared.dag.record()),
+    })?;
+    let sources = prepared.workflow.sources().count();
     announce(
         cli,
         &run.id,
@@ -84,7 +88,7 @@ pub async fn resume(
     run: Option<&str>,
     concurrency: Option<u16>,
 ) -> Result<Outcome, CliError> {
-    let journal = Journal::open_existing(&cli.state)?;
+    let journal = open_existing_journal(cli)?;
     let run = journal.resolve_run(run)?;
     let prepared = prepare_run(cli, &run)?;
     let concurrency = concurrency
@@ -131,7 +135,7 @@ pub async fn rollback(
     to: Option<&str>,
     concurrency: u16,
 ) -> Result<Outcome, CliError> {
-    let journal = Journal::open_existing(&cli.state)?;
+    let journal = open_existing_journal(cli)?;
     let run = journal.resolve_run(run)?;
     let prepared = prepare_run(cli, &run)?;
     let asked = RollbackScope {
@@ -192,7 +196,7 @@ async fn execute_run(
     concurrency: u16,
 ) -> Result<Outcome, CliError> {
     let started = Instant::now();
-    let reporter = Reporter::new(style(cli), "done", &prepared.node_groups());
+    let reporter = Reporter::new(style(cli), "done", prepared.dag.shape());
     let summary = execute(
         &prepared.dag,
         journal,
@@ -205,74 +209,24 @@ async fn execute_run(
     .await?;
     reporter.finish();
     let elapsed = started.elapsed().as_millis() as u64;
-    let records = journal.nodes(run)?;
-    let order = prepared.group_order();
-    let mut groups = reporter.groups();
-    groups.sort_by_key(|g| order.iter().position(|o| *o == g.0).unwrap_or(usize::MAX));
-    let mut rows = Vec::new();
-    let (mut ok, mut failed, mut blocked) = (0, 0, 0);
-    for (group, total, _, _, _, _) in &groups {
-        let nodes: Vec<(&String, &trailhub_state::NodeRecord)> = prepared
-            .dag
-            .nodes()
-            .iter()
-            .filter(|n| &n.group == group)
-            .filter_map(|n| records.get_key_value(&n.id))
-            .collect();
-        let done = nodes
-            .iter()
-            .filter(|(_, r)| r.state == NodeState::Done)
-            .count();
-        let failure = nodes.iter().find(|(_, r)| r.state == NodeState::Failed);
-        let result = if done == *total {
-            ok += 1;
-            "succeeded".to_string()
-        } else if failure.is_some() {
-            failed += 1;
-            "failed".to_string()
-        } else if nodes.iter().any(|(_, r)| r.state == NodeState::Blocked) {
-            blocked += 1;
-            "blocked".to_string()
-        } else {
-            "not finished".to_string()
-        };
-        let detail = failure
-            .and_then(|(id, r)| {
-                r.last_error.as_ref().map(|e| {
-                    let code = e
-                        .code
-                        .as_deref()
-                        .map(|c| format!("[{c}] "))
-                        .unwrap_or_default();
-                    format!("{id}: {code}{}", e.message)
-                })
-            })
-            .unwrap_or_default();
-        if cli.output == OutputFormat::Json {
-            json_line(&json!({
-                "type": "account", "run": run, "account": group, "result": result,
-                "steps": total, "done": done, "error": failure.and_then(|(_, r)| r.last_error.clone()),
-            }));
-        }
-        rows.push(vec![
-            group.clone(),
-            result,
-            format!("{done}/{total}"),
-            detail,
-        ]);
-    }
+    let count = |r: GroupResult| summary.groups.iter().filter(|g| g.result == r).count();
+    let (ok, failed, blocked) = (
+        count(GroupResult::Succeeded),
+        count(GroupResult::Failed),
+        count(GroupResult::Blocked),
+    );
     let status = summary.status;
     if cli.output == OutputFormat::Json {
+        for g in &summary.groups {
+            json_line(&crate::output::account_json(run, g));
+        }
         json_line(&json!({
             "type": "run-finished", "run": run, "status": status.as_str(), "elapsed_ms": elapsed,
             "accounts_succeeded": ok, "accounts_failed": failed, "accounts_blocked": blocked,
             "steps_total": summary.total, "steps_done": summary.done, "steps_changed": summary.changed,
         }));
     } else {
-        println!(
-            "{}",
-            table(&["ACCOUNT", "RESULT", "STEPS", "FAILED STEP"], &rows).trim_end()
-        );
+        println!("{}", accounts_table(&summary.groups).trim_end());
         println!(
             "\nRun {run} {} in {}: {ok} succeeded, {failed} failed, {blocked} blocked ({} of {} steps done, {} changed).",
             status.as_str(),
@@ -307,7 +261,7 @@ async fn rollback_run(
     concurrency: u16,
 ) -> Result<Outcome, CliError> {
     let started = Instant::now();
-    let reporter = Reporter::new(style(cli), "rolled back", &[]);
+    let reporter = Reporter::new(style(cli), "rolled back", &Default::default());
     let summary = trailhub_engine::rollback(
         &prepared.dag,
         journal,
@@ -321,51 +275,9 @@ async fn rollback_run(
     reporter.finish();
     let elapsed = started.elapsed().as_millis() as u64;
     if cli.output == OutputFormat::Json {
-        for (node, note) in &summary.notes {
-            json_line(&json!({ "type": "rollback-note", "run": run, "node": node, "note": note }));
-        }
-        for (node, error) in &summary.failed {
-            json_line(
-                &json!({ "type": "rollback-failed", "run": run, "node": node, "error": error }),
-            );
-        }
-        json_line(&json!({
-            "type": "rollback-finished", "run": run, "status": summary.status.as_str(), "elapsed_ms": elapsed,
-            "rolled_back": summary.rolled_back, "selected": summary.selected, "changed": summary.changed,
-            "failed": summary.failed.len(), "blocked": summary.blocked.len(), "not_run": summary.not_run,
-        }));
+        rollback_json(run, &summary, elapsed);
     } else {
-        if !summary.notes.is_empty() {
-            println!("Notes:");
-            for (node, note) in &summary.notes {
-                println!("  {node}: {note}");
-            }
-        }
-        for (node, error) in &summary.failed {
-            let code = error
-                .code
-                .as_deref()
-                .map(|c| format!("[{c}] "))
-                .unwrap_or_default();
-            println!("  ✗ {node}: {code}{}", error.message);
-        }
-        for (node, by) in &summary.blocked {
-            println!("  ⊘ {node}: kept, because {by} could not be rolled back");
-        }
-        println!(
-            "\nRollback of run {run} ({}) {} in {}: {} of {} steps undone, {} changed, {} failed, {} kept.",
-            describe_scope(&summary.scope),
-            summary.status.as_str(),
-            duration(elapsed),
-            summary.rolled_back,
-            summary.selected,
-            summary.changed,
-            summary.failed.len(),
-            summary.blocked.len()
-        );
-        if summary.not_run > 0 || !summary.failed.is_empty() {
-            println!("`trailhub rollback {run}` continues it once the cause is fixed.");
-        }
+        rollback_text(run, &summary, elapsed);
     }
     Ok(
         if summary.failed.is_empty() && summary.blocked.is_empty() && summary.not_run == 0 {
@@ -374,4 +286,68 @@ async fn rollback_run(
             Outcome::Failed
         },
     )
+}
+
+fn rollback_json(run: &str, summary: &RollbackSummary, elapsed: u64) {
+    for (node, note) in &summary.notes {
+        json_line(&json!({ "type": "rollback-note", "run": run, "node": node, "note": note }));
+    }
+    for (node, error) in &summary.failed {
+        json_line(&json!({ "type": "rollback-failed", "run": run, "node": node, "error": error }));
+    }
+    for g in in_scope(summary) {
+        json_line(&crate::output::account_json(run, g));
+    }
+    json_line(&json!({
+        "type": "rollback-finished", "run": run, "status": summary.status.as_str(), "elapsed_ms": elapsed,
+        "rolled_back": summary.rolled_back, "selected": summary.selected, "changed": summary.changed,
+        "failed": summary.failed.len(), "blocked": summary.blocked.len(), "not_run": summary.not_run,
+    }));
+}
+
+fn rollback_text(run: &str, summary: &RollbackSummary, elapsed: u64) {
+    if !summary.notes.is_empty() {
+        println!("Notes:");
+        for (node, note) in &summary.notes {
+            println!("  {node}: {note}");
+        }
+    }
+    for (node, error) in &summary.failed {
+        let code = error
+            .code
+            .as_deref()
+            .map(|c| format!("[{c}] "))
+            .unwrap_or_default();
+        println!("  ✗ {node}: {code}{}", error.message);
+    }
+    for (node, by) in &summary.blocked {
+        let by = by
+            .as_ref()
+            .map_or("a step after it".to_string(), |b| b.to_string());
+        println!("  ⊘ {node}: kept, because {by} could not be rolled back");
+    }
+    let groups: Vec<_> = in_scope(summary).cloned().collect();
+    println!("{}", accounts_table(&groups).trim_end());
+    println!(
+        "\nRollback of run {run} ({}) {} in {}: {} of {} steps undone, {} changed, {} failed, {} kept.",
+        describe_scope(&summary.scope),
+        summary.status.as_str(),
+        duration(elapsed),
+        summary.rolled_back,
+        summary.selected,
+        summary.changed,
+        summary.failed.len(),
+        summary.blocked.len()
+    );
+    if summary.not_run > 0 || !summary.failed.is_empty() {
+        println!("`trailhub rollback {run}` continues it once the cause is fixed.");
+    }
+}
+
+/// The groups the rollback's scope names (all when it names none).
+fn in_scope(summary: &RollbackSummary) -> impl Iterator<Item = &trailhub_engine::GroupSummary> {
+    summary
+        .groups
+        .iter()
+        .filter(|g| summary.scope.groups.is_empty() || summary.scope.groups.contains(&g.group))
 }

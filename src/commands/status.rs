@@ -1,114 +1,93 @@
 //! `status`, `runs` and `history`: what the journal says, read-only.
 
-use super::common::prepare_run;
+use super::common::{RunView, open_existing_journal};
 use crate::cli::{Cli, OutputFormat};
 use crate::errors::{CliError, Outcome};
-use crate::output::{clock, json_line, table, time, time_ms, truncate};
+use crate::output::{
+    account_json, accounts_table, clock, error_line, json_line, table, time, time_ms, truncate,
+};
 use serde_json::json;
-use trailhub_state::{EventKind, Journal, NodeState};
+use trailhub_state::{EventKind, NodeState};
 
 pub fn status(cli: &Cli, run: Option<&str>) -> Result<Outcome, CliError> {
-    let journal = Journal::open_existing(&cli.state)?;
-    let run = journal.resolve_run(run)?;
-    let prepared = prepare_run(cli, &run)?;
-    let records = journal.nodes(&run.id)?;
-    let order = prepared.group_order();
-    let topo = prepared.dag.topological();
-    let mut nodes: Vec<&trailhub_engine::NodeInfo> =
-        topo.iter().filter_map(|id| prepared.dag.node(id)).collect();
-    nodes.sort_by_key(|n| {
-        order
-            .iter()
-            .position(|g| *g == n.group)
-            .unwrap_or(usize::MAX)
-    });
-    let json = cli.output == OutputFormat::Json;
-    if json {
+    let journal = open_existing_journal(cli)?;
+    let view = RunView::read(&journal, run)?;
+    let run = &view.run;
+    if cli.output == OutputFormat::Json {
         json_line(&json!({
             "type": "run", "run": run.id, "status": run.status.as_str(), "created_at": time(run.created_at_ms),
             "updated_at": time(run.updated_at_ms), "inventory": run.source, "workflow": run.workflow,
         }));
-    } else {
-        println!(
-            "Run {}  {}  created {}  inventory {}",
-            run.id,
-            run.status.as_str(),
-            time(run.created_at_ms),
-            run.source.as_deref().unwrap_or("(frozen)")
-        );
-    }
-    let mut rows = Vec::new();
-    let mut problems = Vec::new();
-    for n in nodes {
-        let rec = records.get(&n.id).cloned().unwrap_or_default();
-        let error = rec.last_error.as_ref();
-        if json {
+        for g in view.groups() {
+            json_line(&account_json(&run.id, &g));
+        }
+        for id in view.ordered_nodes() {
+            let rec = view.records.get(id).cloned().unwrap_or_default();
             json_line(&json!({
-                "type": "node", "run": run.id, "node": n.id, "account": n.group, "step": n.step,
+                "type": "node", "run": run.id, "node": id, "account": id.group(), "step": id.step(),
                 "state": rec.state.as_str(), "attempts": rec.attempts,
                 "started_at": rec.started_at_ms.map(time), "finished_at": rec.finished_at_ms.map(time),
-                "error": error, "rollback_note": rec.rollback_note,
+                "error": rec.last_error, "rollback_note": rec.rollback_note,
             }));
-            continue;
         }
-        let err_text = error
-            .map(|e| {
-                let code = e
-                    .code
-                    .as_deref()
-                    .map(|c| format!("[{c}] "))
-                    .unwrap_or_default();
-                truncate(&format!("{code}{}", e.message), 90)
-            })
-            .unwrap_or_default();
+        return Ok(Outcome::Ok);
+    }
+    println!(
+        "Run {}  {}  created {}  inventory {}",
+        run.id,
+        run.status.as_str(),
+        time(run.created_at_ms),
+        run.source.as_deref().unwrap_or("(frozen)")
+    );
+    println!("{}", accounts_table(&view.groups()));
+    status_nodes(&view);
+    Ok(Outcome::Ok)
+}
+
+/// The node table, then each failure with what to do.
+fn status_nodes(view: &RunView) {
+    let mut rows = Vec::new();
+    let mut problems = Vec::new();
+    for id in view.ordered_nodes() {
+        let rec = view.records.get(id).cloned().unwrap_or_default();
+        let error = rec.last_error.as_ref();
         if matches!(rec.state, NodeState::Failed | NodeState::RollbackFailed)
             && let Some(e) = error
         {
-            problems.push((n.id.clone(), e.clone()));
+            problems.push((id, e.clone()));
         }
         rows.push(vec![
-            n.group.clone(),
-            n.step.clone(),
+            id.group().to_string(),
+            id.step().to_string(),
             rec.state.as_str().to_string(),
             rec.attempts.to_string(),
             rec.started_at_ms.map(clock).unwrap_or_default(),
             rec.finished_at_ms.map(clock).unwrap_or_default(),
-            err_text,
+            error
+                .map(|e| truncate(&error_line(e), 90))
+                .unwrap_or_default(),
         ]);
     }
-    if !json {
-        print!(
-            "{}",
-            table(
-                &[
-                    "ACCOUNT",
-                    "STEP",
-                    "STATE",
-                    "ATTEMPTS",
-                    "STARTED",
-                    "FINISHED",
-                    "LAST ERROR"
-                ],
-                &rows
-            )
-        );
-        for (node, e) in &problems {
-            let code = e
-                .code
-                .as_deref()
-                .map(|c| format!("[{c}] "))
-                .unwrap_or_default();
-            println!("\n{node} failed: {code}{}", e.message);
-            if let Some(hint) = &e.hint {
-                println!("  what to do: {hint}");
-            }
+    let header = [
+        "ACCOUNT",
+        "STEP",
+        "STATE",
+        "ATTEMPTS",
+        "STARTED",
+        "FINISHED",
+        "LAST ERROR",
+    ];
+    print!("{}", table(&header, &rows));
+    for (node, e) in &problems {
+        println!("\n{node} failed: {}", error_line(e));
+        if let Some(hint) = &e.hint {
+            println!("  what to do: {hint}");
         }
     }
-    Ok(Outcome::Ok)
 }
 
 pub fn runs(cli: &Cli) -> Result<Outcome, CliError> {
-    let journal = Journal::open_existing(&cli.state)?;
+    let journal = open_existing_journal(cli)?;
     let mut rows = Vec::new();
     for run in journal.runs()? {
         let nodes = journal.nodes(&run.id)?;
@@ -116,8 +95,14 @@ pub fn runs(cli: &Cli) -> Result<Outcome, CliError> {
             .values()
             .filter(|r| r.state == NodeState::Done)
             .count();
-        let accounts = trailhub_workflows::parse(&run.definition, "journal")
-            .map(|i| i.sources.len())
+        let accounts = run
+            .graph
+            .as_ref()
+            .map(|g| {
+                let groups: std::collections::BTreeSet<&str> =
+                    g.nodes.iter().map(|n| n.group()).collect();
+                groups.len().saturating_sub(1)
+            })
             .unwrap_or(0);
         if cli.output == OutputFormat::Json {
             json_line(&json!({
@@ -156,7 +141,7 @@ pub fn runs(cli: &Cli) -> Result<Outcome, CliError> {
 }
 
 pub fn history(cli: &Cli, run: Option<&str>) -> Result<Outcome, CliError> {
-    let journal = Journal::open_existing(&cli.state)?;
+    let journal = open_existing_journal(cli)?;
     let run = journal.resolve_run(run)?;
     let mut rows = Vec::new();
     for e in journal.events(&run.id)? {
@@ -169,7 +154,7 @@ pub fn history(cli: &Cli, run: Option<&str>) -> Result<Outcome, CliError> {
         } else {
             rows.push(vec![
                 time_ms(e.at_ms),
-                e.node.clone().unwrap_or_default(),
+                e.node.as_ref().map(|n| n.to_string()).unwrap_or_default(),
                 kind,
                 detail,
             ]);
@@ -179,15 +164,6 @@ pub fn history(cli: &Cli, run: Option<&str>) -> Result<Outcome, CliError> {
         print!("{}", table(&["TIME", "NODE", "EVENT", "DETAIL"], &rows));
     }
     Ok(Outcome::Ok)
-}
-
-fn error_text(e: &trailhub_state::ErrorRecord) -> String {
-    let code = e
-        .code
-        .as_deref()
-        .map(|c| format!("[{c}] "))
-        .unwrap_or_default();
-    format!("{code}{}", e.message)
 }
 
 fn describe(kind: &EventKind) -> (String, String) {
@@ -208,7 +184,7 @@ fn describe(kind: &EventKind) -> (String, String) {
             "attempt-failed",
             format!(
                 "#{attempt} {}{}",
-                error_text(error),
+                error_line(error),
                 retry_in_ms
                     .map(|ms| format!(" (retry in {})", crate::output::duration(ms)))
                     .unwrap_or_default()
@@ -223,8 +199,11 @@ fn describe(kind: &EventKind) -> (String, String) {
                 "unchanged".into()
             },
         ),
-        EventKind::NodeFailed { error } => ("failed", error_text(error)),
-        EventKind::NodeBlocked { by } => ("blocked", format!("by {by}")),
+        EventKind::NodeFailed { error } => ("failed", error_line(error)),
+        EventKind::NodeBlocked { by } => (
+            "blocked",
+            by.as_ref().map(|b| format!("by {b}")).unwrap_or_default(),
+        ),
         EventKind::Call {
             service,
             operation,
@@ -236,7 +215,7 @@ fn describe(kind: &EventKind) -> (String, String) {
         ),
         EventKind::RollbackStarted { attempt } => ("rollback", format!("#{attempt}")),
         EventKind::RolledBack { note } => ("rolled-back", note.clone().unwrap_or_default()),
-        EventKind::RollbackFailed { error } => ("rollback-failed", error_text(error)),
+        EventKind::RollbackFailed { error } => ("rollback-failed", error_line(error)),
         EventKind::Note { message } => ("note", message.clone()),
         EventKind::CallRetried {
             service,

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
-use trailhub_steps::checks::{Finding, archive_findings, source_findings};
+use trailhub_steps::checks::{Finding, Reads, archive_findings, source_findings};
 
 pub async fn verify(
     cli: &Cli,
@@ -46,7 +46,7 @@ pub async fn verify(
             (
                 i + 1,
                 account,
-                source_findings(&ctx, &source, None, true).await,
+                source_findings(&ctx, &source, None, Reads::all()).await,
             )
         });
     }

@@ -48,6 +48,38 @@ pub enum StateError {
         /// The version this binary writes.
         supported: u32,
     },
+    /// Written by an older trailhub, and opened without the migration that would update it.
+    #[error(
+        "journal at {path} has format version {found}, older than this trailhub writes; open it \
+         with the trailhub command, which migrates it (nothing was changed)"
+    )]
+    OlderFormat {
+        /// The state directory.
+        path: PathBuf,
+        /// The version found in the marker.
+        found: u32,
+    },
+    /// An older journal could not be migrated; it was left as it was.
+    #[error(
+        "journal at {path} (format version {from}) could not be migrated to this trailhub's \
+         format: {reason}; nothing was changed: use the trailhub that wrote it"
+    )]
+    Migration {
+        /// The state directory.
+        path: PathBuf,
+        /// The version it was written in.
+        from: u32,
+        /// What could not be migrated.
+        reason: String,
+    },
+    /// A key of the journal is not what this trailhub writes.
+    #[error("corrupt journal key {key}: {reason}")]
+    BadKey {
+        /// The key, printable.
+        key: String,
+        /// Why it cannot be read.
+        reason: String,
+    },
     /// The state directory does not exist and was not to be created.
     #[error("no trailhub journal at {path}; run `trailhub apply` first, or pass --state")]
     Missing {

@@ -2,6 +2,7 @@
 //! node records and events.
 
 use crate::StateError;
+use crate::ids::{GraphRecord, NodeId};
 use crate::lock::DirLock;
 use crate::records::{Event, EventKind, NodeRecord, RunRecord, RunStatus, now_ms};
 use serde::de::DeserializeOwned;
@@ -13,9 +14,43 @@ use std::path::{Path, PathBuf};
 
 /// The journal format this binary writes.
 ///
-/// Rule: a reader accepts this version and every older one; a writer refuses a journal whose
-/// marker names a newer version, and says so, rather than corrupt what it does not understand.
-pub const FORMAT_VERSION: u32 = 1;
+/// Rule: a reader accepts this version and every older one, migrating an older journal when it
+/// is opened with a [`Migration`]; a writer refuses a journal whose marker names a newer
+/// version, and says so, rather than corrupt what it does not understand.
+///
+/// - 1: the first release.
+/// - 2: each run journals its graph ([`RunRecord::graph`]); node records say whether their
+///   apply changed anything; undo records and outputs are the steps' typed records (their
+///   shapes are the steps' business: the [`Migration`] rewrites them).
+pub const FORMAT_VERSION: u32 = 2;
+
+/// What turns a journal of an older format into this one, for what this crate does not know:
+/// the workflow that made each run's graph, and the steps' undo records and outputs.
+///
+/// Both methods must be idempotent: a migration killed after it committed its writes but before
+/// it updated the format marker runs again on records it already rewrote.
+pub trait Migration {
+    /// The graph of a run journaled before runs carried one.
+    fn graph(&self, run: &RunRecord) -> Result<GraphRecord, String>;
+
+    /// Rewrites, in place, node `id`'s record written in format `from`.
+    fn node(&self, from: u32, id: &NodeId, record: &mut NodeRecord) -> Result<(), String>;
+}
+
+/// What [`Journal::create_run`] journals.
+#[derive(Debug, Clone)]
+pub struct NewRun<'a> {
+    /// The workflow's name (`onboard`).
+    pub workflow: &'a str,
+    /// The frozen definition (the inventory's text).
+    pub definition: &'a str,
+    /// Where the definition was read from, for messages.
+    pub source: Option<String>,
+    /// Options as the CLI gave them.
+    pub options: serde_json::Value,
+    /// The run's graph.
+    pub graph: Option<GraphRecord>,
+}
 
 const MARKER: &str = "trailhub.json";
 const DB_DIR: &str = "journal";
@@ -36,7 +71,7 @@ pub enum Write {
         /// The run.
         run: String,
         /// The node id.
-        node: String,
+        node: NodeId,
         /// The record.
         record: NodeRecord,
     },
@@ -45,7 +80,7 @@ pub enum Write {
         /// The run.
         run: String,
         /// The node concerned, if any.
-        node: Option<String>,
+        node: Option<NodeId>,
         /// What happened.
         kind: EventKind,
     },
@@ -69,45 +104,73 @@ impl Journal {
     /// Opens the journal in `dir`, creating the directory (mode 0700) and the journal if needed.
     ///
     /// Fails with [`StateError::Locked`] if another process has it open,
-    /// [`StateError::NotAJournal`] if `dir` holds other files, and
-    /// [`StateError::NewerFormat`] if a newer trailhub wrote it.
+    /// [`StateError::NotAJournal`] if `dir` holds other files, [`StateError::NewerFormat`] if a
+    /// newer trailhub wrote it, and [`StateError::OlderFormat`] if an older one did (open it
+    /// with [`Journal::open_migrating`]).
     pub fn open(dir: &Path) -> Result<Journal, StateError> {
         create_private_dir(dir)?;
-        Self::open_dir(dir)
+        Self::open_dir(dir, None)
     }
 
     /// Opens an existing journal; [`StateError::Missing`] if there is none at `dir`.
     pub fn open_existing(dir: &Path) -> Result<Journal, StateError> {
-        if !dir.join(MARKER).exists() {
-            if dir.is_dir() && !is_empty_dir(dir)? {
-                return Err(StateError::NotAJournal {
-                    path: dir.to_path_buf(),
-                });
-            }
-            return Err(StateError::Missing {
-                path: dir.to_path_buf(),
-            });
-        }
-        Self::open_dir(dir)
+        Self::require_existing(dir)?;
+        Self::open_dir(dir, None)
     }
 
-    fn open_dir(dir: &Path) -> Result<Journal, StateError> {
-        let marker_path = dir.join(MARKER);
-        if marker_path.exists() {
-            check_marker(&marker_path, dir)?;
-        } else if !is_empty_dir(dir)? {
+    /// Opens (and with `create`, creates) the journal in `dir`, migrating one of an older format
+    /// with `migration` first: every run and node record is rewritten in one durable commit,
+    /// then the format marker says the new version. Nothing is changed if the migration fails.
+    pub fn open_migrating(
+        dir: &Path,
+        create: bool,
+        migration: &dyn Migration,
+    ) -> Result<Journal, StateError> {
+        if create {
+            create_private_dir(dir)?;
+        } else {
+            Self::require_existing(dir)?;
+        }
+        Self::open_dir(dir, Some(migration))
+    }
+
+    fn require_existing(dir: &Path) -> Result<(), StateError> {
+        if dir.join(MARKER).exists() {
+            return Ok(());
+        }
+        if dir.is_dir() && !is_empty_dir(dir)? {
             return Err(StateError::NotAJournal {
                 path: dir.to_path_buf(),
             });
         }
+        Err(StateError::Missing {
+            path: dir.to_path_buf(),
+        })
+    }
+
+    fn open_dir(dir: &Path, migration: Option<&dyn Migration>) -> Result<Journal, StateError> {
+        let marker_path = dir.join(MARKER);
+        let found = if marker_path.exists() {
+            Some(check_marker(&marker_path, dir)?)
+        } else if is_empty_dir(dir)? || only_lock_file(dir)? {
+            None
+        } else {
+            return Err(StateError::NotAJournal {
+                path: dir.to_path_buf(),
+            });
+        };
+        if let Some(version) = found
+            && version < FORMAT_VERSION
+            && migration.is_none()
+        {
+            return Err(StateError::OlderFormat {
+                path: dir.to_path_buf(),
+                found: version,
+            });
+        }
         let lock = DirLock::acquire(dir)?;
-        if !marker_path.exists() {
-            let marker = Marker {
-                format: "trailhub-journal".into(),
-                version: FORMAT_VERSION,
-            };
-            let text = serde_json::to_string_pretty(&marker).expect("marker should serialize");
-            write_private_file(&marker_path, text.as_bytes())?;
+        if found.is_none() {
+            write_marker(&marker_path)?;
         }
         let db_path = dir.join(DB_DIR);
         let db = open_db(&db_path)?;
@@ -122,8 +185,44 @@ impl Journal {
             events,
             _lock: lock,
         };
+        if let (Some(version), Some(migration)) = (found, migration)
+            && version < FORMAT_VERSION
+        {
+            journal.migrate(version, migration)?;
+            write_marker(&marker_path)?;
+        }
         journal.restrict_permissions();
         Ok(journal)
+    }
+
+    /// Rewrites every run and node record of format `from` in this format, in one commit.
+    fn migrate(&self, from: u32, migration: &dyn Migration) -> Result<(), StateError> {
+        let failed = |reason: String| StateError::Migration {
+            path: self.dir.clone(),
+            from,
+            reason,
+        };
+        let mut writes = Vec::new();
+        for mut run in self.runs()? {
+            for (id, mut record) in self.nodes(&run.id)? {
+                migration
+                    .node(from, &id, &mut record)
+                    .map_err(|e| failed(format!("run {}, node {id}: {e}", run.id)))?;
+                writes.push(Write::Node {
+                    run: run.id.clone(),
+                    node: id,
+                    record,
+                });
+            }
+            if run.graph.is_none() {
+                let graph = migration
+                    .graph(&run)
+                    .map_err(|e| failed(format!("run {}: {e}", run.id)))?;
+                run.graph = Some(graph);
+            }
+            writes.push(Write::Run(run));
+        }
+        self.commit(writes)
     }
 
     /// The state directory.
@@ -132,13 +231,7 @@ impl Journal {
     }
 
     /// Creates a run with status `pending` and journals its `run-created` event, durably.
-    pub fn create_run(
-        &self,
-        workflow: &str,
-        definition: &str,
-        source: Option<String>,
-        options: serde_json::Value,
-    ) -> Result<RunRecord, StateError> {
+    pub fn create_run(&self, new: NewRun<'_>) -> Result<RunRecord, StateError> {
         let now = now_ms();
         // The lock makes this process the only writer, so the count of runs is a sequence.
         let seq = self.runs.len() + 1;
@@ -151,12 +244,13 @@ impl Journal {
             id: format!("{compact}-{seq:04}"),
             created_at_ms: now,
             updated_at_ms: now,
-            workflow: workflow.to_string(),
-            definition: definition.to_string(),
-            source,
+            workflow: new.workflow.to_string(),
+            definition: new.definition.to_string(),
+            source: new.source,
             status: RunStatus::Pending,
-            options,
+            options: new.options,
             pending_rollback: None,
+            graph: new.graph,
         };
         self.commit(vec![
             Write::Run(run.clone()),
@@ -197,22 +291,26 @@ impl Journal {
     }
 
     /// The record of one node, if it was ever journaled.
-    pub fn node(&self, run: &str, node: &str) -> Result<Option<NodeRecord>, StateError> {
+    pub fn node(&self, run: &str, node: &NodeId) -> Result<Option<NodeRecord>, StateError> {
         let key = node_key(run, node);
         match self.nodes.get(&key)? {
-            Some(bytes) => Ok(Some(decode(node, &bytes)?)),
+            Some(bytes) => Ok(Some(decode(node.as_str(), &bytes)?)),
             None => Ok(None),
         }
     }
 
     /// Every journaled node of a run, by node id.
-    pub fn nodes(&self, run: &str) -> Result<BTreeMap<String, NodeRecord>, StateError> {
+    pub fn nodes(&self, run: &str) -> Result<BTreeMap<NodeId, NodeRecord>, StateError> {
         let prefix = run_prefix(run);
         let mut out = BTreeMap::new();
         for item in self.nodes.scan_prefix(&prefix) {
             let (key, value) = item?;
-            let node = String::from_utf8_lossy(&key[prefix.len()..]).into_owned();
-            let record = decode(&node, &value)?;
+            let text = String::from_utf8_lossy(&key[prefix.len()..]).into_owned();
+            let node: NodeId = text.parse().map_err(|reason| StateError::BadKey {
+                key: format!("{run}/{text}"),
+                reason,
+            })?;
+            let record = decode(&text, &value)?;
             out.insert(node, record);
         }
         Ok(out)
@@ -392,7 +490,38 @@ fn is_empty_dir(dir: &Path) -> Result<bool, StateError> {
     }
 }
 
-fn check_marker(marker_path: &Path, dir: &Path) -> Result<(), StateError> {
+/// Whether the directory holds nothing but a lock file: a process that died between taking the
+/// lock and writing the marker left it, and it is not someone else's data.
+fn only_lock_file(dir: &Path) -> Result<bool, StateError> {
+    let io = |source| StateError::Io {
+        path: dir.to_path_buf(),
+        source,
+    };
+    let names: Vec<_> = std::fs::read_dir(dir)
+        .map_err(io)?
+        .map(|e| e.map(|e| e.file_name()))
+        .collect::<Result<_, _>>()
+        .map_err(io)?;
+    Ok(names.len() == 1 && names[0] == "lock")
+}
+
+/// Writes the marker of this format, durably (a new file, then renamed over the old one).
+fn write_marker(marker_path: &Path) -> Result<(), StateError> {
+    let marker = Marker {
+        format: "trailhub-journal".into(),
+        version: FORMAT_VERSION,
+    };
+    let text = serde_json::to_string_pretty(&marker).expect("marker should serialize");
+    let tmp = marker_path.with_extension("json.new");
+    write_private_file(&tmp, text.as_bytes())?;
+    std::fs::rename(&tmp, marker_path).map_err(|source| StateError::Io {
+        path: marker_path.to_path_buf(),
+        source,
+    })
+}
+
+/// Checks the marker and returns the format version it names.
+fn check_marker(marker_path: &Path, dir: &Path) -> Result<u32, StateError> {
     let bad = |reason: String| StateError::BadMarker {
         path: marker_path.to_path_buf(),
         reason,
@@ -409,7 +538,7 @@ fn check_marker(marker_path: &Path, dir: &Path) -> Result<(), StateError> {
             supported: FORMAT_VERSION,
         });
     }
-    Ok(())
+    Ok(marker.version)
 }
 
 fn run_prefix(run: &str) -> Vec<u8> {
@@ -418,9 +547,9 @@ fn run_prefix(run: &str) -> Vec<u8> {
     key
 }
 
-fn node_key(run: &str, node: &str) -> Vec<u8> {
+fn node_key(run: &str, node: &NodeId) -> Vec<u8> {
     let mut key = run_prefix(run);
-    key.extend_from_slice(node.as_bytes());
+    key.extend_from_slice(node.as_str().as_bytes());
     key
 }
 
@@ -440,15 +569,27 @@ mod tests {
     use super::*;
     use crate::records::NodeState;
 
+    fn new_run(definition: &str) -> NewRun<'_> {
+        NewRun {
+            workflow: "onboard",
+            definition,
+            source: None,
+            options: serde_json::Value::Null,
+            graph: None,
+        }
+    }
+
+    fn id(text: &str) -> NodeId {
+        text.parse().expect("a node id")
+    }
+
     #[test]
     fn writes_survive_reopening_and_events_keep_their_order() {
         let dir = tempfile::tempdir().expect("tempdir");
         let run_id;
         {
             let journal = Journal::open(dir.path()).expect("open");
-            let run = journal
-                .create_run("onboard", "region = \"x\"", None, serde_json::Value::Null)
-                .expect("run");
+            let run = journal.create_run(new_run("region = \"x\"")).expect("run");
             run_id = run.id.clone();
             let mut record = NodeRecord::pending();
             record.state = NodeState::Done;
@@ -457,12 +598,12 @@ mod tests {
                 .commit(vec![
                     Write::Node {
                         run: run_id.clone(),
-                        node: "a/versioning".into(),
+                        node: id("a/versioning"),
                         record,
                     },
                     Write::Event {
                         run: run_id.clone(),
-                        node: Some("a/versioning".into()),
+                        node: Some(id("a/versioning")),
                         kind: EventKind::NodeDone { changed: true },
                     },
                 ])
@@ -471,7 +612,7 @@ mod tests {
         let journal = Journal::open(dir.path()).expect("reopen");
         assert_eq!(journal.resolve_run(None).expect("latest").id, run_id);
         let node = journal
-            .node(&run_id, "a/versioning")
+            .node(&run_id, &id("a/versioning"))
             .expect("read")
             .expect("node");
         assert_eq!(node.state, NodeState::Done);
@@ -496,6 +637,103 @@ mod tests {
         assert!(matches!(err, StateError::NewerFormat { found: 99, .. }));
         assert!(err.to_string().contains("upgrade trailhub"));
         assert_eq!(std::fs::read_to_string(&marker).expect("read"), newer);
+    }
+
+    struct Upgrade;
+
+    impl Migration for Upgrade {
+        fn graph(&self, run: &RunRecord) -> Result<GraphRecord, String> {
+            Ok(GraphRecord {
+                nodes: vec![id(&format!("{}/step", run.definition))],
+                edges: Vec::new(),
+            })
+        }
+        fn node(&self, from: u32, _id: &NodeId, record: &mut NodeRecord) -> Result<(), String> {
+            assert_eq!(from, 1);
+            record.outputs = Some(serde_json::json!({ "migrated": true }));
+            Ok(())
+        }
+    }
+
+    /// Writes a journal as format 1 did: no graph on the run, marker version 1.
+    fn format_one(dir: &Path) -> String {
+        let journal = Journal::open(dir).expect("open");
+        let run = journal.create_run(new_run("g")).expect("run");
+        let mut record = NodeRecord::pending();
+        record.state = NodeState::Done;
+        journal
+            .commit(vec![Write::Node {
+                run: run.id.clone(),
+                node: id("g/step"),
+                record,
+            }])
+            .expect("commit");
+        drop(journal);
+        std::fs::write(
+            dir.join(MARKER),
+            r#"{"format":"trailhub-journal","version":1}"#,
+        )
+        .expect("marker");
+        run.id
+    }
+
+    #[test]
+    fn an_older_format_is_migrated_when_opened_with_its_migration_only() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let run = format_one(dir.path());
+        let err = Journal::open(dir.path()).expect_err("refused without a migration");
+        assert!(
+            matches!(err, StateError::OlderFormat { found: 1, .. }),
+            "{err}"
+        );
+        let journal = Journal::open_migrating(dir.path(), false, &Upgrade).expect("migrated");
+        let graph = journal
+            .run(&run)
+            .expect("run")
+            .graph
+            .expect("graph filled in");
+        assert_eq!(graph.nodes, vec![id("g/step")]);
+        let node = journal
+            .node(&run, &id("g/step"))
+            .expect("read")
+            .expect("node");
+        assert_eq!(node.outputs, Some(serde_json::json!({ "migrated": true })));
+        drop(journal);
+        let marker = std::fs::read_to_string(dir.path().join(MARKER)).expect("marker");
+        assert!(
+            marker.contains(&format!("\"version\": {FORMAT_VERSION}")),
+            "{marker}"
+        );
+        drop(Journal::open(dir.path()).expect("the current format opens without a migration"));
+    }
+
+    struct Refuse;
+
+    impl Migration for Refuse {
+        fn graph(&self, _run: &RunRecord) -> Result<GraphRecord, String> {
+            Err("no workflow `g`".into())
+        }
+        fn node(&self, _: u32, _: &NodeId, _: &mut NodeRecord) -> Result<(), String> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_failed_migration_changes_nothing() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let run = format_one(dir.path());
+        let err = Journal::open_migrating(dir.path(), false, &Refuse).expect_err("fails");
+        assert!(err.to_string().contains("no workflow `g`"), "{err}");
+        let journal = Journal::open_migrating(dir.path(), false, &Upgrade).expect("migrated");
+        assert!(journal.run(&run).expect("run").graph.is_some());
+    }
+
+    #[test]
+    fn a_directory_with_only_a_lock_file_is_taken_as_new() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(dir.path().join("lock"), "12345").expect("lock left by a dead process");
+        drop(Journal::open(dir.path()).expect("opened"));
+        assert!(dir.path().join(MARKER).exists());
     }
 
     #[test]
@@ -523,9 +761,7 @@ mod tests {
         let state = dir.path().join("state");
         {
             let journal = Journal::open(&state).expect("open");
-            journal
-                .create_run("onboard", "", None, serde_json::Value::Null)
-                .expect("run");
+            journal.create_run(new_run("")).expect("run");
         }
         let mode = |p: &Path| std::fs::metadata(p).expect("meta").permissions().mode() & 0o777;
         assert_eq!(mode(&state), 0o700);

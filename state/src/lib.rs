@@ -6,12 +6,14 @@
 //! they never hold credentials.
 
 mod errors;
+mod ids;
 mod journal;
 mod lock;
 mod records;
 
 pub use errors::StateError;
-pub use journal::{FORMAT_VERSION, Journal, Write};
+pub use ids::{GraphRecord, NodeId};
+pub use journal::{FORMAT_VERSION, Journal, Migration, NewRun, Write};
 pub use records::{
     ErrorRecord, Event, EventKind, NodeRecord, NodeState, RunRecord, RunStatus, now_ms,
 };

@@ -3,7 +3,8 @@
 //! Adding an optional field (with `#[serde(default)]`) keeps the format version; renaming or
 //! removing one, or changing a meaning, bumps [`crate::FORMAT_VERSION`].
 
-use serde::{Deserialize, Serialize};
+use crate::ids::{GraphRecord, NodeId};
+use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::Value;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -80,6 +81,10 @@ pub struct RunRecord {
     /// The scope of a rollback that has not finished, so that `resume` can continue it.
     #[serde(default)]
     pub pending_rollback: Option<Value>,
+    /// The run's graph, journaled when the run is created (format 2; filled in by the
+    /// migration for runs of format 1).
+    #[serde(default)]
+    pub graph: Option<GraphRecord>,
 }
 
 /// The state of one node of a run.
@@ -163,6 +168,10 @@ pub struct NodeRecord {
     /// What the rollback reported (kept resources and why, for instance).
     #[serde(default)]
     pub rollback_note: Option<String>,
+    /// Whether the apply that finished the node changed anything (format 2; `false` in
+    /// records of format 1).
+    #[serde(default)]
+    pub changed: bool,
 }
 
 impl NodeRecord {
@@ -178,6 +187,7 @@ impl NodeRecord {
             finished_at_ms: None,
             rollback_attempts: 0,
             rollback_note: None,
+            changed: false,
         }
     }
 }
@@ -197,7 +207,7 @@ pub struct Event {
     pub at_ms: u64,
     /// The node concerned, if any.
     #[serde(default)]
-    pub node: Option<String>,
+    pub node: Option<NodeId>,
     /// What happened.
     pub kind: EventKind,
 }
@@ -251,8 +261,9 @@ pub enum EventKind {
     },
     /// The node was not run because a dependency failed.
     NodeBlocked {
-        /// The failed dependency.
-        by: String,
+        /// The failed dependency (`None` when none could be named; format 1 wrote `""`).
+        #[serde(default, deserialize_with = "empty_as_none")]
+        by: Option<NodeId>,
     },
     /// An API call made by the node (mutating ones always; read-only ones when useful).
     Call {
@@ -298,4 +309,13 @@ pub enum EventKind {
         /// The text.
         message: String,
     },
+}
+
+/// An optional node id where format 1 wrote an empty string for "none".
+fn empty_as_none<'de, D: Deserializer<'de>>(d: D) -> Result<Option<NodeId>, D::Error> {
+    match Option::<String>::deserialize(d)? {
+        None => Ok(None),
+        Some(text) if text.is_empty() => Ok(None),
+        Some(text) => text.parse().map(Some).map_err(serde::de::Error::custom),
+    }
 }

@@ -5,7 +5,7 @@
 //! The canary is the only thing `verify` writes. It is never deleted: the archive keeps log
 //! objects under Object Lock, and the source copy is a log-sized object under `AWSLogs/`.
 
-use crate::checks::{archive_findings, source_findings};
+use crate::checks::{Reads, archive_findings, source_findings};
 use crate::errors::{classify, http_status};
 use crate::spec::SourceSpec;
 use crate::tasks::{StepContext, call};
@@ -87,31 +87,8 @@ pub async fn canary(
 ) -> Result<CanaryReport, TaskError> {
     let account = source.account_id.as_str();
     let key = format!("{}{account}/trailhub-canary/{}", source.prefix, stamp());
-    let clients = ctx.accounts.get(account).await?;
-    let archive = ctx.accounts.get(&ctx.setting.archive.account_id).await?;
     let started = Instant::now();
-    call(
-        None,
-        account,
-        "s3",
-        "PutObject",
-        true,
-        &key,
-        clients
-            .s3
-            .put_object()
-            .bucket(&source.bucket)
-            .key(&key)
-            .expected_bucket_owner(account)
-            .content_type("application/json")
-            .body(ByteStream::from(
-                format!("{{\"trailhub-canary\":\"{key}\"}}").into_bytes(),
-            ))
-            .send(),
-    )
-    .await
-    .map_err(|e| classify("PutObject", &key, e, &[]))?;
-
+    write_canary(ctx, source, &key).await?;
     let mut backoff = ExponentialBackoffBuilder::new()
         .with_initial_interval(timing.first_poll)
         .with_max_interval(timing.max_poll)
@@ -129,55 +106,8 @@ pub async fn canary(
         causes: Vec::new(),
     };
     loop {
-        let head = call(
-            None,
-            account,
-            "s3",
-            "HeadObject",
-            false,
-            &key,
-            clients
-                .s3
-                .head_object()
-                .bucket(&source.bucket)
-                .key(&key)
-                .expected_bucket_owner(account)
-                .send(),
-        )
-        .await
-        .map_err(|e| classify("HeadObject", &key, e, &[]))?;
-        report.source_status = head.replication_status().map(|s| s.as_str().to_string());
-        if report.source_status.as_deref() == Some("COMPLETED") {
-            let replica = call(
-                None,
-                &ctx.setting.archive.account_id,
-                "s3",
-                "HeadObject",
-                false,
-                &key,
-                archive
-                    .s3
-                    .head_object()
-                    .bucket(&ctx.setting.archive.bucket)
-                    .key(&key)
-                    .expected_bucket_owner(&ctx.setting.archive.account_id)
-                    .send(),
-            )
-            .await;
-            match replica {
-                Ok(r) => {
-                    report.replica_status = r.replication_status().map(|s| s.as_str().to_string())
-                }
-                Err(e) if http_status(&e) == Some(404) => report.replica_status = None,
-                Err(e) => return Err(classify("HeadObject", &key, e, &[])),
-            }
-            if report.replica_status.as_deref() == Some("REPLICA") {
-                report.outcome = CanaryOutcome::Replicated;
-                break;
-            }
-        }
-        if report.source_status.as_deref() == Some("FAILED") {
-            report.outcome = CanaryOutcome::Failed;
+        observe(ctx, source, &mut report).await?;
+        if report.outcome != CanaryOutcome::Pending {
             break;
         }
         // The last poll happens at the timeout, so that a copy arriving just in time is seen.
@@ -193,6 +123,96 @@ pub async fn canary(
         report.causes = likely_causes(ctx, source, &report).await;
     }
     Ok(report)
+}
+
+/// Writes the canary object under the replicated prefix of the source bucket.
+async fn write_canary(ctx: &StepContext, source: &SourceSpec, key: &str) -> Result<(), TaskError> {
+    let account = source.account_id.as_str();
+    let clients = ctx.accounts.get(account).await?;
+    let body = serde_json::to_vec(&serde_json::json!({ "trailhub-canary": key }))
+        .expect("a JSON object should serialize");
+    call(
+        account,
+        "s3",
+        "PutObject",
+        key,
+        clients
+            .s3
+            .put_object()
+            .bucket(&source.bucket)
+            .key(key)
+            .expected_bucket_owner(account)
+            .content_type("application/json")
+            .body(ByteStream::from(body))
+            .send(),
+    )
+    .await
+    .map(|_| ())
+    .map_err(|e| classify("PutObject", key, e, &[]))
+}
+
+/// One poll: the source object's replication status and, once it says `COMPLETED`, the
+/// archive copy's; sets the outcome when it is known.
+async fn observe(
+    ctx: &StepContext,
+    source: &SourceSpec,
+    report: &mut CanaryReport,
+) -> Result<(), TaskError> {
+    let account = source.account_id.as_str();
+    let key = report.key.clone();
+    let clients = ctx.accounts.get(account).await?;
+    let head = call(
+        account,
+        "s3",
+        "HeadObject",
+        &key,
+        clients
+            .s3
+            .head_object()
+            .bucket(&source.bucket)
+            .key(&key)
+            .expected_bucket_owner(account)
+            .send(),
+    )
+    .await
+    .map_err(|e| classify("HeadObject", &key, e, &[]))?;
+    report.source_status = head.replication_status().map(|s| s.as_str().to_string());
+    match report.source_status.as_deref() {
+        Some("FAILED") => report.outcome = CanaryOutcome::Failed,
+        Some("COMPLETED") => {
+            report.replica_status = replica_status(ctx, &key).await?;
+            if report.replica_status.as_deref() == Some("REPLICA") {
+                report.outcome = CanaryOutcome::Replicated;
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+/// The archive copy's replication status (`REPLICA`), `None` while there is no copy.
+async fn replica_status(ctx: &StepContext, key: &str) -> Result<Option<String>, TaskError> {
+    let archive = &ctx.setting.archive;
+    let clients = ctx.accounts.get(&archive.account_id).await?;
+    let replica = call(
+        &archive.account_id,
+        "s3",
+        "HeadObject",
+        key,
+        clients
+            .s3
+            .head_object()
+            .bucket(&archive.bucket)
+            .key(key)
+            .expected_bucket_owner(&archive.account_id)
+            .send(),
+    )
+    .await;
+    match replica {
+        Ok(r) => Ok(r.replication_status().map(|s| s.as_str().to_string())),
+        Err(e) if http_status(&e) == Some(404) => Ok(None),
+        Err(e) => Err(classify("HeadObject", key, e, &[])),
+    }
 }
 
 /// What probably keeps the canary from the archive: the checks that fail (the role's trust,
@@ -213,7 +233,7 @@ async fn likely_causes(
         })),
         Err(e) => causes.push(format!("the archive could not be read: {}", e.message)),
     }
-    match source_findings(ctx, source, None, true).await {
+    match source_findings(ctx, source, None, Reads::all()).await {
         Ok(findings) => causes.extend(findings.iter().map(|f| {
             format!(
                 "{} {}: expected {}, found {}",

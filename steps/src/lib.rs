@@ -11,7 +11,9 @@
 pub mod canary;
 pub mod checks;
 pub mod clients;
+mod drift;
 mod errors;
+pub mod migrate;
 pub mod policy;
 mod replication_doc;
 mod retry_history;

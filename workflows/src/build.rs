@@ -4,15 +4,18 @@
 //! Per source S: `S/identity → S/bucket-check → S/versioning`, `S/bucket-check → S/role-stack`,
 //! `{S/versioning, S/role-stack, archive/versioning} → S/replication`,
 //! `{S/role-stack, archive/versioning} → archive/grant/S`, `{S/replication, archive/grant/S} → S/verify`.
+//!
+//! The layout ([`Workflow::layout`]) says which node does which step after which; the graph a
+//! run journals and the DAG it executes are both made from it, so they cannot disagree.
 
 use crate::inventory::Inventory;
 use std::collections::HashMap;
-use std::sync::Arc;
-use trailhub_engine::{Built, Dag, EngineError, NodeSpec, Task};
-use trailhub_steps::spec::Setting;
+use trailhub_engine::{Built, Dag, EngineError, GraphRecord, NodeId, NodeSpec, Shape};
+use trailhub_state::RunRecord;
+use trailhub_steps::spec::{Setting, SourceSpec};
 use trailhub_steps::tasks::{
     ArchiveBucket, BucketCheck, Grant, Identity, PolicyWriter, Replication, RoleStack, StepContext,
-    Verify, Versioning,
+    Verify, VerifyInputs, Versioning,
 };
 use trailhub_steps::{Accounts, Connector};
 
@@ -53,142 +56,224 @@ pub struct Workflow {
     pub only: Vec<String>,
 }
 
+/// What a node of the workflow does.
+#[derive(Debug, Clone, Copy)]
+pub enum StepKind<'a> {
+    /// An account's identity check (the archive's or a source's).
+    Identity(&'a str),
+    /// The archive bucket.
+    ArchiveBucket,
+    /// The archive bucket's versioning.
+    ArchiveVersioning,
+    /// A source's preconditions.
+    BucketCheck(&'a SourceSpec),
+    /// A source bucket's versioning.
+    SourceVersioning(&'a SourceSpec),
+    /// A source's role stack.
+    RoleStack(&'a SourceSpec),
+    /// A source's replication rule.
+    Replication(&'a SourceSpec),
+    /// A source's grant in the archive policy.
+    Grant(&'a SourceSpec),
+    /// The read-back of a source.
+    Verify(&'a SourceSpec),
+}
+
+/// One node of the layout: its id, what it waits for, what it does.
+#[derive(Debug, Clone)]
+pub struct LaidOut<'a> {
+    /// The node.
+    pub id: NodeId,
+    /// What it waits for.
+    pub deps: Vec<NodeId>,
+    /// What it does.
+    pub step: StepKind<'a>,
+}
+
+fn archive(step: &str) -> NodeId {
+    NodeId::new(ARCHIVE, step)
+}
+
 impl Workflow {
     /// The workflow of every source of `inventory`, or only those of `only` when it is not empty.
     /// Unknown accounts in `only` are an error naming the known ones.
     pub fn new(inventory: Inventory, only: Vec<String>) -> Result<Self, String> {
-        let unknown: Vec<&String> = only
+        let known = |a: &String| inventory.sources.iter().any(|s| &s.account_id == a);
+        let unknown: Vec<&str> = only
             .iter()
-            .filter(|a| !inventory.sources.iter().any(|s| &s.account_id == *a))
+            .filter(|a| !known(a))
+            .map(String::as_str)
             .collect();
         if !unknown.is_empty() {
+            let sources: Vec<&str> = inventory
+                .sources
+                .iter()
+                .map(|s| s.account_id.as_str())
+                .collect();
             return Err(format!(
                 "--account {} is not a source of the inventory; its sources are: {}",
-                unknown
-                    .iter()
-                    .map(|s| s.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", "),
-                inventory
-                    .sources
-                    .iter()
-                    .map(|s| s.account_id.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                unknown.join(", "),
+                sources.join(", ")
             ));
         }
         Ok(Workflow { inventory, only })
     }
 
-    /// Builds the DAG, with tasks reaching AWS through `ctx`.
-    pub fn dag(&self, ctx: &StepContext) -> Result<Dag<Built>, EngineError> {
-        let mut dag = Dag::new();
-        let mut add =
-            |id: String, group: &str, step: &str, deps: Vec<String>, task: Arc<dyn Task>| {
-                dag.add(NodeSpec {
-                    id,
-                    group: group.to_string(),
-                    step: step.to_string(),
-                    deps,
-                    task,
-                });
-            };
-        let archive = &self.inventory.archive;
-        add(
-            "archive/identity".into(),
-            ARCHIVE,
-            "identity",
-            vec![],
-            Arc::new(Identity::new(ctx.clone(), &archive.account_id)),
-        );
-        add(
-            "archive/bucket".into(),
-            ARCHIVE,
-            "bucket",
-            vec!["archive/identity".into()],
-            Arc::new(ArchiveBucket::new(ctx.clone())),
-        );
-        add(
-            "archive/versioning".into(),
-            ARCHIVE,
-            "versioning",
-            vec!["archive/bucket".into()],
-            Arc::new(Versioning::new(
-                ctx.clone(),
-                &archive.account_id,
-                &archive.bucket,
-            )),
-        );
-        let writer = PolicyWriter::new(ctx.clone());
-        for s in self
-            .inventory
+    /// The workflow a run executes: its frozen inventory and its account filter.
+    pub fn of_run(run: &RunRecord) -> Result<Self, String> {
+        let origin = format!("frozen in run {}", run.id);
+        let inventory = crate::parse(&run.definition, &origin).map_err(|e| e.to_string())?;
+        Self::new(inventory, run_accounts(run))
+    }
+
+    /// The sources the workflow onboards, in inventory order.
+    pub fn sources(&self) -> impl Iterator<Item = &SourceSpec> {
+        self.inventory
             .sources
             .iter()
             .filter(|s| self.only.is_empty() || self.only.contains(&s.account_id))
-        {
-            let a = s.account_id.as_str();
-            let id = |step: &str| format!("{a}/{step}");
-            let role_node = id("role-stack");
-            let grant_node = format!("archive/grant/{a}");
-            add(
-                id("identity"),
-                a,
-                "identity",
+    }
+
+    /// Every node, in the order it is added: the archive's, then each source's.
+    pub fn layout(&self) -> Vec<LaidOut<'_>> {
+        let mut out = vec![
+            node(
+                archive("identity"),
                 vec![],
-                Arc::new(Identity::new(ctx.clone(), a)),
-            );
-            add(
-                id("bucket-check"),
-                a,
-                "bucket-check",
-                vec![id("identity")],
-                Arc::new(BucketCheck::new(ctx.clone(), s.clone())),
-            );
-            add(
-                id("versioning"),
-                a,
-                "versioning",
-                vec![id("bucket-check")],
-                Arc::new(Versioning::new(ctx.clone(), a, &s.bucket)),
-            );
-            add(
-                role_node.clone(),
-                a,
-                "role-stack",
-                vec![id("bucket-check")],
-                Arc::new(RoleStack::new(ctx.clone(), s.clone())),
-            );
-            add(
-                id("replication"),
-                a,
-                "replication",
-                vec![
-                    id("versioning"),
-                    role_node.clone(),
-                    "archive/versioning".into(),
-                ],
-                Arc::new(Replication::new(ctx.clone(), s.clone(), &role_node)),
-            );
-            add(
-                grant_node.clone(),
-                a,
-                "grant",
-                vec![role_node.clone(), "archive/versioning".into()],
-                Arc::new(Grant::new(
-                    ctx.clone(),
-                    s.clone(),
-                    &role_node,
-                    writer.clone(),
-                )),
-            );
-            add(
-                id("verify"),
-                a,
-                "verify",
-                vec![id("replication"), grant_node],
-                Arc::new(Verify::new(ctx.clone(), s.clone(), &role_node)),
-            );
+                StepKind::Identity(&self.inventory.archive.account_id),
+            ),
+            node(
+                archive("bucket"),
+                vec![archive("identity")],
+                StepKind::ArchiveBucket,
+            ),
+            node(
+                archive("versioning"),
+                vec![archive("bucket")],
+                StepKind::ArchiveVersioning,
+            ),
+        ];
+        for s in self.sources() {
+            out.extend(source_layout(s));
+        }
+        out
+    }
+
+    /// The graph a run of this workflow journals: its nodes and dependencies, validated.
+    pub fn graph(&self) -> Result<GraphRecord, EngineError> {
+        let layout = self.layout();
+        let record = GraphRecord {
+            nodes: layout.iter().map(|n| n.id.clone()).collect(),
+            edges: layout
+                .iter()
+                .flat_map(|n| n.deps.iter().map(|d| (d.clone(), n.id.clone())))
+                .collect(),
+        };
+        Ok(Shape::from_record(&record)?.record())
+    }
+
+    /// Builds the DAG, with tasks reaching AWS through `ctx`.
+    pub fn dag(&self, ctx: &StepContext) -> Result<Dag<Built>, EngineError> {
+        let writer = PolicyWriter::new(ctx.clone());
+        let mut dag = Dag::new();
+        for n in self.layout() {
+            let c = ctx.clone();
+            let (id, deps) = (n.id, n.deps);
+            let spec = match n.step {
+                StepKind::Identity(account) => NodeSpec::new(id, deps, Identity::new(c, account)),
+                StepKind::ArchiveBucket => NodeSpec::new(id, deps, ArchiveBucket::new(c)),
+                StepKind::ArchiveVersioning => {
+                    let a = &self.inventory.archive;
+                    NodeSpec::new(id, deps, Versioning::new(c, &a.account_id, &a.bucket))
+                }
+                StepKind::BucketCheck(s) => NodeSpec::new(id, deps, BucketCheck::new(c, s.clone())),
+                StepKind::SourceVersioning(s) => {
+                    NodeSpec::new(id, deps, Versioning::new(c, &s.account_id, &s.bucket))
+                }
+                StepKind::RoleStack(s) => NodeSpec::new(id, deps, RoleStack::new(c, s.clone())),
+                StepKind::Replication(s) => {
+                    let role = source_node(s, "role-stack");
+                    NodeSpec::new(id, deps, Replication::new(c, s.clone(), &role))
+                }
+                StepKind::Grant(s) => {
+                    let role = source_node(s, "role-stack");
+                    NodeSpec::new(id, deps, Grant::new(c, s.clone(), &role, writer.clone()))
+                }
+                StepKind::Verify(s) => {
+                    NodeSpec::new(id, deps, Verify::new(c, s.clone(), verify_inputs(s)))
+                }
+            };
+            dag.add(spec);
         }
         dag.seal()
     }
+}
+
+fn node(id: NodeId, deps: Vec<NodeId>, step: StepKind<'_>) -> LaidOut<'_> {
+    LaidOut { id, deps, step }
+}
+
+fn source_node(s: &SourceSpec, step: &str) -> NodeId {
+    NodeId::new(&s.account_id, step)
+}
+
+fn grant_node(s: &SourceSpec) -> NodeId {
+    NodeId::hosted(ARCHIVE, "grant", &s.account_id)
+}
+
+fn verify_inputs(s: &SourceSpec) -> VerifyInputs {
+    VerifyInputs {
+        versioning: source_node(s, "versioning"),
+        role_stack: source_node(s, "role-stack"),
+        replication: source_node(s, "replication"),
+        grant: grant_node(s),
+    }
+}
+
+/// One source's nodes.
+fn source_layout(s: &SourceSpec) -> Vec<LaidOut<'_>> {
+    let id = |step: &str| source_node(s, step);
+    vec![
+        node(id("identity"), vec![], StepKind::Identity(&s.account_id)),
+        node(
+            id("bucket-check"),
+            vec![id("identity")],
+            StepKind::BucketCheck(s),
+        ),
+        node(
+            id("versioning"),
+            vec![id("bucket-check")],
+            StepKind::SourceVersioning(s),
+        ),
+        node(
+            id("role-stack"),
+            vec![id("bucket-check")],
+            StepKind::RoleStack(s),
+        ),
+        node(
+            id("replication"),
+            vec![id("versioning"), id("role-stack"), archive("versioning")],
+            StepKind::Replication(s),
+        ),
+        node(
+            grant_node(s),
+            vec![id("role-stack"), archive("versioning")],
+            StepKind::Grant(s),
+        ),
+        node(
+            id("verify"),
+            vec![id("replication"), grant_node(s)],
+            StepKind::Verify(s),
+        ),
+    ]
+}
+
+/// The account filter a run was created with (`apply --account`).
+fn run_accounts(run: &RunRecord) -> Vec<String> {
+    run.options["accounts"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|v| v.as_str().map(str::to_string))
+        .collect()
 }

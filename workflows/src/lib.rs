@@ -4,8 +4,10 @@
 mod build;
 mod errors;
 mod inventory;
+mod migration;
 mod names;
 
-pub use build::{WORKFLOW_NAME, Workflow, step_context};
+pub use build::{ARCHIVE, LaidOut, StepKind, WORKFLOW_NAME, Workflow, step_context};
 pub use errors::InventoryError;
 pub use inventory::{Inventory, load, parse};
+pub use migration::JournalMigration;

@@ -7,13 +7,12 @@ use serde_json::{Value, json};
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 use trailhub_engine::{
-    Applied, ApplyCtx, Dag, NodeSpec, NullObserver, Plan, PlanAction, PlanCtx, RolledBack,
+    Applied, ApplyCtx, Dag, NodeId, NodeSpec, NullObserver, Plan, PlanAction, PlanCtx, RolledBack,
     RunStatus, Task, TaskError, execute,
 };
-use trailhub_state::{Journal, NodeState};
+use trailhub_state::{Journal, NewRun, NodeState};
 
 const CHILD_ENV: &str = "TRAILHUB_CRASH_CHILD_DIR";
 const LAYERS: usize = 4;
@@ -34,15 +33,18 @@ fn effects(log: &Path) -> Vec<String> {
 
 #[async_trait]
 impl Task for FileTask {
+    type Undo = Value;
+    type Output = ();
+
     fn describe(&self) -> String {
         format!("append {} to the effect log", self.id)
     }
     async fn plan(&self, _ctx: &PlanCtx) -> Result<Plan, TaskError> {
         Ok(Plan::new(PlanAction::Unknown))
     }
-    async fn apply(&self, ctx: &ApplyCtx) -> Result<Applied, TaskError> {
+    async fn apply(&self, ctx: &ApplyCtx<Value>) -> Result<Applied<()>, TaskError> {
         if effects(&self.log).contains(&self.id) {
-            return Ok(Applied::unchanged(Value::Null));
+            return Ok(Applied::unchanged(()));
         }
         ctx.record_undo(json!({ "had": false })).await?;
         tokio::time::sleep(Duration::from_millis(3)).await;
@@ -55,43 +57,42 @@ impl Task for FileTask {
             .and_then(|()| file.sync_all())
             .map_err(|e| TaskError::fatal(e.to_string()))?;
         tokio::time::sleep(Duration::from_millis(3)).await;
-        Ok(Applied::changed(Value::Null))
+        Ok(Applied::changed(()))
     }
     async fn rollback(
         &self,
-        _undo: Option<&Value>,
-        _ctx: &ApplyCtx,
+        _undo: Option<Value>,
+        _ctx: &ApplyCtx<Value>,
     ) -> Result<RolledBack, TaskError> {
         Ok(RolledBack::default())
     }
 }
 
 /// Layered graph: each node of layer k depends on two nodes of layer k-1.
-fn deps_of(layer: usize, i: usize) -> Vec<String> {
+fn deps_of(layer: usize, i: usize) -> Vec<NodeId> {
     if layer == 0 {
         return Vec::new();
     }
-    vec![
-        format!("l{}n{}", layer - 1, i),
-        format!("l{}n{}", layer - 1, (i * 3 + 1) % WIDTH),
-    ]
+    vec![node(layer - 1, i), node(layer - 1, (i * 3 + 1) % WIDTH)]
+}
+
+/// Node `i` of layer `layer`: group `n<i>`, step `l<layer>`.
+fn node(layer: usize, i: usize) -> NodeId {
+    NodeId::new(&format!("n{i}"), &format!("l{layer}"))
 }
 
 fn workflow(log: &Path) -> Dag {
     let mut dag = Dag::new();
     for layer in 0..LAYERS {
         for i in 0..WIDTH {
-            let id = format!("l{layer}n{i}");
-            dag.add(NodeSpec {
-                id: id.clone(),
-                group: format!("n{i}"),
-                step: format!("l{layer}"),
-                deps: deps_of(layer, i),
-                task: Arc::new(FileTask {
-                    id,
+            dag.add(NodeSpec::new(
+                node(layer, i),
+                deps_of(layer, i),
+                FileTask {
+                    id: format!("l{layer}n{i}"),
                     log: log.to_path_buf(),
-                }),
-            });
+                },
+            ));
         }
     }
     dag.seal().unwrap()
@@ -104,7 +105,13 @@ async fn apply_or_resume(dir: &Path) -> RunStatus {
         Ok(run) => (run.id, "resume"),
         Err(_) => (
             journal
-                .create_run("crash", "", None, Value::Null)
+                .create_run(NewRun {
+                    workflow: "crash",
+                    definition: "",
+                    source: None,
+                    options: Value::Null,
+                    graph: None,
+                })
                 .unwrap()
                 .id,
             "apply",
@@ -219,6 +226,7 @@ async fn killed_at_random_moments_then_resumed() {
                 "{id} applied exactly once (seed {seed}): {log:?}"
             );
             for dep in deps_of(layer, i) {
+                let dep = format!("{}{}", dep.step(), dep.group());
                 let dep_at = log.iter().position(|l| *l == dep).unwrap();
                 assert!(dep_at < at[0], "{dep} before {id} (seed {seed})");
             }

@@ -126,7 +126,7 @@ proptest! {
                 // Whatever the journal says is done must really be done.
                 for (node, rec) in journal.nodes(&run).unwrap() {
                     if rec.state == NodeState::Done {
-                        assert!(world.with(|w| w.effects.contains_key(&node)), "{node} done but no effect");
+                        assert!(world.with(|w| w.effects.contains_key(&short(&node))), "{node} done but no effect");
                     }
                 }
             }
@@ -143,7 +143,7 @@ proptest! {
             let first_undo = world.with(|w| w.first_undo.clone());
             for (node, rec) in journal.nodes(&run).unwrap() {
                 assert_eq!(rec.state, NodeState::Done);
-                assert_eq!(rec.undo.as_ref(), first_undo.get(&node), "{node} keeps its first undo record");
+                assert_eq!(rec.undo.as_ref(), first_undo.get(&short(&node)), "{node} keeps its first undo record");
             }
         });
     }

@@ -173,8 +173,8 @@ async fn a_failed_rollback_keeps_what_it_depends_on() {
     .await
     .unwrap();
     assert_eq!(summary.status, RunStatus::RollbackFailed);
-    assert!(summary.failed.contains_key("a/y"));
-    assert!(summary.blocked.contains_key("a/x") && summary.blocked.contains_key("r"));
+    assert!(summary.failed.contains_key(&id("a/y")));
+    assert!(summary.blocked.contains_key(&id("a/x")) && summary.blocked.contains_key(&id("r")));
     let effects: Vec<String> = world.with(|w| w.effects.keys().cloned().collect());
     assert_eq!(effects, vec!["a/x", "a/y", "r"]);
     let run_record = journal.run(&run).unwrap();

@@ -114,13 +114,13 @@ async fn a_failure_blocks_only_its_descendants() {
     for n in ["a", "f", "d", "e"] {
         assert_eq!(states[n], "done", "{n}");
     }
-    let b = journal.node(&run, "b").unwrap().unwrap();
+    let b = journal.node(&run, &id("b")).unwrap().unwrap();
     assert_eq!(b.attempts, 1, "fatal errors are not retried");
     assert_eq!(b.last_error.unwrap().code.as_deref(), Some("Broken"));
     assert!(world.with(|w| !w.attempts.contains(&"c".to_string())));
     let events = journal.events(&run).unwrap();
-    assert!(events.iter().any(|e| e.node.as_deref() == Some("c")
-        && matches!(&e.kind, EventKind::NodeBlocked { by } if by == "b")));
+    assert!(events.iter().any(|e| e.node == Some(id("c"))
+        && matches!(&e.kind, EventKind::NodeBlocked { by } if *by == Some(id("b")))));
 }
 
 #[tokio::test]
@@ -158,7 +158,7 @@ async fn retryable_errors_are_retried_then_succeed() {
     let run = new_run(&journal);
     let summary = run_to_end(&dag, &journal, &run, 1).await;
     assert_eq!(summary.status, RunStatus::Succeeded);
-    let rec = journal.node(&run, "a").unwrap().unwrap();
+    let rec = journal.node(&run, &id("a")).unwrap().unwrap();
     assert_eq!(rec.attempts, 3);
     assert!(rec.last_error.is_none());
     let failed: Vec<u32> = journal
@@ -210,7 +210,7 @@ async fn retries_are_bounded() {
     .await
     .unwrap();
     assert_eq!(summary.status, RunStatus::Failed);
-    let rec = journal.node(&run, "a").unwrap().unwrap();
+    let rec = journal.node(&run, &id("a")).unwrap().unwrap();
     assert_eq!(rec.attempts, 3);
     assert!(
         rec.last_error
@@ -301,7 +301,7 @@ async fn resume_retries_failed_nodes_and_skips_done_ones() {
     .unwrap();
     assert_eq!(summary.status, RunStatus::Succeeded);
     assert_eq!(world.with(|w| w.attempts.clone()), vec!["a", "b", "b"]);
-    assert_eq!(journal.node(&run, "b").unwrap().unwrap().attempts, 2);
+    assert_eq!(journal.node(&run, &id("b")).unwrap().unwrap().attempts, 2);
 }
 
 #[tokio::test]

@@ -7,13 +7,14 @@ use std::collections::BTreeMap;
 use std::future::Future;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
+
 use std::time::Duration;
 use tokio::sync::Notify;
 use trailhub_engine::{
-    Applied, ApplyCtx, Dag, NodeSpec, NullObserver, Plan, PlanAction, PlanCtx, RetryPolicy,
+    Applied, ApplyCtx, Dag, NodeId, NodeSpec, NullObserver, Plan, PlanAction, PlanCtx, RetryPolicy,
     RolledBack, RunOptions, RunSummary, Task, TaskError, execute,
 };
-use trailhub_state::Journal;
+use trailhub_state::{Journal, NewRun};
 
 /// What the test tasks did, in order.
 #[derive(Default)]
@@ -75,8 +76,41 @@ pub struct TestTask {
     pub behaviour: Behaviour,
 }
 
+/// A test task's undo record: whether its effect existed before, and the attempt that saw it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct TestUndo {
+    pub had: bool,
+    pub attempt: u32,
+}
+
+/// A test task's outputs.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct TestOutput {
+    pub node: String,
+}
+
+/// The id of a test node: `group/step`, or a bare step of group `g`.
+pub fn id(text: &str) -> NodeId {
+    match text.split_once('/') {
+        Some((group, step)) => NodeId::new(group, step),
+        None => NodeId::new("g", text),
+    }
+}
+
+/// How tests name a node: the text they gave to [`id`].
+pub fn short(id: &NodeId) -> String {
+    if id.group() == "g" {
+        id.step().to_string()
+    } else {
+        id.to_string()
+    }
+}
+
 #[async_trait]
 impl Task for TestTask {
+    type Undo = TestUndo;
+    type Output = TestOutput;
+
     fn describe(&self) -> String {
         format!("test task {}", self.id)
     }
@@ -90,7 +124,7 @@ impl Task for TestTask {
         })
     }
 
-    async fn apply(&self, ctx: &ApplyCtx) -> Result<Applied, TaskError> {
+    async fn apply(&self, ctx: &ApplyCtx<TestUndo>) -> Result<Applied<TestOutput>, TaskError> {
         let failures_so_far = self.world.with(|w| {
             w.attempts.push(self.id.clone());
             w.timeline.push(format!("<{}", self.id));
@@ -123,13 +157,13 @@ impl Task for TestTask {
 
     async fn rollback(
         &self,
-        undo: Option<&Value>,
-        _ctx: &ApplyCtx,
+        undo: Option<TestUndo>,
+        _ctx: &ApplyCtx<TestUndo>,
     ) -> Result<RolledBack, TaskError> {
         if self.behaviour.rollback_fails {
             return Err(TaskError::fatal(format!("cannot undo {}", self.id)).with_code("Nope"));
         }
-        let had = undo.and_then(|u| u["had"].as_bool()).unwrap_or(true);
+        let had = undo.is_none_or(|u| u.had);
         let removed = self.world.with(|w| {
             if !had && w.effects.remove(&self.id).is_some() {
                 w.log.push(format!("-{}", self.id));
@@ -146,7 +180,11 @@ impl Task for TestTask {
 }
 
 impl TestTask {
-    async fn effect(&self, ctx: &ApplyCtx, failures_so_far: u32) -> Result<Applied, TaskError> {
+    async fn effect(
+        &self,
+        ctx: &ApplyCtx<TestUndo>,
+        failures_so_far: u32,
+    ) -> Result<Applied<TestOutput>, TaskError> {
         if self.behaviour.fatal {
             return Err(TaskError::fatal(format!("{} is broken", self.id)).with_code("Broken"));
         }
@@ -154,55 +192,56 @@ impl TestTask {
             return Err(TaskError::retryable("throttled").with_code("Throttling"));
         }
         let had = self.world.with(|w| w.effects.contains_key(&self.id));
+        let output = TestOutput {
+            node: self.id.clone(),
+        };
         if had {
-            return Ok(Applied::unchanged(json!({ "node": self.id })));
+            return Ok(Applied::unchanged(output));
         }
-        let proposed = json!({ "had": false, "attempt": ctx.attempt() });
+        let proposed = TestUndo {
+            had: false,
+            attempt: ctx.attempt(),
+        };
         let undo = ctx.record_undo(proposed).await?;
         let crash = self.world.with(|w| {
             // The effective record: after a crash, an earlier attempt's journaled record wins
             // over this attempt's proposal.
-            w.first_undo.entry(self.id.clone()).or_insert(undo.clone());
+            w.first_undo
+                .entry(self.id.clone())
+                .or_insert(json!({ "had": undo.had, "attempt": undo.attempt }));
             *w.effects.entry(self.id.clone()).or_default() += 1;
             w.log.push(format!("+{}", self.id));
             w.timeline.push(format!(">{}", self.id));
             w.applies += 1;
             w.crash_at == Some(w.applies)
         });
-        assert_eq!(
-            undo["had"], false,
-            "the effective undo record is the first one"
-        );
+        assert!(!undo.had, "the effective undo record is the first one");
         ctx.call("test", "CreateEffect", true, self.id.clone());
         if crash {
             self.world.crashed.notify_one();
             std::future::pending::<()>().await;
         }
-        Ok(Applied::changed(json!({ "node": self.id })))
+        Ok(Applied::changed(output))
     }
 }
 
-/// Builds a graph from `(id, deps)` pairs; the group is the id's part before `/`, the step the
-/// part after (or the id).
+/// Builds a graph from `(id, deps)` pairs, ids as [`id`] reads them.
 pub fn graph(
     world: &World,
     nodes: &[(&str, &[&str])],
     behaviours: &BTreeMap<&str, Behaviour>,
 ) -> Dag {
     let mut dag = Dag::new();
-    for (id, deps) in nodes {
-        let (group, step) = id.split_once('/').unwrap_or(("g", id));
-        dag.add(NodeSpec {
-            id: id.to_string(),
-            group: group.to_string(),
-            step: step.to_string(),
-            deps: deps.iter().map(|d| d.to_string()).collect(),
-            task: Arc::new(TestTask {
-                id: id.to_string(),
+    for (name, deps) in nodes {
+        dag.add(NodeSpec::new(
+            id(name),
+            deps.iter().map(|d| id(d)).collect(),
+            TestTask {
+                id: name.to_string(),
                 world: world.clone(),
-                behaviour: behaviours.get(id).cloned().unwrap_or_default(),
-            }),
-        });
+                behaviour: behaviours.get(name).cloned().unwrap_or_default(),
+            },
+        ));
     }
     dag.seal().expect("test graphs are valid")
 }
@@ -216,7 +255,13 @@ pub fn options(concurrency: usize) -> RunOptions {
 
 pub fn new_run(journal: &Journal) -> String {
     journal
-        .create_run("test", "definition", None, Value::Null)
+        .create_run(NewRun {
+            workflow: "test",
+            definition: "definition",
+            source: None,
+            options: Value::Null,
+            graph: None,
+        })
         .unwrap()
         .id
 }
@@ -249,6 +294,6 @@ pub fn states(journal: &Journal, run: &str) -> BTreeMap<String, String> {
         .nodes(run)
         .unwrap()
         .into_iter()
-        .map(|(k, v)| (k, v.state.as_str().to_string()))
+        .map(|(k, v)| (short(&k), v.state.as_str().to_string()))
         .collect()
 }

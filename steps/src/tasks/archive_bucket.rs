@@ -1,17 +1,85 @@
 //! `archive/bucket`: the aggregation bucket, created with Object Lock in the region (article
 //! section 1.1), or adopted when the archive account already owns it.
 
-use super::{StepContext, call};
+use super::{StepContext, call, mutate};
+use crate::drift::Finding;
 use crate::errors::{classify, http_status, service_code};
 use async_trait::async_trait;
 use aws_sdk_s3::types::{BucketLocationConstraint, CreateBucketConfiguration, ObjectLockEnabled};
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
 use trailhub_engine::{Applied, ApplyCtx, Plan, PlanAction, PlanCtx, RolledBack, Task, TaskError};
 
 /// Creates or adopts the archive bucket.
 #[derive(Debug)]
 pub struct ArchiveBucket {
     ctx: StepContext,
+}
+
+/// Journaled before the bucket is created: it did not exist, so rollback may delete it (if it
+/// is still empty).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ArchiveBucketUndo {
+    /// Whether the bucket existed before (always `false` when journaled: an existing bucket is
+    /// adopted without an undo record).
+    pub existed: bool,
+}
+
+/// The archive bucket.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BucketOutput {
+    /// Its name.
+    pub bucket: String,
+}
+
+/// The archive bucket as found: absent, or owned with or without Object Lock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ArchiveLive {
+    Missing,
+    Owned { object_lock: bool },
+}
+
+/// How the archive bucket differs from the article's: the one comparison of this resource.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ArchiveDrift {
+    Missing,
+    NoObjectLock,
+}
+
+impl ArchiveLive {
+    pub(crate) fn drift(self) -> Option<ArchiveDrift> {
+        match self {
+            ArchiveLive::Missing => Some(ArchiveDrift::Missing),
+            ArchiveLive::Owned { object_lock: false } => Some(ArchiveDrift::NoObjectLock),
+            ArchiveLive::Owned { object_lock: true } => None,
+        }
+    }
+}
+
+/// Reads the archive bucket: its presence, then (when it is there) its Object Lock.
+pub(crate) async fn read_archive(ctx: &StepContext) -> Result<ArchiveLive, TaskError> {
+    let archive = &ctx.setting.archive;
+    match presence(ctx, &archive.account_id, &archive.bucket).await? {
+        Presence::Missing => Ok(ArchiveLive::Missing),
+        Presence::Owned => Ok(ArchiveLive::Owned {
+            object_lock: object_lock_enabled(ctx, &archive.account_id, &archive.bucket).await?,
+        }),
+    }
+}
+
+/// The archive bucket's drift as verify reports it.
+pub(crate) fn findings(ctx: &StepContext, live: ArchiveLive) -> Vec<Finding> {
+    let archive = &ctx.setting.archive;
+    let resource = format!("bucket {}", archive.bucket);
+    let finding = |field: &str, expected: &str, actual: &str| {
+        Finding::new(&archive.account_id, &resource, field, expected, actual)
+    };
+    match live.drift() {
+        None => Vec::new(),
+        Some(ArchiveDrift::Missing) => vec![finding("exists", "true", "false")],
+        Some(ArchiveDrift::NoObjectLock) => {
+            vec![finding("ObjectLockEnabled", "Enabled", "(not enabled)")]
+        }
+    }
 }
 
 impl ArchiveBucket {
@@ -33,15 +101,12 @@ pub(crate) async fn presence(
     ctx: &StepContext,
     account: &str,
     bucket: &str,
-    apply: Option<&ApplyCtx>,
 ) -> Result<Presence, TaskError> {
     let clients = ctx.accounts.get(account).await?;
     let result = call(
-        apply,
         account,
         "s3",
         "HeadBucket",
-        false,
         bucket,
         clients
             .s3
@@ -70,11 +135,9 @@ pub(crate) async fn object_lock_enabled(
 ) -> Result<bool, TaskError> {
     let clients = ctx.accounts.get(account).await?;
     let result = call(
-        None,
         account,
         "s3",
         "GetObjectLockConfiguration",
-        false,
         bucket,
         clients
             .s3
@@ -103,51 +166,34 @@ impl ArchiveBucket {
         &self.ctx.setting.archive.bucket
     }
 
+    fn outputs(&self) -> BucketOutput {
+        BucketOutput {
+            bucket: self.bucket().to_string(),
+        }
+    }
+
+    /// An owned bucket without Object Lock is refused: the article's archive needs it.
+    fn no_object_lock(&self) -> TaskError {
+        TaskError::fatal(format!(
+            "archive bucket {} exists without Object Lock, which the article requires",
+            self.bucket()
+        ))
+        .with_code("ObjectLockDisabled")
+        .with_hint("enable Object Lock on it (s3api put-object-lock-configuration) or name another bucket in [archive] bucket")
+    }
+
     async fn require_lock(&self) -> Result<(), TaskError> {
         if object_lock_enabled(&self.ctx, self.account(), self.bucket()).await? {
             Ok(())
         } else {
-            Err(TaskError::fatal(format!(
-                "archive bucket {} exists without Object Lock, which the article requires",
-                self.bucket()
-            ))
-            .with_code("ObjectLockDisabled")
-            .with_hint("enable Object Lock on it (s3api put-object-lock-configuration) or name another bucket in [archive] bucket"))
-        }
-    }
-}
-
-#[async_trait]
-impl Task for ArchiveBucket {
-    fn describe(&self) -> String {
-        format!(
-            "create bucket {} with Object Lock (or adopt it)",
-            self.bucket()
-        )
-    }
-
-    async fn plan(&self, _ctx: &PlanCtx) -> Result<Plan, TaskError> {
-        match presence(&self.ctx, self.account(), self.bucket(), None).await? {
-            Presence::Owned => {
-                self.require_lock().await?;
-                Ok(Plan::new(PlanAction::NoOp).note("bucket exists with Object Lock; adopted"))
-            }
-            Presence::Missing => Ok(Plan::new(PlanAction::Create)
-                .change("Bucket", None, self.bucket())
-                .change("ObjectLockEnabledForBucket", None, "true")
-                .change("LocationConstraint", None, self.ctx.setting.region.clone())),
+            Err(self.no_object_lock())
         }
     }
 
-    async fn apply(&self, ctx: &ApplyCtx) -> Result<Applied, TaskError> {
-        let outputs = json!({ "bucket": self.bucket() });
-        if let Presence::Owned =
-            presence(&self.ctx, self.account(), self.bucket(), Some(ctx)).await?
-        {
-            self.require_lock().await?;
-            return Ok(Applied::unchanged(outputs));
-        }
-        ctx.record_undo(json!({ "existed": false })).await?;
+    async fn create(
+        &self,
+        ctx: &ApplyCtx<ArchiveBucketUndo>,
+    ) -> Result<Applied<BucketOutput>, TaskError> {
         let clients = self.ctx.accounts.get(self.account()).await?;
         let region = &self.ctx.setting.region;
         let mut request = clients
@@ -163,21 +209,20 @@ impl Task for ArchiveBucket {
                     .build(),
             );
         }
-        let result = call(
-            Some(ctx),
+        let result = mutate(
+            ctx,
             self.account(),
             "s3",
             "CreateBucket",
-            true,
             self.bucket(),
             request.send(),
         )
         .await;
         match result {
-            Ok(_) => Ok(Applied::changed(outputs)),
+            Ok(_) => Ok(Applied::changed(self.outputs())),
             Err(e) if service_code(&e) == Some("BucketAlreadyOwnedByYou") => {
                 self.require_lock().await?;
-                Ok(Applied::unchanged(outputs))
+                Ok(Applied::unchanged(self.outputs()))
             }
             Err(e) if service_code(&e) == Some("BucketAlreadyExists") => {
                 Err(TaskError::fatal(format!(
@@ -191,28 +236,16 @@ impl Task for ArchiveBucket {
         }
     }
 
-    async fn rollback(
+    /// Deletes the bucket this run created, if it is still empty; says why it is kept otherwise.
+    async fn delete_if_empty(
         &self,
-        undo: Option<&Value>,
-        ctx: &ApplyCtx,
+        ctx: &ApplyCtx<ArchiveBucketUndo>,
     ) -> Result<RolledBack, TaskError> {
-        let created = undo.and_then(|u| u["existed"].as_bool()) == Some(false);
-        if !created {
-            return Ok(RolledBack {
-                changed: false,
-                note: Some(format!(
-                    "bucket {} kept: it existed before this run",
-                    self.bucket()
-                )),
-            });
-        }
         let clients = self.ctx.accounts.get(self.account()).await?;
         let listed = call(
-            Some(ctx),
             self.account(),
             "s3",
             "ListObjectVersions",
-            false,
             self.bucket(),
             clients
                 .s3
@@ -226,28 +259,24 @@ impl Task for ArchiveBucket {
         let listed = match listed {
             Ok(l) => l,
             Err(e) if service_code(&e) == Some("NoSuchBucket") => {
-                return Ok(RolledBack {
-                    changed: false,
-                    note: Some(format!("bucket {} is already gone", self.bucket())),
-                });
+                return Ok(RolledBack::kept(format!(
+                    "bucket {} is already gone",
+                    self.bucket()
+                )));
             }
             Err(e) => return Err(classify("ListObjectVersions", self.bucket(), e, &[])),
         };
         if !listed.versions().is_empty() || !listed.delete_markers().is_empty() {
-            return Ok(RolledBack {
-                changed: false,
-                note: Some(format!(
-                    "bucket {} kept: it holds objects, and log objects are never deleted",
-                    self.bucket()
-                )),
-            });
+            return Ok(RolledBack::kept(format!(
+                "bucket {} kept: it holds objects, and log objects are never deleted",
+                self.bucket()
+            )));
         }
-        let deleted = call(
-            Some(ctx),
+        let deleted = mutate(
+            ctx,
             self.account(),
             "s3",
             "DeleteBucket",
-            true,
             self.bucket(),
             clients
                 .s3
@@ -258,22 +287,69 @@ impl Task for ArchiveBucket {
         )
         .await;
         match deleted {
-            Ok(_) => Ok(RolledBack {
-                changed: true,
-                note: Some(format!(
-                    "bucket {} deleted: this run created it and it was empty",
-                    self.bucket()
-                )),
-            }),
+            Ok(_) => Ok(RolledBack::undone(format!(
+                "bucket {} deleted: this run created it and it was empty",
+                self.bucket()
+            ))),
             Err(e) if service_code(&e) == Some("NoSuchBucket") => Ok(RolledBack::default()),
-            Err(e) if service_code(&e) == Some("BucketNotEmpty") => Ok(RolledBack {
-                changed: false,
-                note: Some(format!(
-                    "bucket {} kept: objects arrived in it",
-                    self.bucket()
-                )),
-            }),
+            Err(e) if service_code(&e) == Some("BucketNotEmpty") => Ok(RolledBack::kept(format!(
+                "bucket {} kept: objects arrived in it",
+                self.bucket()
+            ))),
             Err(e) => Err(classify("DeleteBucket", self.bucket(), e, &[])),
+        }
+    }
+}
+
+#[async_trait]
+impl Task for ArchiveBucket {
+    type Undo = ArchiveBucketUndo;
+    type Output = BucketOutput;
+
+    fn describe(&self) -> String {
+        format!(
+            "create bucket {} with Object Lock (or adopt it)",
+            self.bucket()
+        )
+    }
+
+    async fn plan(&self, _ctx: &PlanCtx) -> Result<Plan, TaskError> {
+        match read_archive(&self.ctx).await?.drift() {
+            None => Ok(Plan::new(PlanAction::NoOp).note("bucket exists with Object Lock; adopted")),
+            Some(ArchiveDrift::NoObjectLock) => Err(self.no_object_lock()),
+            Some(ArchiveDrift::Missing) => Ok(Plan::new(PlanAction::Create)
+                .change("Bucket", None, self.bucket())
+                .change("ObjectLockEnabledForBucket", None, "true")
+                .change("LocationConstraint", None, self.ctx.setting.region.clone())),
+        }
+    }
+
+    async fn apply(
+        &self,
+        ctx: &ApplyCtx<ArchiveBucketUndo>,
+    ) -> Result<Applied<BucketOutput>, TaskError> {
+        match read_archive(&self.ctx).await?.drift() {
+            None => Ok(Applied::unchanged(self.outputs())),
+            Some(ArchiveDrift::NoObjectLock) => Err(self.no_object_lock()),
+            Some(ArchiveDrift::Missing) => {
+                ctx.record_undo(ArchiveBucketUndo { existed: false })
+                    .await?;
+                self.create(ctx).await
+            }
+        }
+    }
+
+    async fn rollback(
+        &self,
+        undo: Option<ArchiveBucketUndo>,
+        ctx: &ApplyCtx<ArchiveBucketUndo>,
+    ) -> Result<RolledBack, TaskError> {
+        match undo {
+            Some(ArchiveBucketUndo { existed: false }) => self.delete_if_empty(ctx).await,
+            _ => Ok(RolledBack::kept(format!(
+                "bucket {} kept: it existed before this run",
+                self.bucket()
+            ))),
         }
     }
 }

@@ -1,14 +1,18 @@
 //! `S/bucket-check`: the article's preconditions in a source account, checked before anything
 //! is created there: the CloudTrail bucket exists and belongs to the account, it is encrypted
 //! with SSE-S3 (not SSE-KMS), and the trail, when named, logs to it. Read-only.
+//!
+//! The trail is read once ([`read_trail`]) and compared once ([`TrailLive::drift`]): bucket-check
+//! fails on the difference, verify reports it.
 
 use super::archive_bucket::{Presence, presence};
 use super::{StepContext, call};
+use crate::drift::Finding;
 use crate::errors::{classify, service_code};
 use crate::spec::SourceSpec;
 use async_trait::async_trait;
 use aws_sdk_s3::types::ServerSideEncryption;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
 use trailhub_engine::{Applied, ApplyCtx, Plan, PlanAction, PlanCtx, RolledBack, Task, TaskError};
 
 /// Checks a source account's bucket and trail.
@@ -18,37 +22,114 @@ pub struct BucketCheck {
     source: SourceSpec,
 }
 
+/// What the check found.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BucketCheckOutput {
+    /// The CloudTrail bucket.
+    pub bucket: String,
+    /// Its default encryption (`AES256`).
+    pub encryption: String,
+    /// The trail checked, if any.
+    pub trail: Option<String>,
+}
+
+/// A trail as found: absent, or the bucket it logs to and whether it is logging (not read
+/// when it logs to another bucket: that difference comes first).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum TrailLive {
+    Missing,
+    Found {
+        bucket: String,
+        logging: Option<bool>,
+    },
+}
+
+/// How a trail differs from one that logs to the source bucket: the one comparison.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum TrailDrift {
+    Missing,
+    OtherBucket(String),
+    NotLogging,
+}
+
+impl TrailLive {
+    pub(crate) fn drift(&self, source: &SourceSpec) -> Option<TrailDrift> {
+        match self {
+            TrailLive::Missing => Some(TrailDrift::Missing),
+            TrailLive::Found { bucket, .. } if *bucket != source.bucket => {
+                Some(TrailDrift::OtherBucket(bucket.clone()))
+            }
+            TrailLive::Found {
+                logging: Some(true),
+                ..
+            } => None,
+            TrailLive::Found { .. } => Some(TrailDrift::NotLogging),
+        }
+    }
+}
+
+impl TrailDrift {
+    /// The drift as bucket-check's failure, with what to do.
+    fn error(&self, ctx: &StepContext, s: &SourceSpec, trail: &str) -> TaskError {
+        let account = &s.account_id;
+        match self {
+            TrailDrift::Missing => TaskError::fatal(format!(
+                "trail {trail} not found in account {account} ({})",
+                ctx.setting.region
+            ))
+            .with_code("TrailNotFound")
+            .with_hint("set `trail` for this source to the trail that logs to its bucket, or remove `trail` to skip this check"),
+            TrailDrift::OtherBucket(logs_to) => TaskError::fatal(format!(
+                "trail {trail} in account {account} logs to bucket {logs_to}, not to {}",
+                s.bucket
+            ))
+            .with_code("TrailBucketMismatch")
+            .with_hint("set this source's `bucket` to the trail's bucket, or `trail` to the trail that logs to it"),
+            TrailDrift::NotLogging => TaskError::fatal(format!(
+                "trail {trail} in account {account} is not logging: nothing would reach its bucket, nor the archive"
+            ))
+            .with_code("TrailNotLogging")
+            .with_hint(format!("start it (aws cloudtrail start-logging --name {trail}), then `trailhub resume`")),
+        }
+    }
+
+    /// The drift as verify reports it.
+    pub(crate) fn finding(&self, s: &SourceSpec, trail: &str) -> Finding {
+        let resource = format!("trail {trail}");
+        let finding = |field: &str, expected: &str, actual: &str| {
+            Finding::new(&s.account_id, &resource, field, expected, actual)
+        };
+        match self {
+            TrailDrift::Missing => finding("exists", "true", "false"),
+            TrailDrift::OtherBucket(logs_to) => finding("S3BucketName", &s.bucket, logs_to),
+            TrailDrift::NotLogging => finding("IsLogging", "true", "false"),
+        }
+    }
+}
+
 impl BucketCheck {
     /// The check of `source`.
     pub fn new(ctx: StepContext, source: SourceSpec) -> Self {
         BucketCheck { ctx, source }
     }
 
-    async fn check(&self, apply: Option<&ApplyCtx>) -> Result<Value, TaskError> {
+    async fn check(&self) -> Result<BucketCheckOutput, TaskError> {
         let s = &self.source;
         let trail = async {
             match &s.trail {
-                Some(trail) => trail_bucket(&self.ctx, s, trail).await,
-                None => Ok(()),
+                Some(trail) => read_trail(&self.ctx, s, trail).await.map(Some),
+                None => Ok(None),
             }
         };
         // Three reads side by side; the bucket's presence is judged first, as the other two
         // answers mean nothing without it.
         let (present, encryption, trail) = tokio::join!(
-            presence(&self.ctx, &s.account_id, &s.bucket, apply),
+            presence(&self.ctx, &s.account_id, &s.bucket),
             source_encryption(&self.ctx, s),
             trail
         );
         if let Presence::Missing = present? {
-            return Err(TaskError::fatal(format!(
-                "source bucket {} does not exist in account {}: HeadBucket answered 404",
-                s.bucket, s.account_id
-            ))
-            .with_code("NoSuchBucket")
-            .with_hint(format!(
-                "create the CloudTrail bucket {} in account {} (or set `bucket` for this source), then `trailhub resume`",
-                s.bucket, s.account_id
-            )));
+            return Err(self.missing_bucket());
         }
         let encryption = encryption?;
         if encryption != "AES256" {
@@ -60,8 +141,29 @@ impl BucketCheck {
             .with_code("SseKmsBucket")
             .with_hint("use SSE-S3 on the CloudTrail bucket (or extend the rule and the role with KMS grants, a separate procedure), then resume"));
         }
-        trail?;
-        Ok(json!({ "bucket": s.bucket, "encryption": encryption, "trail": s.trail }))
+        if let (Some(name), Some(live)) = (&s.trail, trail?)
+            && let Some(drift) = live.drift(s)
+        {
+            return Err(drift.error(&self.ctx, s, name));
+        }
+        Ok(BucketCheckOutput {
+            bucket: s.bucket.clone(),
+            encryption,
+            trail: s.trail.clone(),
+        })
+    }
+
+    fn missing_bucket(&self) -> TaskError {
+        let s = &self.source;
+        TaskError::fatal(format!(
+            "source bucket {} does not exist in account {}: HeadBucket answered 404",
+            s.bucket, s.account_id
+        ))
+        .with_code("NoSuchBucket")
+        .with_hint(format!(
+            "create the CloudTrail bucket {} in account {} (or set `bucket` for this source), then `trailhub resume`",
+            s.bucket, s.account_id
+        ))
     }
 }
 
@@ -73,11 +175,9 @@ pub(crate) async fn source_encryption(
 ) -> Result<String, TaskError> {
     let clients = ctx.accounts.get(&s.account_id).await?;
     let result = call(
-        None,
         &s.account_id,
         "s3",
         "GetBucketEncryption",
-        false,
         &s.bucket,
         clients
             .s3
@@ -110,22 +210,20 @@ pub(crate) async fn source_encryption(
     }
 }
 
-/// Checks that `trail` exists in the account and logs to the source bucket.
-pub(crate) async fn trail_bucket(
+/// Reads `trail` in the source account: where it logs and whether it is logging.
+pub(crate) async fn read_trail(
     ctx: &StepContext,
     s: &SourceSpec,
     trail: &str,
-) -> Result<(), TaskError> {
+) -> Result<TrailLive, TaskError> {
     let clients = ctx.accounts.get(&s.account_id).await?;
     // Both reads at once (one round trip, not two); the status is looked at only once the
-    // trail is known to exist and log to the right bucket.
+    // trail is known to exist.
     let (described, status) = tokio::join!(
         call(
-            None,
             &s.account_id,
             "cloudtrail",
             "DescribeTrails",
-            false,
             trail,
             clients
                 .cloudtrail
@@ -135,11 +233,9 @@ pub(crate) async fn trail_bucket(
                 .send(),
         ),
         call(
-            None,
             &s.account_id,
             "cloudtrail",
             "GetTrailStatus",
-            false,
             trail,
             clients.cloudtrail.get_trail_status().name(trail).send(),
         )
@@ -151,32 +247,23 @@ pub(crate) async fn trail_bucket(
                 .is_some_and(|a| a.ends_with(&format!(":trail/{trail}")))
     });
     let Some(found) = found else {
-        return Err(TaskError::fatal(format!(
-            "trail {trail} not found in account {} ({})",
-            s.account_id, ctx.setting.region
-        ))
-        .with_code("TrailNotFound")
-        .with_hint("set `trail` for this source to the trail that logs to its bucket, or remove `trail` to skip this check"));
+        return Ok(TrailLive::Missing);
     };
-    let logs_to = found.s3_bucket_name().unwrap_or_default();
-    if logs_to != s.bucket {
-        return Err(TaskError::fatal(format!(
-            "trail {trail} in account {} logs to bucket {logs_to}, not to {}",
-            s.account_id, s.bucket
-        ))
-        .with_code("TrailBucketMismatch")
-        .with_hint("set this source's `bucket` to the trail's bucket, or `trail` to the trail that logs to it"));
+    let bucket = found.s3_bucket_name().unwrap_or_default().to_string();
+    if bucket != s.bucket {
+        return Ok(TrailLive::Found {
+            bucket,
+            logging: None,
+        });
     }
     let status = match (status, found.trail_arn()) {
         (Ok(status), _) => status,
         // A multi-region trail seen from another region (a shadow trail) answers GetTrailStatus
         // by its ARN only.
         (Err(_), Some(arn)) if found.home_region() != Some(ctx.setting.region.as_str()) => call(
-            None,
             &s.account_id,
             "cloudtrail",
             "GetTrailStatus",
-            false,
             arn,
             clients.cloudtrail.get_trail_status().name(arn).send(),
         )
@@ -184,19 +271,17 @@ pub(crate) async fn trail_bucket(
         .map_err(|e| classify("GetTrailStatus", arn, e, &[]))?,
         (Err(e), _) => return Err(classify("GetTrailStatus", trail, e, &[])),
     };
-    if status.is_logging() != Some(true) {
-        return Err(TaskError::fatal(format!(
-            "trail {trail} in account {} is not logging: nothing would reach its bucket, nor the archive",
-            s.account_id
-        ))
-        .with_code("TrailNotLogging")
-        .with_hint(format!("start it (aws cloudtrail start-logging --name {trail}), then `trailhub resume`")));
-    }
-    Ok(())
+    Ok(TrailLive::Found {
+        bucket,
+        logging: Some(status.is_logging() == Some(true)),
+    })
 }
 
 #[async_trait]
 impl Task for BucketCheck {
+    type Undo = ();
+    type Output = BucketCheckOutput;
+
     fn describe(&self) -> String {
         format!(
             "check that bucket {} exists in account {}, uses SSE-S3{}",
@@ -211,18 +296,18 @@ impl Task for BucketCheck {
     }
 
     async fn plan(&self, _ctx: &PlanCtx) -> Result<Plan, TaskError> {
-        self.check(None).await?;
+        self.check().await?;
         Ok(Plan::new(PlanAction::NoOp).note("preconditions hold"))
     }
 
-    async fn apply(&self, ctx: &ApplyCtx) -> Result<Applied, TaskError> {
-        Ok(Applied::unchanged(self.check(Some(ctx)).await?))
+    async fn apply(&self, _ctx: &ApplyCtx<()>) -> Result<Applied<BucketCheckOutput>, TaskError> {
+        Ok(Applied::unchanged(self.check().await?))
     }
 
     async fn rollback(
         &self,
-        _undo: Option<&Value>,
-        _ctx: &ApplyCtx,
+        _undo: Option<()>,
+        _ctx: &ApplyCtx<()>,
     ) -> Result<RolledBack, TaskError> {
         Ok(RolledBack::default())
     }

@@ -34,24 +34,18 @@ impl StepContext {
     }
 }
 
-/// Runs one AWS call: reports it to the run's history when it mutates (just before it is
-/// made), and logs it at debug level with its account, operation and duration (never
-/// credentials).
+/// Runs one read-only AWS call, logged at debug level with its account, operation and duration
+/// (never credentials).
 pub(crate) async fn call<T, E, F>(
-    ctx: Option<&ApplyCtx>,
     account: &str,
     service: &str,
     operation: &str,
-    mutating: bool,
     resource: &str,
     fut: F,
 ) -> Result<T, SdkError<E, HttpResponse>>
 where
     F: Future<Output = Result<T, SdkError<E, HttpResponse>>>,
 {
-    if mutating && let Some(ctx) = ctx {
-        ctx.call(service, operation, true, resource);
-    }
     let started = Instant::now();
     let result = fut.await;
     tracing::debug!(
@@ -66,14 +60,19 @@ where
     result
 }
 
-/// Whether `account` owns `bucket` (`false` when it does not exist).
-pub(crate) async fn bucket_owned(
-    ctx: &StepContext,
+/// Runs one mutating AWS call: reported to the run's history just before it is made (so that
+/// a crash mid-call still shows it), then as [`call`].
+pub(crate) async fn mutate<U, T, E, F>(
+    ctx: &ApplyCtx<U>,
     account: &str,
-    bucket: &str,
-) -> Result<bool, trailhub_engine::TaskError> {
-    Ok(matches!(
-        super::archive_bucket::presence(ctx, account, bucket, None).await?,
-        super::archive_bucket::Presence::Owned
-    ))
+    service: &str,
+    operation: &str,
+    resource: &str,
+    fut: F,
+) -> Result<T, SdkError<E, HttpResponse>>
+where
+    F: Future<Output = Result<T, SdkError<E, HttpResponse>>>,
+{
+    ctx.call(service, operation, true, resource);
+    call(account, service, operation, resource, fut).await
 }

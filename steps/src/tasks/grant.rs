@@ -6,15 +6,39 @@
 //! by one `PutBucketPolicy` (group commit): each grant queues its change, the first to hold the
 //! resource writes every queued change at once and tells the others.
 
-use super::{StepContext, call};
+use super::role_stack::RoleStackOutput;
+use super::{StepContext, call, mutate};
+use crate::drift::Finding;
 use crate::errors::{classify, service_code};
 use crate::policy::{self, Grant as PolicyGrant};
 use crate::spec::SourceSpec;
 use async_trait::async_trait;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
 use std::sync::{Arc, Mutex};
 use tokio::sync::oneshot;
-use trailhub_engine::{Applied, ApplyCtx, Plan, PlanAction, PlanCtx, RolledBack, Task, TaskError};
+use trailhub_engine::{
+    Applied, ApplyCtx, Change, NodeId, Plan, PlanAction, PlanCtx, RolledBack, Task, TaskError,
+};
+
+/// Journaled before a grant is written: the principal added (it was not there before), which
+/// rollback takes out again.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GrantUndo {
+    /// The role ARN granted.
+    pub principal: String,
+    /// Whether it was in the policy before (always `false` when journaled).
+    pub present_before: bool,
+}
+
+/// The grant in force.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GrantOutput {
+    /// The role ARN granted.
+    pub principal: String,
+    /// The archive bucket.
+    pub bucket: String,
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Op {
@@ -26,13 +50,13 @@ enum Op {
 #[derive(Debug, Clone)]
 struct Written {
     changed: bool,
-    by: String,
+    by: NodeId,
 }
 
 struct Request {
     op: Op,
     grant: PolicyGrant,
-    node: String,
+    node: NodeId,
     done: oneshot::Sender<Result<Written, TaskError>>,
 }
 
@@ -56,11 +80,9 @@ pub(crate) async fn read_policy(ctx: &StepContext) -> Result<Option<Value>, Task
     let archive = &ctx.setting.archive;
     let clients = ctx.accounts.get(&archive.account_id).await?;
     let result = call(
-        None,
         &archive.account_id,
         "s3",
         "GetBucketPolicy",
-        false,
         &archive.bucket,
         clients
             .s3
@@ -113,7 +135,7 @@ impl PolicyWriter {
     /// Queues a change and returns once it is written (by this caller or by another).
     async fn submit(
         &self,
-        ctx: &ApplyCtx,
+        ctx: &ApplyCtx<GrantUndo>,
         op: Op,
         grant: PolicyGrant,
     ) -> Result<Written, TaskError> {
@@ -124,7 +146,7 @@ impl PolicyWriter {
             .push(Request {
                 op,
                 grant,
-                node: ctx.node().to_string(),
+                node: ctx.node().clone(),
                 done,
             });
         let _exclusive = ctx.exclusive(&self.resource()).await;
@@ -144,7 +166,7 @@ impl PolicyWriter {
                 for (request, changed) in batch.into_iter().zip(flags) {
                     let _ = request.done.send(Ok(Written {
                         changed,
-                        by: ctx.node().to_string(),
+                        by: ctx.node().clone(),
                     }));
                 }
             }
@@ -162,7 +184,7 @@ impl PolicyWriter {
                     let one = self.write(ctx, std::slice::from_ref(&request)).await;
                     let _ = request.done.send(one.map(|flags| Written {
                         changed: flags[0],
-                        by: ctx.node().to_string(),
+                        by: ctx.node().clone(),
                     }));
                 }
             }
@@ -179,7 +201,11 @@ impl PolicyWriter {
 
     /// One read-modify-write applying every change of `batch`; per change, whether it changed
     /// the policy.
-    async fn write(&self, ctx: &ApplyCtx, batch: &[Request]) -> Result<Vec<bool>, TaskError> {
+    async fn write(
+        &self,
+        ctx: &ApplyCtx<GrantUndo>,
+        batch: &[Request],
+    ) -> Result<Vec<bool>, TaskError> {
         let archive = &self.ctx.setting.archive;
         let mut current = read_policy(&self.ctx).await?;
         *self.known.lock().await = Some(current.clone());
@@ -216,12 +242,11 @@ impl PolicyWriter {
                         .with_code("PolicyTooLarge")
                         .with_hint("set `policy = \"accounts\"` in the inventory (one statement naming the source accounts: about 590 fit), or split the sources over several archive buckets (one inventory each)")
                 })?;
-                call(
-                    Some(ctx),
+                mutate(
+                    ctx,
                     &archive.account_id,
                     "s3",
                     "PutBucketPolicy",
-                    true,
                     &detail,
                     clients
                         .s3
@@ -237,12 +262,11 @@ impl PolicyWriter {
                 })?;
             }
             None => {
-                call(
-                    Some(ctx),
+                mutate(
+                    ctx,
                     &archive.account_id,
                     "s3",
                     "DeleteBucketPolicy",
-                    true,
                     &detail,
                     clients
                         .s3
@@ -260,12 +284,61 @@ impl PolicyWriter {
     }
 }
 
+/// The grant's drift as verify reports it: the statements of `policy` (the archive's, `None`
+/// when it has none) that do not name the source's role `role_arn`.
+pub(crate) fn findings(
+    ctx: &StepContext,
+    source: &SourceSpec,
+    role_arn: &str,
+    policy: Option<&Value>,
+) -> Vec<Finding> {
+    let grant = grant_of(ctx, source, role_arn.to_string());
+    let resource = format!("archive bucket {} policy", ctx.setting.archive.bucket);
+    drift(policy, &grant)
+        .into_iter()
+        .map(|c| {
+            let expected = format!("includes {}", c.to);
+            Finding::new(
+                &source.account_id,
+                &resource,
+                &c.field,
+                expected,
+                "(missing)",
+            )
+        })
+        .collect()
+}
+
+/// How `policy` differs from one that grants `grant`: the grant's one comparison.
+fn drift(policy: Option<&Value>, grant: &PolicyGrant) -> Vec<Change> {
+    policy::missing(policy, grant)
+        .into_iter()
+        .map(|sid| {
+            Change::new(
+                format!("Statement[{sid}].Principal.AWS"),
+                None,
+                grant.listed_principal(),
+            )
+        })
+        .collect()
+}
+
+fn grant_of(ctx: &StepContext, source: &SourceSpec, principal: String) -> PolicyGrant {
+    PolicyGrant {
+        mode: ctx.setting.policy,
+        bucket_arn: ctx.setting.bucket_arn(&ctx.setting.archive.bucket),
+        principal,
+        account: source.account_id.clone(),
+        prefix: source.prefix.clone(),
+    }
+}
+
 /// Grants one source's role on the archive bucket.
 #[derive(Debug)]
 pub struct Grant {
     ctx: StepContext,
     source: SourceSpec,
-    role_node: String,
+    role_node: NodeId,
     writer: Arc<PolicyWriter>,
 }
 
@@ -274,44 +347,27 @@ impl Grant {
     pub fn new(
         ctx: StepContext,
         source: SourceSpec,
-        role_node: &str,
+        role_node: &NodeId,
         writer: Arc<PolicyWriter>,
     ) -> Self {
         Grant {
             ctx,
             source,
-            role_node: role_node.to_string(),
+            role_node: role_node.clone(),
             writer,
         }
     }
 
     fn grant(&self, principal: String) -> PolicyGrant {
-        PolicyGrant {
-            mode: self.ctx.setting.policy,
-            bucket_arn: self
-                .ctx
-                .setting
-                .bucket_arn(&self.ctx.setting.archive.bucket),
-            principal,
-            account: self.source.account_id.clone(),
-            prefix: self.source.prefix.clone(),
-        }
-    }
-
-    fn principal(&self, ctx: Option<&ApplyCtx>) -> String {
-        ctx.and_then(|c| c.input(&self.role_node))
-            .and_then(|o| o["role_arn"].as_str())
-            .map(str::to_string)
-            .unwrap_or_else(|| {
-                self.ctx
-                    .setting
-                    .role_arn(&self.source.account_id, &self.source.role_name)
-            })
+        grant_of(&self.ctx, &self.source, principal)
     }
 }
 
 #[async_trait]
 impl Task for Grant {
+    type Undo = GrantUndo;
+    type Output = GrantOutput;
+
     fn describe(&self) -> String {
         format!(
             "allow {}'s role {} in the policy of {}",
@@ -320,39 +376,38 @@ impl Task for Grant {
     }
 
     async fn plan(&self, _ctx: &PlanCtx) -> Result<Plan, TaskError> {
-        let grant = self.grant(self.principal(None));
+        // Before apply, the role's ARN is the one its name implies (the stack reports it).
+        let principal = self
+            .ctx
+            .setting
+            .role_arn(&self.source.account_id, &self.source.role_name);
         let current = read_policy(&self.ctx).await?;
-        let missing = policy::missing(current.as_ref(), &grant);
-        if missing.is_empty() {
-            return Ok(Plan::new(PlanAction::NoOp));
-        }
-        let mut plan = Plan::new(if current.is_some() {
-            PlanAction::Update
-        } else {
-            PlanAction::Create
-        });
-        for sid in missing {
-            plan = plan.change(
-                &format!("Statement[{sid}].Principal.AWS"),
-                None,
-                grant.listed_principal(),
-            );
-        }
-        Ok(plan)
+        let changes = drift(current.as_ref(), &self.grant(principal));
+        Ok(match (changes.is_empty(), current.is_some()) {
+            (true, _) => Plan::new(PlanAction::NoOp),
+            (false, true) => Plan::new(PlanAction::Update).changes(changes),
+            (false, false) => Plan::new(PlanAction::Create).changes(changes),
+        })
     }
 
-    async fn apply(&self, ctx: &ApplyCtx) -> Result<Applied, TaskError> {
-        let principal = self.principal(Some(ctx));
+    async fn apply(&self, ctx: &ApplyCtx<GrantUndo>) -> Result<Applied<GrantOutput>, TaskError> {
+        let principal = ctx.input::<RoleStackOutput>(&self.role_node)?.role_arn;
         let grant = self.grant(principal.clone());
-        let outputs = json!({ "principal": principal, "bucket": self.ctx.setting.archive.bucket });
+        let outputs = GrantOutput {
+            principal: principal.clone(),
+            bucket: self.ctx.setting.archive.bucket.clone(),
+        };
         let current = self.writer.known_policy().await?;
-        if policy::missing(current.as_ref(), &grant).is_empty() {
+        if drift(current.as_ref(), &grant).is_empty() {
             return Ok(Applied::unchanged(outputs));
         }
-        ctx.record_undo(json!({ "principal": principal, "present_before": false }))
-            .await?;
+        ctx.record_undo(GrantUndo {
+            principal,
+            present_before: false,
+        })
+        .await?;
         let written = self.writer.submit(ctx, Op::Add, grant).await?;
-        if written.by != ctx.node() {
+        if written.by != *ctx.node() {
             ctx.note(format!("granted in the policy write of {}", written.by));
         }
         Ok(Applied {
@@ -363,21 +418,19 @@ impl Task for Grant {
 
     async fn rollback(
         &self,
-        undo: Option<&Value>,
-        ctx: &ApplyCtx,
+        undo: Option<GrantUndo>,
+        ctx: &ApplyCtx<GrantUndo>,
     ) -> Result<RolledBack, TaskError> {
-        let Some(undo) = undo else {
-            return Ok(RolledBack::default());
-        };
-        if undo["present_before"].as_bool() != Some(false) {
-            return Ok(RolledBack::default());
-        }
-        let Some(principal) = undo["principal"].as_str() else {
+        let Some(GrantUndo {
+            principal,
+            present_before: false,
+        }) = undo
+        else {
             return Ok(RolledBack::default());
         };
         let written = self
             .writer
-            .submit(ctx, Op::Remove, self.grant(principal.to_string()))
+            .submit(ctx, Op::Remove, self.grant(principal.clone()))
             .await?;
         Ok(RolledBack {
             changed: written.changed,

@@ -3,7 +3,7 @@
 
 use super::StepContext;
 use async_trait::async_trait;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
 use trailhub_engine::{Applied, ApplyCtx, Plan, PlanAction, PlanCtx, RolledBack, Task, TaskError};
 
 /// Checks an account's identity.
@@ -11,6 +11,15 @@ use trailhub_engine::{Applied, ApplyCtx, Plan, PlanAction, PlanCtx, RolledBack, 
 pub struct Identity {
     ctx: StepContext,
     account: String,
+}
+
+/// Who the credentials turned out to be.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IdentityOutput {
+    /// The account id they resolve to (the declared one).
+    pub account: String,
+    /// The caller's ARN.
+    pub caller: String,
 }
 
 impl Identity {
@@ -25,6 +34,9 @@ impl Identity {
 
 #[async_trait]
 impl Task for Identity {
+    type Undo = ();
+    type Output = IdentityOutput;
+
     fn describe(&self) -> String {
         format!(
             "check that the credentials resolve to account {}",
@@ -38,18 +50,18 @@ impl Task for Identity {
             .note(format!("credentials resolve to {}", clients.caller_arn)))
     }
 
-    async fn apply(&self, _ctx: &ApplyCtx) -> Result<Applied, TaskError> {
+    async fn apply(&self, _ctx: &ApplyCtx<()>) -> Result<Applied<IdentityOutput>, TaskError> {
         let clients = self.ctx.accounts.get(&self.account).await?;
-        Ok(Applied::unchanged(json!({
-            "account": clients.account_id,
-            "caller": clients.caller_arn,
-        })))
+        Ok(Applied::unchanged(IdentityOutput {
+            account: clients.account_id.clone(),
+            caller: clients.caller_arn.clone(),
+        }))
     }
 
     async fn rollback(
         &self,
-        _undo: Option<&Value>,
-        _ctx: &ApplyCtx,
+        _undo: Option<()>,
+        _ctx: &ApplyCtx<()>,
     ) -> Result<RolledBack, TaskError> {
         Ok(RolledBack::default())
     }

@@ -2,30 +2,30 @@
 //!
 //! Every task is idempotent: it probes live state, and acts only where it differs from the
 //! article's. Before its first mutation it journals the state it found (write-ahead undo record).
+//! Each step's module owns its resource: how it is read, the one comparison with what the
+//! inventory implies (used by plan, apply and verify alike), and its typed undo record and
+//! outputs.
 
-mod archive_bucket;
-mod bucket_check;
+pub(crate) mod archive_bucket;
+pub(crate) mod bucket_check;
 mod context;
-mod grant;
+pub(crate) mod grant;
 mod identity;
-mod replication;
-mod role_stack;
+pub(crate) mod replication;
+pub(crate) mod role_stack;
 mod verify;
-mod versioning;
+pub(crate) mod versioning;
 
-pub use archive_bucket::ArchiveBucket;
-pub use bucket_check::BucketCheck;
-pub use grant::{Grant, PolicyWriter};
-pub use identity::Identity;
-pub use replication::Replication;
-pub use role_stack::RoleStack;
-pub use verify::Verify;
-pub use versioning::Versioning;
+pub use archive_bucket::{ArchiveBucket, ArchiveBucketUndo, BucketOutput};
+pub use bucket_check::{BucketCheck, BucketCheckOutput};
+pub use grant::{Grant, GrantOutput, GrantUndo, PolicyWriter};
+pub use identity::{Identity, IdentityOutput};
+pub use replication::{Replication, ReplicationOutput, ReplicationUndo};
+pub use role_stack::{RoleStack, RoleStackOutput, RoleStackUndo};
+pub use verify::{Verify, VerifyInputs, VerifyOutput};
+pub use versioning::{Versioning, VersioningOutput, VersioningUndo};
 
-pub(crate) use archive_bucket::object_lock_enabled as bucket_object_lock;
-pub(crate) use bucket_check::trail_bucket as trail_check;
 pub use context::StepContext;
-pub(crate) use context::{bucket_owned, call};
+pub(crate) use context::{call, mutate};
 pub(crate) use grant::read_policy as archive_policy;
-pub(crate) use replication::live_replication as bucket_replication;
 pub(crate) use versioning::versioning_status as bucket_versioning;

@@ -1,53 +1,130 @@
-//! `S/replication`: the article's replication configuration on the source bucket, put only when
-//! what is there differs; the undo record keeps the configuration found before.
+//! `S/replication`: the article's replication configuration on the source bucket, read once,
+//! compared once ([`drift`]) for plan, apply and verify, put only when what is there differs;
+//! the undo record keeps the configuration found before.
 
-use super::{StepContext, call};
+use super::role_stack::RoleStackOutput;
+use super::{StepContext, call, mutate};
+use crate::drift::Finding;
 use crate::errors::{classify, service_code};
-use crate::replication_doc::{desired, diff, from_json, to_json};
+use crate::replication_doc::{RULE_ID, desired, diff, from_json, to_json};
 use crate::spec::SourceSpec;
 use async_trait::async_trait;
-use serde_json::{Value, json};
-use trailhub_engine::{Applied, ApplyCtx, Plan, PlanAction, PlanCtx, RolledBack, Task, TaskError};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use trailhub_engine::{
+    Applied, ApplyCtx, Change, NodeId, Plan, PlanAction, PlanCtx, RolledBack, Task, TaskError,
+};
 
 /// Puts the replication configuration on a source bucket.
 #[derive(Debug)]
 pub struct Replication {
     ctx: StepContext,
     source: SourceSpec,
-    role_node: String,
+    role_node: NodeId,
+}
+
+/// The configuration found before trailhub's was put (`None`: there was none).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReplicationUndo {
+    /// The whole configuration, in the AWS CLI's JSON shape.
+    pub previous: Option<Value>,
+}
+
+/// The configuration in force.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReplicationOutput {
+    /// The source bucket.
+    pub bucket: String,
+    /// The replication role.
+    pub role_arn: String,
+    /// The rule's ID.
+    pub rule: String,
+}
+
+/// How the live configuration differs from the article's for `source` with role `role_arn`:
+/// the one comparison of this resource.
+pub(crate) fn drift(
+    ctx: &StepContext,
+    source: &SourceSpec,
+    role_arn: &str,
+    live: Option<&Value>,
+) -> Vec<Change> {
+    let want = desired(&ctx.setting, source, role_arn);
+    diff(live, &want)
+        .into_iter()
+        .map(|(field, from, to)| Change::new(field, from, to))
+        .collect()
+}
+
+/// The replication drift as verify reports it.
+pub(crate) fn findings(
+    ctx: &StepContext,
+    source: &SourceSpec,
+    role_arn: &str,
+    live: Option<&Value>,
+) -> Vec<Finding> {
+    let account = source.account_id.as_str();
+    let resource = format!("bucket {}", source.bucket);
+    if live.is_none() {
+        return vec![Finding::new(
+            account,
+            &resource,
+            "ReplicationConfiguration",
+            "the article's rule",
+            "(none)",
+        )];
+    }
+    drift(ctx, source, role_arn, live)
+        .into_iter()
+        .map(|c| Finding::from_change(account, &resource, "Replication.", "(absent)", c))
+        .collect()
+}
+
+/// The bucket's replication configuration as JSON, `None` when it has none.
+pub(crate) async fn live_replication(
+    ctx: &StepContext,
+    source: &SourceSpec,
+) -> Result<Option<Value>, TaskError> {
+    let clients = ctx.accounts.get(&source.account_id).await?;
+    let result = call(
+        &source.account_id,
+        "s3",
+        "GetBucketReplication",
+        &source.bucket,
+        clients
+            .s3
+            .get_bucket_replication()
+            .bucket(&source.bucket)
+            .expected_bucket_owner(&source.account_id)
+            .send(),
+    )
+    .await;
+    match result {
+        Ok(out) => Ok(out.replication_configuration().map(to_json)),
+        Err(e) if service_code(&e) == Some("ReplicationConfigurationNotFoundError") => Ok(None),
+        Err(e) => Err(classify("GetBucketReplication", &source.bucket, e, &[])),
+    }
 }
 
 impl Replication {
     /// The replication of `source`; the role's ARN comes from node `role_node`'s outputs.
-    pub fn new(ctx: StepContext, source: SourceSpec, role_node: &str) -> Self {
+    pub fn new(ctx: StepContext, source: SourceSpec, role_node: &NodeId) -> Self {
         Replication {
             ctx,
             source,
-            role_node: role_node.to_string(),
+            role_node: role_node.clone(),
         }
     }
 
-    fn role_arn(&self, ctx: Option<&ApplyCtx>) -> String {
-        ctx.and_then(|c| c.input(&self.role_node))
-            .and_then(|o| o["role_arn"].as_str())
-            .map(str::to_string)
-            .unwrap_or_else(|| {
-                self.ctx
-                    .setting
-                    .role_arn(&self.source.account_id, &self.source.role_name)
-            })
-    }
-
-    async fn put(&self, ctx: &ApplyCtx, doc: &Value) -> Result<(), TaskError> {
+    async fn put(&self, ctx: &ApplyCtx<ReplicationUndo>, doc: &Value) -> Result<(), TaskError> {
         let config = from_json(doc)
             .map_err(|e| TaskError::fatal(format!("replication configuration: {e}")))?;
         let clients = self.ctx.accounts.get(&self.source.account_id).await?;
-        call(
-            Some(ctx),
+        mutate(
+            ctx,
             &self.source.account_id,
             "s3",
             "PutBucketReplication",
-            true,
             &self.source.bucket,
             clients
                 .s3
@@ -69,38 +146,33 @@ impl Replication {
             )
         })
     }
-}
 
-/// The bucket's replication configuration as JSON, `None` when it has none.
-pub(crate) async fn live_replication(
-    ctx: &StepContext,
-    source: &SourceSpec,
-) -> Result<Option<Value>, TaskError> {
-    let clients = ctx.accounts.get(&source.account_id).await?;
-    let result = call(
-        None,
-        &source.account_id,
-        "s3",
-        "GetBucketReplication",
-        false,
-        &source.bucket,
-        clients
-            .s3
-            .get_bucket_replication()
-            .bucket(&source.bucket)
-            .expected_bucket_owner(&source.account_id)
-            .send(),
-    )
-    .await;
-    match result {
-        Ok(out) => Ok(out.replication_configuration().map(to_json)),
-        Err(e) if service_code(&e) == Some("ReplicationConfigurationNotFoundError") => Ok(None),
-        Err(e) => Err(classify("GetBucketReplication", &source.bucket, e, &[])),
+    async fn delete(&self, ctx: &ApplyCtx<ReplicationUndo>) -> Result<(), TaskError> {
+        let clients = self.ctx.accounts.get(&self.source.account_id).await?;
+        mutate(
+            ctx,
+            &self.source.account_id,
+            "s3",
+            "DeleteBucketReplication",
+            &self.source.bucket,
+            clients
+                .s3
+                .delete_bucket_replication()
+                .bucket(&self.source.bucket)
+                .expected_bucket_owner(&self.source.account_id)
+                .send(),
+        )
+        .await
+        .map(|_| ())
+        .map_err(|e| classify("DeleteBucketReplication", &self.source.bucket, e, &[]))
     }
 }
 
 #[async_trait]
 impl Task for Replication {
+    type Undo = ReplicationUndo;
+    type Output = ReplicationOutput;
+
     fn describe(&self) -> String {
         format!(
             "replicate s3://{}/{} to bucket {}",
@@ -109,84 +181,65 @@ impl Task for Replication {
     }
 
     async fn plan(&self, _ctx: &PlanCtx) -> Result<Plan, TaskError> {
-        let want = desired(&self.ctx.setting, &self.source, &self.role_arn(None));
+        // Before apply, the role's ARN is the one its name implies (the stack reports it).
+        let role_arn = self
+            .ctx
+            .setting
+            .role_arn(&self.source.account_id, &self.source.role_name);
         let live = live_replication(&self.ctx, &self.source).await?;
-        if live.as_ref() == Some(&want) {
-            return Ok(Plan::new(PlanAction::NoOp));
-        }
-        let mut plan = Plan::new(if live.is_some() {
-            PlanAction::Update
-        } else {
-            PlanAction::Create
-        });
-        for (field, from, to) in diff(live.as_ref(), &want) {
-            plan = plan.change(&field, from, to);
-        }
-        Ok(plan)
+        let changes = drift(&self.ctx, &self.source, &role_arn, live.as_ref());
+        Ok(match (changes.is_empty(), live.is_some()) {
+            (true, _) => Plan::new(PlanAction::NoOp),
+            (false, true) => Plan::new(PlanAction::Update).changes(changes),
+            (false, false) => Plan::new(PlanAction::Create).changes(changes),
+        })
     }
 
-    async fn apply(&self, ctx: &ApplyCtx) -> Result<Applied, TaskError> {
-        let role_arn = self.role_arn(Some(ctx));
-        let want = desired(&self.ctx.setting, &self.source, &role_arn);
+    async fn apply(
+        &self,
+        ctx: &ApplyCtx<ReplicationUndo>,
+    ) -> Result<Applied<ReplicationOutput>, TaskError> {
+        let role_arn = ctx.input::<RoleStackOutput>(&self.role_node)?.role_arn;
         let live = live_replication(&self.ctx, &self.source).await?;
-        let outputs = json!({ "bucket": self.source.bucket, "role_arn": role_arn, "rule": crate::replication_doc::RULE_ID });
-        if live.as_ref() == Some(&want) {
+        let outputs = ReplicationOutput {
+            bucket: self.source.bucket.clone(),
+            role_arn: role_arn.clone(),
+            rule: RULE_ID.to_string(),
+        };
+        if drift(&self.ctx, &self.source, &role_arn, live.as_ref()).is_empty() {
             return Ok(Applied::unchanged(outputs));
         }
-        ctx.record_undo(json!({ "previous": live })).await?;
-        self.put(ctx, &want).await?;
+        ctx.record_undo(ReplicationUndo { previous: live }).await?;
+        self.put(ctx, &desired(&self.ctx.setting, &self.source, &role_arn))
+            .await?;
         Ok(Applied::changed(outputs))
     }
 
     async fn rollback(
         &self,
-        undo: Option<&Value>,
-        ctx: &ApplyCtx,
+        undo: Option<ReplicationUndo>,
+        ctx: &ApplyCtx<ReplicationUndo>,
     ) -> Result<RolledBack, TaskError> {
-        let Some(undo) = undo else {
+        let Some(ReplicationUndo { previous }) = undo else {
             return Ok(RolledBack::default());
         };
-        let previous = &undo["previous"];
         let live = live_replication(&self.ctx, &self.source).await?;
-        if previous.is_null() {
-            if live.is_none() {
-                return Ok(RolledBack::default());
+        let bucket = &self.source.bucket;
+        match previous {
+            None if live.is_none() => Ok(RolledBack::default()),
+            None => {
+                self.delete(ctx).await?;
+                Ok(RolledBack::undone(format!(
+                    "replication configuration of {bucket} deleted (there was none before)"
+                )))
             }
-            let clients = self.ctx.accounts.get(&self.source.account_id).await?;
-            call(
-                Some(ctx),
-                &self.source.account_id,
-                "s3",
-                "DeleteBucketReplication",
-                true,
-                &self.source.bucket,
-                clients
-                    .s3
-                    .delete_bucket_replication()
-                    .bucket(&self.source.bucket)
-                    .expected_bucket_owner(&self.source.account_id)
-                    .send(),
-            )
-            .await
-            .map_err(|e| classify("DeleteBucketReplication", &self.source.bucket, e, &[]))?;
-            return Ok(RolledBack {
-                changed: true,
-                note: Some(format!(
-                    "replication configuration of {} deleted (there was none before)",
-                    self.source.bucket
-                )),
-            });
+            Some(previous) if live.as_ref() == Some(&previous) => Ok(RolledBack::default()),
+            Some(previous) => {
+                self.put(ctx, &previous).await?;
+                Ok(RolledBack::undone(format!(
+                    "replication configuration of {bucket} restored to the one found before"
+                )))
+            }
         }
-        if live.as_ref() == Some(previous) {
-            return Ok(RolledBack::default());
-        }
-        self.put(ctx, previous).await?;
-        Ok(RolledBack {
-            changed: true,
-            note: Some(format!(
-                "replication configuration of {} restored to the one found before",
-                self.source.bucket
-            )),
-        })
     }
 }

@@ -4,20 +4,29 @@
 //! for; one in `ROLLBACK_COMPLETE` (a failed creation) is deleted and created again; a complete
 //! one is updated when its template or parameters differ, and left alone otherwise. Failures
 //! report the stack's failure events.
+//!
+//! Two resources, each read once and compared once: the stack ([`Phase`], and the template's
+//! differences), and its role ([`read_role`], [`RoleDocs::drift`]), whose documents can be
+//! edited outside CloudFormation (which does not see it). Plan, apply and verify use the same
+//! comparisons.
 
-use super::{StepContext, call};
+use super::{StepContext, call, mutate};
+use crate::drift::Finding;
 use crate::errors::{classify, service_code};
 use crate::policy;
 use crate::spec::SourceSpec;
 use crate::template::{resolved_inline_policy, role_template, trust_policy};
-
-/// The inline policy's name in the article's template.
-const INLINE_POLICY: &str = "S3ReplicationPolicy";
 use async_trait::async_trait;
 use aws_sdk_cloudformation::types::{Capability, Parameter, Stack, StackStatus};
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
 use std::time::Instant;
-use trailhub_engine::{Applied, ApplyCtx, Plan, PlanAction, PlanCtx, RolledBack, Task, TaskError};
+use trailhub_engine::{
+    Applied, ApplyCtx, Change, Plan, PlanAction, PlanCtx, RolledBack, Task, TaskError,
+};
+
+/// The inline policy's name in the article's template.
+pub(crate) const INLINE_POLICY: &str = "S3ReplicationPolicy";
 
 /// Creates or updates a source account's role stack.
 #[derive(Debug)]
@@ -26,9 +35,287 @@ pub struct RoleStack {
     source: SourceSpec,
 }
 
-enum Desired {
-    Same,
-    Differs(Vec<(String, Option<String>, String)>),
+/// What the role stack's apply found before it changed anything: what rollback restores.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum RoleStackUndo {
+    /// There was no stack (or a failed creation, or one whose role was deleted): rollback
+    /// deletes the stack, and its role with it.
+    Created,
+    /// The stack existed with another template or parameters: rollback puts them back.
+    Template {
+        /// The earlier template's body (`None` when CloudFormation returned none).
+        template: Option<String>,
+        /// The earlier parameters, `(key, value)`.
+        parameters: Vec<(String, String)>,
+    },
+    /// The stack was as wanted, but its role's documents had been edited by hand: rollback
+    /// puts those documents back.
+    RoleDocuments {
+        /// The inline policy found (`None`: absent or unreadable).
+        inline: Option<Value>,
+        /// The trust policy found (`None`: unreadable).
+        trust: Option<Value>,
+    },
+}
+
+/// The replication role, as the stack made it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RoleStackOutput {
+    /// The role's ARN (the stack's `ReplicationRoleArn` output, or the role's own).
+    pub role_arn: String,
+    /// The role's name.
+    pub role_name: String,
+    /// The stack's id.
+    pub stack_id: Option<String>,
+}
+
+/// Where a stack stands, as apply and plan treat it.
+enum Phase {
+    Missing,
+    /// Changing, and will settle by itself.
+    InProgress(Stack),
+    /// A failed creation, to delete and create again.
+    RollbackComplete,
+    /// Settled: its template and role are compared.
+    Complete(Stack),
+    /// Anything else (`REVIEW_IN_PROGRESS`, a failed update…): reported, not touched.
+    Stuck(Stack),
+}
+
+impl Phase {
+    fn of(stack: Option<Stack>) -> Phase {
+        match stack {
+            None => Phase::Missing,
+            Some(s) if in_progress(&s) => Phase::InProgress(s),
+            Some(s) if s.stack_status() == Some(&StackStatus::RollbackComplete) => {
+                Phase::RollbackComplete
+            }
+            Some(s) if is_complete(&s) => Phase::Complete(s),
+            Some(s) => Phase::Stuck(s),
+        }
+    }
+}
+
+/// A policy document as IAM holds it.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Doc {
+    Absent,
+    Unreadable,
+    Json(Value),
+}
+
+impl Doc {
+    fn json(&self) -> Option<&Value> {
+        match self {
+            Doc::Json(v) => Some(v),
+            _ => None,
+        }
+    }
+
+    fn describe(&self) -> String {
+        match self {
+            Doc::Absent => "(none)".into(),
+            Doc::Unreadable => "(unreadable)".into(),
+            Doc::Json(v) => v.to_string(),
+        }
+    }
+
+    /// A document as IAM returns it: URL-encoded JSON.
+    fn decoded(text: &str) -> Doc {
+        percent_encoding::percent_decode_str(text)
+            .decode_utf8()
+            .ok()
+            .and_then(|t| serde_json::from_str(&t).ok())
+            .map_or(Doc::Unreadable, Doc::Json)
+    }
+
+    /// Whether the document means `want` (principal and action lists compared as sets).
+    fn means(&self, want: &Value) -> bool {
+        self.json()
+            .is_some_and(|v| policy::normalize(v) == policy::normalize(want))
+    }
+}
+
+/// The role as IAM holds it.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct RoleDocs {
+    arn: String,
+    trust: Doc,
+    inline: Doc,
+}
+
+/// One way the role differs from the template's.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum RoleField {
+    Trust(Value),
+    Inline(Value),
+    Arn(String),
+}
+
+impl RoleDocs {
+    /// How the role differs from what the template makes for `source` (and, when given, from
+    /// the ARN the stack reported): the role's one comparison.
+    pub(crate) fn drift(
+        &self,
+        ctx: &StepContext,
+        source: &SourceSpec,
+        arn: Option<&str>,
+    ) -> Vec<RoleField> {
+        let mut out = Vec::new();
+        let trust = trust_policy(&ctx.setting, source);
+        if !self.trust.means(&trust) {
+            out.push(RoleField::Trust(trust));
+        }
+        let inline = resolved_inline_policy(&ctx.setting, source);
+        if !self.inline.means(&inline) {
+            out.push(RoleField::Inline(inline));
+        }
+        if let Some(arn) = arn.filter(|a| *a != self.arn) {
+            out.push(RoleField::Arn(arn.to_string()));
+        }
+        out
+    }
+
+    fn finding(&self, account: &str, resource: &str, field: RoleField) -> Finding {
+        let finding = |name: &str, want: String, got: String| {
+            Finding::new(account, resource, name, want, got)
+        };
+        match field {
+            RoleField::Trust(want) => finding(
+                "AssumeRolePolicyDocument",
+                want.to_string(),
+                self.trust.describe(),
+            ),
+            RoleField::Inline(_) if self.inline == Doc::Absent => {
+                finding(INLINE_POLICY, "present".into(), "(none)".into())
+            }
+            RoleField::Inline(want) => {
+                finding(INLINE_POLICY, want.to_string(), self.inline.describe())
+            }
+            RoleField::Arn(want) => finding("Arn", want, self.arn.clone()),
+        }
+    }
+}
+
+/// Reads the replication role (GetRole, then its inline policy); `None` when it does not exist.
+pub(crate) async fn read_role(
+    ctx: &StepContext,
+    source: &SourceSpec,
+) -> Result<Option<RoleDocs>, TaskError> {
+    let account = source.account_id.as_str();
+    let role = source.role_name.as_str();
+    let clients = ctx.accounts.get(account).await?;
+    let got = call(
+        account,
+        "iam",
+        "GetRole",
+        role,
+        clients.iam.get_role().role_name(role).send(),
+    )
+    .await;
+    let (arn, trust) = match got {
+        Ok(out) => {
+            let role = out.role();
+            let trust = role
+                .and_then(|r| r.assume_role_policy_document())
+                .map_or(Doc::Unreadable, Doc::decoded);
+            (role.map(|r| r.arn().to_string()).unwrap_or_default(), trust)
+        }
+        Err(e) if service_code(&e) == Some("NoSuchEntity") => return Ok(None),
+        Err(e) => return Err(classify("GetRole", role, e, &[])),
+    };
+    let inline = call(
+        account,
+        "iam",
+        "GetRolePolicy",
+        role,
+        clients
+            .iam
+            .get_role_policy()
+            .role_name(role)
+            .policy_name(INLINE_POLICY)
+            .send(),
+    )
+    .await;
+    let inline = match inline {
+        Ok(out) => Doc::decoded(out.policy_document()),
+        Err(e) if service_code(&e) == Some("NoSuchEntity") => Doc::Absent,
+        Err(e) => return Err(classify("GetRolePolicy", role, e, &[])),
+    };
+    Ok(Some(RoleDocs { arn, trust, inline }))
+}
+
+/// The role stack's drift as verify reports it: the stack's status, and the role's documents
+/// and ARN (`role_arn`: what the stack reported, or the ARN the name implies).
+pub(crate) async fn findings(
+    ctx: &StepContext,
+    source: &SourceSpec,
+    role_arn: &str,
+) -> Result<Vec<Finding>, TaskError> {
+    let account = source.account_id.as_str();
+    let (stack, role) = tokio::join!(describe_stack(ctx, source), read_role(ctx, source));
+    let mut out = Vec::new();
+    let role_res = format!("role {}", source.role_name);
+    match role? {
+        None => out.push(Finding::new(account, &role_res, "exists", "true", "false")),
+        Some(docs) => out.extend(
+            docs.drift(ctx, source, Some(role_arn))
+                .into_iter()
+                .map(|f| docs.finding(account, &role_res, f)),
+        ),
+    }
+    let stack_res = format!("stack {}", source.stack_name);
+    match stack? {
+        None => out.push(Finding::new(account, &stack_res, "exists", "true", "false")),
+        Some(s)
+            if !matches!(
+                s.stack_status(),
+                Some(StackStatus::CreateComplete | StackStatus::UpdateComplete)
+            ) =>
+        {
+            out.push(Finding::new(
+                account,
+                &stack_res,
+                "StackStatus",
+                "CREATE_COMPLETE or UPDATE_COMPLETE",
+                status(Some(&s)),
+            ))
+        }
+        Some(_) => {}
+    }
+    Ok(out)
+}
+
+/// The stack, `None` when it does not exist.
+async fn describe_stack(
+    ctx: &StepContext,
+    source: &SourceSpec,
+) -> Result<Option<Stack>, TaskError> {
+    let name = source.stack_name.as_str();
+    let clients = ctx.accounts.get(&source.account_id).await?;
+    let result = call(
+        &source.account_id,
+        "cloudformation",
+        "DescribeStacks",
+        name,
+        clients.cfn.describe_stacks().stack_name(name).send(),
+    )
+    .await;
+    match result {
+        Ok(out) => Ok(out.stacks().first().cloned()),
+        // CloudFormation models no "stack not found" error: DescribeStacks by name answers
+        // ValidationError, which for a valid name (checked by the inventory) means absent.
+        Err(e) if service_code(&e) == Some("ValidationError") => Ok(None),
+        Err(e) => Err(classify("DescribeStacks", name, e, &[])),
+    }
+}
+
+/// What apply does next once the stack is settled and compared.
+enum Next {
+    Finished(Applied<RoleStackOutput>),
+    /// The stack was deleted (its role was gone): create it again.
+    Again,
 }
 
 impl RoleStack {
@@ -45,32 +332,11 @@ impl RoleStack {
         &self.source.account_id
     }
 
-    async fn describe_stack(&self) -> Result<Option<Stack>, TaskError> {
-        let clients = self.ctx.accounts.get(self.account()).await?;
-        let result = call(
-            None,
-            self.account(),
-            "cloudformation",
-            "DescribeStacks",
-            false,
-            self.name(),
-            clients.cfn.describe_stacks().stack_name(self.name()).send(),
-        )
-        .await;
-        match result {
-            Ok(out) => Ok(out.stacks().first().cloned()),
-            // CloudFormation models no "stack not found" error: DescribeStacks by name answers
-            // ValidationError, which for a valid name (checked by the inventory) means absent.
-            Err(e) if service_code(&e) == Some("ValidationError") => Ok(None),
-            Err(e) => Err(classify("DescribeStacks", self.name(), e, &[])),
-        }
-    }
-
     /// Polls until the stack is no longer changing; `None` once it is gone.
     async fn settle(&self) -> Result<Option<Stack>, TaskError> {
         let started = Instant::now();
         loop {
-            let stack = self.describe_stack().await?;
+            let stack = describe_stack(&self.ctx, &self.source).await?;
             match &stack {
                 Some(s) if in_progress(s) => {}
                 _ => return Ok(stack),
@@ -94,11 +360,9 @@ impl RoleStack {
             return String::new();
         };
         let events = call(
-            None,
             self.account(),
             "cloudformation",
             "DescribeStackEvents",
-            false,
             self.name(),
             clients
                 .cfn
@@ -155,50 +419,46 @@ impl RoleStack {
         .with_hint("read the stack events above, fix the cause (an existing role of that name, permissions), then `trailhub resume`")
     }
 
-    async fn compare(&self, stack: &Stack) -> Result<Desired, TaskError> {
+    /// How the stack's template and parameters differ from the article's (the stack's one
+    /// comparison), with the live template's body (an update's undo record keeps it).
+    async fn template_drift(
+        &self,
+        stack: &Stack,
+    ) -> Result<(Vec<Change>, Option<String>), TaskError> {
         let (template, params) = role_template(&self.ctx.setting, &self.source);
         let clients = self.ctx.accounts.get(self.account()).await?;
         let live = call(
-            None,
             self.account(),
             "cloudformation",
             "GetTemplate",
-            false,
             self.name(),
             clients.cfn.get_template().stack_name(self.name()).send(),
         )
         .await
         .map_err(|e| classify("GetTemplate", self.name(), e, &[]))?;
+        let body = live.template_body().map(str::to_string);
         let mut changes = Vec::new();
-        let live_body = live.template_body().unwrap_or_default();
-        let live_json: Option<Value> = serde_json::from_str(live_body).ok();
+        let live_json: Option<Value> = body.as_deref().and_then(|b| serde_json::from_str(b).ok());
         let want_json: Value = serde_json::from_str(&template).expect("our template is JSON");
         if live_json.as_ref() != Some(&want_json) {
-            changes.push((
-                "TemplateBody".to_string(),
-                Some("(differs)".to_string()),
-                "the article's template".to_string(),
+            changes.push(Change::new(
+                "TemplateBody",
+                Some("(differs)".into()),
+                "the article's template",
             ));
         }
         for (key, value) in params {
-            let live_value = stack
-                .parameters()
-                .iter()
-                .find(|p| p.parameter_key() == Some(key.as_str()))
-                .and_then(|p| p.parameter_value())
-                .map(str::to_string);
+            let live_value = parameter(stack, &key);
             if live_value.as_deref() != Some(value.as_str()) {
-                changes.push((format!("Parameters.{key}"), live_value, value));
+                changes.push(Change::new(format!("Parameters.{key}"), live_value, value));
             }
         }
-        Ok(if changes.is_empty() {
-            Desired::Same
-        } else {
-            Desired::Differs(changes)
-        })
+        Ok((changes, body))
     }
 
-    fn outputs(&self, stack: &Stack) -> Value {
+    /// What the stack made: the role's ARN from the stack's output or, for a stack without that
+    /// output, from the role itself (never a guess from its name).
+    async fn outputs(&self, stack: &Stack) -> Result<RoleStackOutput, TaskError> {
         let output = |key: &str| {
             stack
                 .outputs()
@@ -207,45 +467,45 @@ impl RoleStack {
                 .and_then(|o| o.output_value())
                 .map(str::to_string)
         };
-        let role_arn = output("ReplicationRoleArn").unwrap_or_else(|| {
-            self.ctx
-                .setting
-                .role_arn(self.account(), &self.source.role_name)
-        });
-        let role_name =
-            output("ReplicationRoleName").unwrap_or_else(|| self.source.role_name.clone());
-        json!({
-            "role_arn": role_arn,
-            "role_name": role_name,
-            "stack_id": stack.stack_id(),
+        let role_arn = match output("ReplicationRoleArn") {
+            Some(arn) => arn,
+            None => match read_role(&self.ctx, &self.source).await? {
+                Some(docs) => docs.arn,
+                None => {
+                    return Err(TaskError::fatal(format!(
+                        "stack {} has no ReplicationRoleArn output and role {} does not exist",
+                        self.name(),
+                        self.source.role_name
+                    ))
+                    .with_code("RoleMissing"));
+                }
+            },
+        };
+        Ok(RoleStackOutput {
+            role_arn,
+            role_name: output("ReplicationRoleName")
+                .unwrap_or_else(|| self.source.role_name.clone()),
+            stack_id: stack.stack_id().map(str::to_string),
         })
     }
 
     /// Creates the stack; `Ok(false)` when it exists already (a CreateStack of an earlier
     /// attempt still in flight when its process died, say), to be waited for and compared.
-    async fn create(&self, ctx: &ApplyCtx) -> Result<bool, TaskError> {
+    async fn create(&self, ctx: &ApplyCtx<RoleStackUndo>) -> Result<bool, TaskError> {
         let (template, params) = role_template(&self.ctx.setting, &self.source);
         let clients = self.ctx.accounts.get(self.account()).await?;
-        let mut request = clients
+        let request = clients
             .cfn
             .create_stack()
             .stack_name(self.name())
             .template_body(template)
-            .capabilities(Capability::CapabilityNamedIam);
-        for (k, v) in params {
-            request = request.parameters(
-                Parameter::builder()
-                    .parameter_key(k)
-                    .parameter_value(v)
-                    .build(),
-            );
-        }
-        let result = call(
-            Some(ctx),
+            .capabilities(Capability::CapabilityNamedIam)
+            .set_parameters(Some(parameters(params)));
+        let result = mutate(
+            ctx,
             self.account(),
             "cloudformation",
             "CreateStack",
-            true,
             self.name(),
             request.send(),
         )
@@ -257,33 +517,26 @@ impl RoleStack {
         }
     }
 
+    /// Updates the stack to `template`; `Ok(false)` when CloudFormation finds nothing to change.
     async fn update(
         &self,
-        ctx: &ApplyCtx,
+        ctx: &ApplyCtx<RoleStackUndo>,
         template: String,
         params: Vec<(String, String)>,
     ) -> Result<bool, TaskError> {
         let clients = self.ctx.accounts.get(self.account()).await?;
-        let mut request = clients
+        let request = clients
             .cfn
             .update_stack()
             .stack_name(self.name())
             .template_body(template)
-            .capabilities(Capability::CapabilityNamedIam);
-        for (k, v) in params {
-            request = request.parameters(
-                Parameter::builder()
-                    .parameter_key(k)
-                    .parameter_value(v)
-                    .build(),
-            );
-        }
-        match call(
-            Some(ctx),
+            .capabilities(Capability::CapabilityNamedIam)
+            .set_parameters(Some(parameters(params)));
+        match mutate(
+            ctx,
             self.account(),
             "cloudformation",
             "UpdateStack",
-            true,
             self.name(),
             request.send(),
         )
@@ -295,14 +548,30 @@ impl RoleStack {
         }
     }
 
-    async fn delete(&self, ctx: &ApplyCtx) -> Result<(), TaskError> {
+    /// Updates the stack and waits for it; `Ok(None)` when there was nothing to update.
+    async fn update_and_wait(
+        &self,
+        ctx: &ApplyCtx<RoleStackUndo>,
+        template: String,
+        params: Vec<(String, String)>,
+        doing: &str,
+    ) -> Result<Option<Stack>, TaskError> {
+        if !self.update(ctx, template, params).await? {
+            return Ok(None);
+        }
+        match self.settle().await? {
+            Some(u) if u.stack_status() == Some(&StackStatus::UpdateComplete) => Ok(Some(u)),
+            other => Err(self.failed(other.as_ref(), doing).await),
+        }
+    }
+
+    async fn delete(&self, ctx: &ApplyCtx<RoleStackUndo>) -> Result<(), TaskError> {
         let clients = self.ctx.accounts.get(self.account()).await?;
-        call(
-            Some(ctx),
+        mutate(
+            ctx,
             self.account(),
             "cloudformation",
             "DeleteStack",
-            true,
             self.name(),
             clients.cfn.delete_stack().stack_name(self.name()).send(),
         )
@@ -314,110 +583,21 @@ impl RoleStack {
             Some(s) => Err(self.failed(Some(&s), "DeleteStack").await),
         }
     }
-}
 
-/// How the stack's role differs from the template's (edits made outside CloudFormation, which
-/// CloudFormation does not see).
-enum RoleDrift {
-    Same,
-    Missing,
-    Differs {
-        fields: Vec<String>,
-        inline: Option<Value>,
-        trust: Option<Value>,
-    },
-}
-
-fn decode_document(text: &str) -> Option<Value> {
-    let decoded = percent_encoding::percent_decode_str(text)
-        .decode_utf8()
-        .ok()?;
-    serde_json::from_str(&decoded).ok()
-}
-
-impl RoleStack {
-    async fn role_drift(&self) -> Result<RoleDrift, TaskError> {
-        let clients = self.ctx.accounts.get(self.account()).await?;
-        let role = self.source.role_name.as_str();
-        let got = call(
-            None,
-            self.account(),
-            "iam",
-            "GetRole",
-            false,
-            role,
-            clients.iam.get_role().role_name(role).send(),
-        )
-        .await;
-        let trust = match got {
-            Ok(out) => out
-                .role()
-                .and_then(|r| r.assume_role_policy_document())
-                .and_then(decode_document),
-            Err(e) if service_code(&e) == Some("NoSuchEntity") => return Ok(RoleDrift::Missing),
-            Err(e) => return Err(classify("GetRole", role, e, &[])),
-        };
-        let inline = call(
-            None,
-            self.account(),
-            "iam",
-            "GetRolePolicy",
-            false,
-            role,
-            clients
-                .iam
-                .get_role_policy()
-                .role_name(role)
-                .policy_name(INLINE_POLICY)
-                .send(),
-        )
-        .await;
-        let inline = match inline {
-            Ok(out) => decode_document(out.policy_document()),
-            Err(e) if service_code(&e) == Some("NoSuchEntity") => None,
-            Err(e) => return Err(classify("GetRolePolicy", role, e, &[])),
-        };
-        let mut fields = Vec::new();
-        let want_trust = trust_policy(&self.ctx.setting, &self.source);
-        if trust.as_ref().map(policy::normalize) != Some(policy::normalize(&want_trust)) {
-            fields.push("AssumeRolePolicyDocument".to_string());
-        }
-        let want_inline = resolved_inline_policy(&self.ctx.setting, &self.source);
-        if inline.as_ref().map(policy::normalize) != Some(policy::normalize(&want_inline)) {
-            fields.push(INLINE_POLICY.to_string());
-        }
-        Ok(if fields.is_empty() {
-            RoleDrift::Same
-        } else {
-            RoleDrift::Differs {
-                fields,
-                inline,
-                trust,
-            }
-        })
-    }
-
-    /// Puts the role's inline and trust policies: the template's when `None`, else the given ones.
+    /// Puts the role's inline and trust policies.
     async fn restore_role(
         &self,
-        ctx: &ApplyCtx,
-        inline: Option<&Value>,
-        trust: Option<&Value>,
+        ctx: &ApplyCtx<RoleStackUndo>,
+        inline: &Value,
+        trust: &Value,
     ) -> Result<(), TaskError> {
         let clients = self.ctx.accounts.get(self.account()).await?;
         let role = self.source.role_name.as_str();
-        let inline = inline
-            .cloned()
-            .unwrap_or_else(|| resolved_inline_policy(&self.ctx.setting, &self.source));
-        let trust = trust
-            .cloned()
-            .unwrap_or_else(|| trust_policy(&self.ctx.setting, &self.source));
-        call(
-            Some(ctx),
+        mutate(
+            ctx,
             self.account(),
             "iam",
             "PutRolePolicy",
-            true,
             &format!("{role} {INLINE_POLICY}"),
             clients
                 .iam
@@ -429,12 +609,11 @@ impl RoleStack {
         )
         .await
         .map_err(|e| classify("PutRolePolicy", role, e, &[]))?;
-        call(
-            Some(ctx),
+        mutate(
+            ctx,
             self.account(),
             "iam",
             "UpdateAssumeRolePolicy",
-            true,
             role,
             clients
                 .iam
@@ -447,6 +626,140 @@ impl RoleStack {
         .map_err(|e| classify("UpdateAssumeRolePolicy", role, e, &[]))?;
         Ok(())
     }
+
+    /// A missing stack: created and waited for. `Ok(None)` when another CreateStack got there
+    /// first: the caller waits for it and compares it.
+    async fn create_and_wait(
+        &self,
+        ctx: &ApplyCtx<RoleStackUndo>,
+    ) -> Result<Option<Applied<RoleStackOutput>>, TaskError> {
+        ctx.record_undo(RoleStackUndo::Created).await?;
+        if !self.create(ctx).await? {
+            ctx.note(format!(
+                "stack {} appeared meanwhile: waiting for it",
+                self.name()
+            ));
+            return Ok(None);
+        }
+        match self.settle().await? {
+            Some(s) if s.stack_status() == Some(&StackStatus::CreateComplete) => {
+                Ok(Some(Applied::changed(self.outputs(&s).await?)))
+            }
+            other => Err(self.failed(other.as_ref(), "CreateStack").await),
+        }
+    }
+
+    /// A settled stack: updated when its template differs, its role restored when edited by
+    /// hand, deleted (to be created again) when its role is gone.
+    async fn converge(
+        &self,
+        ctx: &ApplyCtx<RoleStackUndo>,
+        stack: &Stack,
+    ) -> Result<Next, TaskError> {
+        let (changes, live_template) = self.template_drift(stack).await?;
+        if !changes.is_empty() {
+            let parameters = stack
+                .parameters()
+                .iter()
+                .filter_map(|p| {
+                    Some((
+                        p.parameter_key()?.to_string(),
+                        p.parameter_value()?.to_string(),
+                    ))
+                })
+                .collect();
+            ctx.record_undo(RoleStackUndo::Template {
+                template: live_template,
+                parameters,
+            })
+            .await?;
+            let (template, params) = role_template(&self.ctx.setting, &self.source);
+            let updated = self
+                .update_and_wait(ctx, template, params, "UpdateStack")
+                .await?;
+            return Ok(Next::Finished(match updated {
+                Some(u) => Applied::changed(self.outputs(&u).await?),
+                None => Applied::unchanged(self.outputs(stack).await?),
+            }));
+        }
+        let Some(docs) = read_role(&self.ctx, &self.source).await? else {
+            ctx.record_undo(RoleStackUndo::Created).await?;
+            ctx.note(format!(
+                "role {} of stack {} was deleted outside CloudFormation: deleting the stack to create it again",
+                self.source.role_name,
+                self.name()
+            ));
+            self.delete(ctx).await?;
+            return Ok(Next::Again);
+        };
+        let drift = docs.drift(&self.ctx, &self.source, None);
+        if drift.is_empty() {
+            return Ok(Next::Finished(Applied::unchanged(
+                self.outputs(stack).await?,
+            )));
+        }
+        ctx.record_undo(RoleStackUndo::RoleDocuments {
+            inline: docs.inline.json().cloned(),
+            trust: docs.trust.json().cloned(),
+        })
+        .await?;
+        let inline = resolved_inline_policy(&self.ctx.setting, &self.source);
+        let trust = trust_policy(&self.ctx.setting, &self.source);
+        self.restore_role(ctx, &inline, &trust).await?;
+        Ok(Next::Finished(Applied::changed(self.outputs(stack).await?)))
+    }
+
+    /// The plan of a settled stack: its template's differences, else its role's.
+    async fn plan_complete(&self, stack: &Stack) -> Result<Plan, TaskError> {
+        let (changes, _) = self.template_drift(stack).await?;
+        if !changes.is_empty() {
+            return Ok(Plan::new(PlanAction::Update).changes(changes));
+        }
+        let Some(docs) = read_role(&self.ctx, &self.source).await? else {
+            return Ok(Plan::new(PlanAction::Create)
+                .change("RoleName", None, self.source.role_name.clone())
+                .note(
+                    "the stack's role was deleted by hand: the stack is deleted and created again",
+                ));
+        };
+        let drift = docs.drift(&self.ctx, &self.source, None);
+        if drift.is_empty() {
+            return Ok(Plan::new(PlanAction::NoOp));
+        }
+        let fields = drift.iter().map(|f| match f {
+            RoleField::Trust(_) => "AssumeRolePolicyDocument",
+            RoleField::Inline(_) | RoleField::Arn(_) => INLINE_POLICY,
+        });
+        Ok(Plan::new(PlanAction::Update)
+            .note(
+                "the role was edited outside CloudFormation: restored to the template's documents",
+            )
+            .changes(
+                fields.map(|f| Change::new(f, Some("(edited)".into()), "the article's document")),
+            ))
+    }
+}
+
+/// A parameter's value on a live stack.
+fn parameter(stack: &Stack, key: &str) -> Option<String> {
+    stack
+        .parameters()
+        .iter()
+        .find(|p| p.parameter_key() == Some(key))
+        .and_then(|p| p.parameter_value())
+        .map(str::to_string)
+}
+
+fn parameters(params: Vec<(String, String)>) -> Vec<Parameter> {
+    params
+        .into_iter()
+        .map(|(k, v)| {
+            Parameter::builder()
+                .parameter_key(k)
+                .parameter_value(v)
+                .build()
+        })
+        .collect()
 }
 
 /// CloudFormation answers an update with nothing to change with a `ValidationError` whose only
@@ -499,6 +812,9 @@ fn is_complete(stack: &Stack) -> bool {
 
 #[async_trait]
 impl Task for RoleStack {
+    type Undo = RoleStackUndo;
+    type Output = RoleStackOutput;
+
     fn describe(&self) -> String {
         format!(
             "stack {} creating role {} in account {}",
@@ -507,70 +823,34 @@ impl Task for RoleStack {
     }
 
     async fn plan(&self, _ctx: &PlanCtx) -> Result<Plan, TaskError> {
-        match self.describe_stack().await? {
-            None => Ok(Plan::new(PlanAction::Create)
+        match Phase::of(describe_stack(&self.ctx, &self.source).await?) {
+            Phase::Missing => Ok(Plan::new(PlanAction::Create)
                 .change("StackName", None, self.name())
                 .change("RoleName", None, self.source.role_name.clone())),
-            Some(s) if in_progress(&s) => Ok(Plan::new(PlanAction::Unknown)
+            Phase::InProgress(s) => Ok(Plan::new(PlanAction::Unknown)
                 .note(format!("stack is {}; apply waits for it", status(Some(&s))))),
-            Some(s) if s.stack_status() == Some(&StackStatus::RollbackComplete) => {
-                Ok(Plan::new(PlanAction::Create)
-                    .change("StackName", Some("ROLLBACK_COMPLETE".into()), self.name())
-                    .note("the failed stack is deleted and created again"))
-            }
-            Some(s) if is_complete(&s) => match self.compare(&s).await? {
-                Desired::Same => match self.role_drift().await? {
-                    RoleDrift::Same => Ok(Plan::new(PlanAction::NoOp)),
-                    RoleDrift::Missing => Ok(Plan::new(PlanAction::Create)
-                        .change("RoleName", None, self.source.role_name.clone())
-                        .note("the stack's role was deleted by hand: the stack is deleted and created again")),
-                    RoleDrift::Differs { fields, .. } => {
-                        let mut plan = Plan::new(PlanAction::Update)
-                            .note("the role was edited outside CloudFormation: restored to the template's documents");
-                        for f in fields {
-                            plan = plan.change(&f, Some("(edited)".into()), "the article's document");
-                        }
-                        Ok(plan)
-                    }
-                },
-                Desired::Differs(changes) => {
-                    let mut plan = Plan::new(PlanAction::Update);
-                    for (field, from, to) in changes {
-                        plan = plan.change(&field, from, to);
-                    }
-                    Ok(plan)
-                }
-            },
-            Some(s) => Err(self.failed(Some(&s), "an earlier change").await),
+            Phase::RollbackComplete => Ok(Plan::new(PlanAction::Create)
+                .change("StackName", Some("ROLLBACK_COMPLETE".into()), self.name())
+                .note("the failed stack is deleted and created again")),
+            Phase::Complete(s) => self.plan_complete(&s).await,
+            Phase::Stuck(s) => Err(self.failed(Some(&s), "an earlier change").await),
         }
     }
 
-    async fn apply(&self, ctx: &ApplyCtx) -> Result<Applied, TaskError> {
+    async fn apply(
+        &self,
+        ctx: &ApplyCtx<RoleStackUndo>,
+    ) -> Result<Applied<RoleStackOutput>, TaskError> {
         let mut changed = false;
         // At most: wait for a change in progress, delete a failed creation, create.
         for _ in 0..4 {
-            let stack = self.settle().await?;
-            match stack {
-                None => {
-                    ctx.record_undo(json!({ "existed": false })).await?;
-                    if !self.create(ctx).await? {
-                        ctx.note(format!(
-                            "stack {} appeared meanwhile: waiting for it",
-                            self.name()
-                        ));
-                        changed = true;
-                        continue;
-                    }
-                    let created = self.settle().await?;
-                    return match created {
-                        Some(s) if s.stack_status() == Some(&StackStatus::CreateComplete) => {
-                            Ok(Applied::changed(self.outputs(&s)))
-                        }
-                        other => Err(self.failed(other.as_ref(), "CreateStack").await),
-                    };
-                }
-                Some(s) if s.stack_status() == Some(&StackStatus::RollbackComplete) => {
-                    ctx.record_undo(json!({ "existed": false })).await?;
+            match Phase::of(self.settle().await?) {
+                Phase::Missing => match self.create_and_wait(ctx).await? {
+                    Some(applied) => return Ok(applied),
+                    None => changed = true,
+                },
+                Phase::RollbackComplete => {
+                    ctx.record_undo(RoleStackUndo::Created).await?;
                     ctx.note(format!(
                         "stack {} was ROLLBACK_COMPLETE: deleting it to create it again",
                         self.name()
@@ -578,68 +858,18 @@ impl Task for RoleStack {
                     self.delete(ctx).await?;
                     changed = true;
                 }
-                Some(s) if is_complete(&s) => {
-                    let Desired::Differs(_) = self.compare(&s).await? else {
-                        match self.role_drift().await? {
-                            RoleDrift::Same => {}
-                            RoleDrift::Missing => {
-                                ctx.record_undo(json!({ "existed": false })).await?;
-                                ctx.note(format!(
-                                    "role {} of stack {} was deleted outside CloudFormation: deleting the stack to create it again",
-                                    self.source.role_name,
-                                    self.name()
-                                ));
-                                self.delete(ctx).await?;
-                                changed = true;
-                                continue;
-                            }
-                            RoleDrift::Differs { inline, trust, .. } => {
-                                ctx.record_undo(json!({ "existed": true, "role_inline": inline, "role_trust": trust }))
-                                    .await?;
-                                self.restore_role(ctx, None, None).await?;
-                                changed = true;
-                            }
-                        }
+                Phase::Complete(s) => match self.converge(ctx, &s).await? {
+                    Next::Finished(applied) => {
                         return Ok(Applied {
-                            outputs: self.outputs(&s),
-                            changed,
-                        });
-                    };
-                    let clients = self.ctx.accounts.get(self.account()).await?;
-                    let old = clients
-                        .cfn
-                        .get_template()
-                        .stack_name(self.name())
-                        .send()
-                        .await
-                        .map_err(|e| classify("GetTemplate", self.name(), e, &[]))?;
-                    let old_params: Vec<Value> = s
-                        .parameters()
-                        .iter()
-                        .map(|p| json!([p.parameter_key(), p.parameter_value()]))
-                        .collect();
-                    ctx.record_undo(json!({
-                        "existed": true,
-                        "template": old.template_body(),
-                        "parameters": old_params,
-                    }))
-                    .await?;
-                    let (template, params) = role_template(&self.ctx.setting, &self.source);
-                    if !self.update(ctx, template, params).await? {
-                        return Ok(Applied {
-                            outputs: self.outputs(&s),
-                            changed,
+                            changed: applied.changed || changed,
+                            outputs: applied.outputs,
                         });
                     }
-                    let updated = self.settle().await?;
-                    return match updated {
-                        Some(u) if u.stack_status() == Some(&StackStatus::UpdateComplete) => {
-                            Ok(Applied::changed(self.outputs(&u)))
-                        }
-                        other => Err(self.failed(other.as_ref(), "UpdateStack").await),
-                    };
+                    Next::Again => changed = true,
+                },
+                Phase::InProgress(s) | Phase::Stuck(s) => {
+                    return Err(self.failed(Some(&s), "an earlier change").await);
                 }
-                Some(s) => return Err(self.failed(Some(&s), "an earlier change").await),
             }
         }
         Err(TaskError::retryable(format!(
@@ -650,8 +880,8 @@ impl Task for RoleStack {
 
     async fn rollback(
         &self,
-        undo: Option<&Value>,
-        ctx: &ApplyCtx,
+        undo: Option<RoleStackUndo>,
+        ctx: &ApplyCtx<RoleStackUndo>,
     ) -> Result<RolledBack, TaskError> {
         let Some(undo) = undo else {
             return Ok(RolledBack::default());
@@ -659,52 +889,47 @@ impl Task for RoleStack {
         if self.settle().await?.is_none() {
             return Ok(RolledBack::default());
         }
-        if undo["existed"].as_bool() == Some(false) {
-            self.delete(ctx).await?;
-            return Ok(RolledBack {
-                changed: true,
-                note: Some(format!(
-                    "stack {} deleted, and role {} with it",
-                    self.name(),
-                    self.source.role_name
-                )),
-            });
-        }
-        if undo.get("role_inline").is_some() || undo.get("role_trust").is_some() {
-            let (inline, trust) = (undo["role_inline"].clone(), undo["role_trust"].clone());
-            if !inline.is_null() && !trust.is_null() {
-                self.restore_role(ctx, Some(&inline), Some(&trust)).await?;
-                return Ok(RolledBack {
-                    changed: true,
-                    note: Some(format!(
-                        "role {} returned to its earlier documents",
-                        self.source.role_name
-                    )),
-                });
-            }
-            return Ok(RolledBack::default());
-        }
-        let Some(template) = undo["template"].as_str() else {
-            return Ok(RolledBack::default());
-        };
-        let params: Vec<(String, String)> = undo["parameters"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|p| Some((p[0].as_str()?.to_string(), p[1].as_str()?.to_string())))
-            .collect();
-        if !self.update(ctx, template.to_string(), params).await? {
-            return Ok(RolledBack::default());
-        }
-        match self.settle().await? {
-            Some(u) if u.stack_status() == Some(&StackStatus::UpdateComplete) => Ok(RolledBack {
-                changed: true,
-                note: Some(format!(
-                    "stack {} returned to its earlier template",
+        let role = &self.source.role_name;
+        match undo {
+            RoleStackUndo::Created => {
+                self.delete(ctx).await?;
+                Ok(RolledBack::undone(format!(
+                    "stack {} deleted, and role {role} with it",
                     self.name()
-                )),
-            }),
-            other => Err(self.failed(other.as_ref(), "UpdateStack (rollback)").await),
+                )))
+            }
+            RoleStackUndo::RoleDocuments {
+                inline: Some(inline),
+                trust: Some(trust),
+            } => {
+                self.restore_role(ctx, &inline, &trust).await?;
+                Ok(RolledBack::undone(format!(
+                    "role {role} returned to its earlier documents"
+                )))
+            }
+            RoleStackUndo::RoleDocuments { .. } => Ok(RolledBack::kept(format!(
+                "role {role} keeps the template's documents: its earlier ones could not be read when they were replaced"
+            ))),
+            RoleStackUndo::Template { template: None, .. } => Ok(RolledBack::kept(format!(
+                "stack {} keeps trailhub's template: its earlier template could not be read",
+                self.name()
+            ))),
+            RoleStackUndo::Template {
+                template: Some(template),
+                parameters,
+            } => {
+                let doing = "UpdateStack (rollback)";
+                match self
+                    .update_and_wait(ctx, template, parameters, doing)
+                    .await?
+                {
+                    Some(_) => Ok(RolledBack::undone(format!(
+                        "stack {} returned to its earlier template",
+                        self.name()
+                    ))),
+                    None => Ok(RolledBack::default()),
+                }
+            }
         }
     }
 }

@@ -1,34 +1,59 @@
-//! `S/verify`: reads back what the steps set for one source account, and fails, listing every
-//! difference, if anything is not as the article says. Read-only.
+//! `S/verify`: reads back what the steps changed for one source account, and fails, listing
+//! every difference, if anything is not as the article says. Read-only.
+//!
+//! What a step read and found as wanted in this run is not read again: only the resources whose
+//! step changed something are (each resource is read once per run unless the run changed it).
 
 use super::StepContext;
-use crate::checks::source_findings;
+use super::role_stack::RoleStackOutput;
+use crate::checks::{Reads, source_findings};
 use crate::spec::SourceSpec;
 use async_trait::async_trait;
-use serde_json::{Value, json};
-use trailhub_engine::{Applied, ApplyCtx, Plan, PlanAction, PlanCtx, RolledBack, Task, TaskError};
+use serde::{Deserialize, Serialize};
+use trailhub_engine::{
+    Applied, ApplyCtx, NodeId, Plan, PlanAction, PlanCtx, RolledBack, Task, TaskError,
+};
 
 /// Checks one source account's configuration.
 #[derive(Debug)]
 pub struct Verify {
     ctx: StepContext,
     source: SourceSpec,
-    role_node: String,
+    nodes: VerifyInputs,
+}
+
+/// The nodes whose resources verify reads back.
+#[derive(Debug, Clone)]
+pub struct VerifyInputs {
+    /// The source bucket's versioning.
+    pub versioning: NodeId,
+    /// The role stack (its outputs name the role).
+    pub role_stack: NodeId,
+    /// The replication configuration.
+    pub replication: NodeId,
+    /// The archive policy's grant.
+    pub grant: NodeId,
+}
+
+/// The account was checked.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VerifyOutput {
+    /// Always `true`.
+    pub checked: bool,
 }
 
 impl Verify {
-    /// The check of `source`; the role's ARN comes from node `role_node`'s outputs.
-    pub fn new(ctx: StepContext, source: SourceSpec, role_node: &str) -> Self {
-        Verify {
-            ctx,
-            source,
-            role_node: role_node.to_string(),
-        }
+    /// The check of `source`, reading back what the nodes of `nodes` changed.
+    pub fn new(ctx: StepContext, source: SourceSpec, nodes: VerifyInputs) -> Self {
+        Verify { ctx, source, nodes }
     }
 }
 
 #[async_trait]
 impl Task for Verify {
+    type Undo = ();
+    type Output = VerifyOutput;
+
     fn describe(&self) -> String {
         format!(
             "read back account {}'s configuration",
@@ -40,17 +65,24 @@ impl Task for Verify {
         Ok(Plan::new(PlanAction::NoOp).note("read-only check after apply"))
     }
 
-    async fn apply(&self, ctx: &ApplyCtx) -> Result<Applied, TaskError> {
+    async fn apply(&self, ctx: &ApplyCtx<()>) -> Result<Applied<VerifyOutput>, TaskError> {
         let role_arn = ctx
-            .input(&self.role_node)
-            .and_then(|o| o["role_arn"].as_str())
-            .map(str::to_string);
-        let findings = source_findings(&self.ctx, &self.source, role_arn.as_deref(), false).await?;
+            .input::<RoleStackOutput>(&self.nodes.role_stack)?
+            .role_arn;
+        let reads = Reads {
+            // bucket-check read the trail in this run.
+            trail: false,
+            versioning: ctx.input_changed(&self.nodes.versioning),
+            replication: ctx.input_changed(&self.nodes.replication),
+            role: ctx.input_changed(&self.nodes.role_stack),
+            grant: ctx.input_changed(&self.nodes.grant),
+        };
+        let findings = source_findings(&self.ctx, &self.source, Some(&role_arn), reads).await?;
         if findings.is_empty() {
             // The account's last step in this run: its clients (and checked credentials) are
             // not needed any more, and with hundreds of accounts they are most of the memory.
             self.ctx.accounts.release(&self.source.account_id);
-            return Ok(Applied::unchanged(json!({ "checked": true })));
+            return Ok(Applied::unchanged(VerifyOutput { checked: true }));
         }
         let list: Vec<String> = findings
             .iter()
@@ -67,13 +99,13 @@ impl Task for Verify {
             list.join("; ")
         ))
         .with_code("Drift")
-        .with_hint("something changed it meanwhile, or AWS refused part of it: `trailhub verify` shows the details; `trailhub resume` applies again"))
+        .with_hint("something changed it meanwhile, or AWS refused part of it: `trailhub verify` shows the details; `trailhub apply` applies again"))
     }
 
     async fn rollback(
         &self,
-        _undo: Option<&Value>,
-        _ctx: &ApplyCtx,
+        _undo: Option<()>,
+        _ctx: &ApplyCtx<()>,
     ) -> Result<RolledBack, TaskError> {
         Ok(RolledBack::default())
     }

@@ -1,13 +1,17 @@
-//! `versioning` (archive and source buckets): enabled only if it is not already; the undo
-//! record keeps the status found before.
+//! `versioning` (archive and source buckets): the bucket's versioning status, read once,
+//! compared once ([`drift`]) for plan, apply and verify; enabled only if it is not already, the
+//! undo record keeping the status found before.
 
 use super::archive_bucket::object_lock_enabled;
-use super::{StepContext, call};
+use super::{StepContext, call, mutate};
+use crate::drift::Finding;
 use crate::errors::classify;
 use async_trait::async_trait;
 use aws_sdk_s3::types::{BucketVersioningStatus, VersioningConfiguration};
-use serde_json::{Value, json};
-use trailhub_engine::{Applied, ApplyCtx, Plan, PlanAction, PlanCtx, RolledBack, Task, TaskError};
+use serde::{Deserialize, Serialize};
+use trailhub_engine::{
+    Applied, ApplyCtx, Change, Plan, PlanAction, PlanCtx, RolledBack, Task, TaskError,
+};
 
 /// Enables versioning on one bucket.
 #[derive(Debug)]
@@ -17,16 +21,23 @@ pub struct Versioning {
     bucket: String,
 }
 
-impl Versioning {
-    /// Versioning of `bucket` in `account`.
-    pub fn new(ctx: StepContext, account: &str, bucket: &str) -> Self {
-        Versioning {
-            ctx,
-            account: account.to_string(),
-            bucket: bucket.to_string(),
-        }
-    }
+/// The status found before versioning was enabled (`None`: never enabled).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VersioningUndo {
+    /// `Suspended`, or `None` for a bucket never versioned.
+    pub status: Option<String>,
 }
+
+/// The bucket, versioned.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VersioningOutput {
+    /// The bucket.
+    pub bucket: String,
+    /// Its status: `Enabled`.
+    pub status: String,
+}
+
+const ENABLED: &str = "Enabled";
 
 /// The bucket's versioning status: `None` when it was never enabled.
 pub(crate) async fn versioning_status(
@@ -36,11 +47,9 @@ pub(crate) async fn versioning_status(
 ) -> Result<Option<String>, TaskError> {
     let clients = ctx.accounts.get(account).await?;
     let out = call(
-        None,
         account,
         "s3",
         "GetBucketVersioning",
-        false,
         bucket,
         clients
             .s3
@@ -54,15 +63,49 @@ pub(crate) async fn versioning_status(
     Ok(out.status().map(|s| s.as_str().to_string()))
 }
 
+/// How `status` differs from enabled versioning: the one comparison of this resource.
+pub(crate) fn drift(status: Option<&str>) -> Vec<Change> {
+    if status == Some(ENABLED) {
+        Vec::new()
+    } else {
+        vec![Change::new("Status", status.map(str::to_string), ENABLED)]
+    }
+}
+
+/// The drift of `bucket`'s versioning, as verify reports it.
+pub(crate) fn findings(account: &str, bucket: &str, status: Option<&str>) -> Vec<Finding> {
+    let resource = format!("bucket {bucket}");
+    drift(status)
+        .into_iter()
+        .map(|c| Finding::from_change(account, &resource, "Versioning.", "(never enabled)", c))
+        .collect()
+}
+
 impl Versioning {
-    async fn put(&self, ctx: &ApplyCtx, status: BucketVersioningStatus) -> Result<(), TaskError> {
+    /// Versioning of `bucket` in `account`.
+    pub fn new(ctx: StepContext, account: &str, bucket: &str) -> Self {
+        Versioning {
+            ctx,
+            account: account.to_string(),
+            bucket: bucket.to_string(),
+        }
+    }
+
+    async fn status(&self) -> Result<Option<String>, TaskError> {
+        versioning_status(&self.ctx, &self.account, &self.bucket).await
+    }
+
+    async fn put(
+        &self,
+        ctx: &ApplyCtx<VersioningUndo>,
+        status: BucketVersioningStatus,
+    ) -> Result<(), TaskError> {
         let clients = self.ctx.accounts.get(&self.account).await?;
-        call(
-            Some(ctx),
+        mutate(
+            ctx,
             &self.account,
             "s3",
             "PutBucketVersioning",
-            true,
             &format!("{} Status={}", self.bucket, status.as_str()),
             clients
                 .s3
@@ -80,66 +123,66 @@ impl Versioning {
 
 #[async_trait]
 impl Task for Versioning {
+    type Undo = VersioningUndo;
+    type Output = VersioningOutput;
+
     fn describe(&self) -> String {
         format!("enable versioning on {}", self.bucket)
     }
 
     async fn plan(&self, _ctx: &PlanCtx) -> Result<Plan, TaskError> {
-        let status = versioning_status(&self.ctx, &self.account, &self.bucket).await?;
-        Ok(if status.as_deref() == Some("Enabled") {
+        let changes = drift(self.status().await?.as_deref());
+        Ok(if changes.is_empty() {
             Plan::new(PlanAction::NoOp)
         } else {
-            Plan::new(PlanAction::Update).change("Status", status, "Enabled")
+            Plan::new(PlanAction::Update).changes(changes)
         })
     }
 
-    async fn apply(&self, ctx: &ApplyCtx) -> Result<Applied, TaskError> {
-        let status = versioning_status(&self.ctx, &self.account, &self.bucket).await?;
-        let outputs = json!({ "bucket": self.bucket, "status": "Enabled" });
-        if status.as_deref() == Some("Enabled") {
+    async fn apply(
+        &self,
+        ctx: &ApplyCtx<VersioningUndo>,
+    ) -> Result<Applied<VersioningOutput>, TaskError> {
+        let status = self.status().await?;
+        let outputs = VersioningOutput {
+            bucket: self.bucket.clone(),
+            status: ENABLED.into(),
+        };
+        if drift(status.as_deref()).is_empty() {
             return Ok(Applied::unchanged(outputs));
         }
-        ctx.record_undo(json!({ "status": status })).await?;
+        ctx.record_undo(VersioningUndo { status }).await?;
         self.put(ctx, BucketVersioningStatus::Enabled).await?;
         Ok(Applied::changed(outputs))
     }
 
     async fn rollback(
         &self,
-        undo: Option<&Value>,
-        ctx: &ApplyCtx,
+        undo: Option<VersioningUndo>,
+        ctx: &ApplyCtx<VersioningUndo>,
     ) -> Result<RolledBack, TaskError> {
-        let Some(undo) = undo else {
+        let Some(VersioningUndo { status: before }) = undo else {
             return Ok(RolledBack::default());
         };
-        let before = undo["status"].as_str();
-        if before == Some("Enabled") {
+        if before.as_deref() == Some(ENABLED) {
             return Ok(RolledBack::default());
         }
         if object_lock_enabled(&self.ctx, &self.account, &self.bucket).await? {
-            return Ok(RolledBack {
-                changed: false,
-                note: Some(format!(
-                    "versioning of {} kept Enabled: the bucket has Object Lock, which requires it",
-                    self.bucket
-                )),
-            });
+            return Ok(RolledBack::kept(format!(
+                "versioning of {} kept Enabled: the bucket has Object Lock, which requires it",
+                self.bucket
+            )));
         }
-        let now = versioning_status(&self.ctx, &self.account, &self.bucket).await?;
-        if now.as_deref() == Some("Suspended") {
+        if self.status().await?.as_deref() == Some("Suspended") {
             return Ok(RolledBack::default());
         }
         self.put(ctx, BucketVersioningStatus::Suspended).await?;
-        let note = match before {
+        Ok(RolledBack::undone(match before {
             None => format!(
                 "versioning of {} suspended: S3 cannot return a bucket to never-versioned",
                 self.bucket
             ),
             Some(s) => format!("versioning of {} returned to {s}", self.bucket),
-        };
-        Ok(RolledBack {
-            changed: true,
-            note: Some(note),
-        })
+        }))
     }
 }

@@ -1,0 +1,118 @@
+//! The steps' part of migrating a journal of an older format: their undo records and outputs,
+//! rewritten in the shapes this release reads. Idempotent: a record already in the new shape is
+//! left as it is.
+
+use crate::tasks::RoleStackUndo;
+use serde_json::Value;
+use trailhub_engine::{NodeId, NodeRecord, NodeState};
+
+/// Rewrites node `id`'s record written in format `from` (1: the first release).
+///
+/// - Format 1 did not journal whether an apply changed something; a node done with an undo
+///   record did change something (the record is written just before the first change), so it is
+///   counted as changed: what comes after it reads its resource again rather than trust a read
+///   that this release did not make.
+/// - The role stack's undo record of format 1 was told apart by which keys it had; it is now
+///   tagged (see [`RoleStackUndo`]).
+pub fn node(from: u32, id: &NodeId, record: &mut NodeRecord) -> Result<(), String> {
+    if from >= 2 {
+        return Ok(());
+    }
+    if record.state == NodeState::Done && record.undo.is_some() {
+        record.changed = true;
+    }
+    if id.step() == "role-stack"
+        && let Some(undo) = &record.undo
+    {
+        record.undo = Some(role_stack_undo(undo)?);
+    }
+    Ok(())
+}
+
+/// A role stack undo record of format 1, in this format.
+fn role_stack_undo(undo: &Value) -> Result<Value, String> {
+    if serde_json::from_value::<RoleStackUndo>(undo.clone()).is_ok() {
+        return Ok(undo.clone());
+    }
+    let migrated = match undo.get("existed").and_then(Value::as_bool) {
+        Some(false) => RoleStackUndo::Created,
+        Some(true) if undo.get("role_inline").is_some() || undo.get("role_trust").is_some() => {
+            RoleStackUndo::RoleDocuments {
+                inline: non_null(&undo["role_inline"]),
+                trust: non_null(&undo["role_trust"]),
+            }
+        }
+        Some(true) => RoleStackUndo::Template {
+            template: undo["template"].as_str().map(str::to_string),
+            parameters: undo["parameters"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|p| Some((p[0].as_str()?.to_string(), p[1].as_str()?.to_string())))
+                .collect(),
+        },
+        None => return Err(format!("unknown role-stack undo record {undo}")),
+    };
+    serde_json::to_value(migrated).map_err(|e| e.to_string())
+}
+
+fn non_null(v: &Value) -> Option<Value> {
+    (!v.is_null()).then(|| v.clone())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn migrated(undo: Value) -> RoleStackUndo {
+        let mut record = NodeRecord::pending();
+        record.state = NodeState::Done;
+        record.undo = Some(undo);
+        node(1, &NodeId::new("222222222222", "role-stack"), &mut record).expect("migrates");
+        assert!(
+            record.changed,
+            "a done node with an undo record changed something"
+        );
+        let once = record.undo.clone();
+        node(1, &NodeId::new("222222222222", "role-stack"), &mut record).expect("again");
+        assert_eq!(record.undo, once, "migrating twice changes nothing more");
+        serde_json::from_value(record.undo.expect("undo")).expect("the new shape")
+    }
+
+    #[test]
+    fn every_role_stack_undo_shape_of_format_1_is_migrated() {
+        assert_eq!(
+            migrated(json!({ "existed": false })),
+            RoleStackUndo::Created
+        );
+        assert_eq!(
+            migrated(json!({
+                "existed": true,
+                "template": "{\"Resources\": {}}",
+                "parameters": [["DestinationAccountId", "111111111111"]],
+            })),
+            RoleStackUndo::Template {
+                template: Some("{\"Resources\": {}}".into()),
+                parameters: vec![("DestinationAccountId".into(), "111111111111".into())],
+            }
+        );
+        assert_eq!(
+            migrated(
+                json!({ "existed": true, "role_inline": { "Version": "1" }, "role_trust": null })
+            ),
+            RoleStackUndo::RoleDocuments {
+                inline: Some(json!({ "Version": "1" })),
+                trust: None,
+            }
+        );
+    }
+
+    #[test]
+    fn an_unknown_shape_is_an_error_not_a_guess() {
+        let mut record = NodeRecord::pending();
+        record.undo = Some(json!({ "something": "else" }));
+        let err = node(1, &NodeId::new("2", "role-stack"), &mut record).expect_err("refused");
+        assert!(err.contains("unknown role-stack undo record"), "{err}");
+    }
+}
