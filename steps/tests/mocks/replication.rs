@@ -97,10 +97,7 @@ fn replication(s3: &[&aws_smithy_mocks::Rule]) -> (Replication, Calls) {
         },
         &calls,
     )]);
-    (
-        Replication::new(ctx, source(), "222222222222/role-stack"),
-        calls,
-    )
+    (Replication::new(ctx, source(), &role_node()), calls)
 }
 
 #[tokio::test]
@@ -119,7 +116,7 @@ async fn the_articles_configuration_found_live_is_left_alone() {
 
     assert!(!applied.changed);
     assert_eq!(
-        applied.outputs,
+        json_of(&applied.outputs),
         json!({ "bucket": SOURCE_BUCKET, "role_arn": role_arn(), "rule": "ReplicateCloudTrailLogs" })
     );
     assert_eq!(
@@ -164,7 +161,10 @@ async fn a_disabled_rule_is_journaled_replaced_and_put_back_by_rollback() {
 
     let (rollback_ctx, rollback_history) = detached_with(NODE, SOURCE, Some(undo.clone()));
     let rolled = task
-        .rollback(Some(&undo), &rollback_ctx)
+        .rollback(
+            Some(serde_json::from_value(undo.clone()).expect("the journaled shape")),
+            &rollback_ctx,
+        )
         .await
         .expect("rollback");
 

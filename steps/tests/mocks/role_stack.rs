@@ -120,7 +120,7 @@ async fn waits_for_a_stack_being_created_and_adopts_it_without_creating_another(
     let applied = task.apply(&ctx).await.expect("apply waits, then succeeds");
 
     assert_eq!(
-        applied.outputs,
+        json_of(&applied.outputs),
         json!({ "role_arn": role_arn(), "role_name": ROLE, "stack_id": STACK_ID })
     );
     assert!(!applied.changed, "an existing, identical stack is adopted");
@@ -158,15 +158,15 @@ async fn creates_a_missing_stack_with_named_iam_capability_after_journaling_its_
 
     let applied = task.apply(&ctx).await.expect("apply creates the stack");
 
-    assert_eq!(applied.outputs["role_arn"], json!(role_arn()));
-    assert_eq!(applied.outputs["stack_id"], json!(STACK_ID));
+    assert_eq!(applied.outputs.role_arn, role_arn());
+    assert_eq!(applied.outputs.stack_id.as_deref(), Some(STACK_ID));
     assert!(applied.changed);
     assert_eq!(
         history.steps(),
         ["undo", "cloudformation:CreateStack"],
         "the undo record is journaled before the stack is created"
     );
-    assert_eq!(history.undo(), [json!({ "existed": false })]);
+    assert_eq!(history.undo(), [json!({ "kind": "created" })]);
     assert_eq!(
         calls.list(),
         [
@@ -222,7 +222,7 @@ async fn deletes_a_rolled_back_stack_waits_until_it_is_gone_and_creates_it_again
     let applied = task.apply(&ctx).await.expect("apply recreates the stack");
 
     assert!(applied.changed);
-    assert_eq!(applied.outputs["role_arn"], json!(role_arn()));
+    assert_eq!(applied.outputs.role_arn, role_arn());
     assert_eq!(
         history.steps(),
         [
@@ -231,7 +231,7 @@ async fn deletes_a_rolled_back_stack_waits_until_it_is_gone_and_creates_it_again
             "cloudformation:CreateStack"
         ]
     );
-    assert_eq!(history.undo(), [json!({ "existed": false })]);
+    assert_eq!(history.undo(), [json!({ "kind": "created" })]);
     assert!(
         history
             .notes()
@@ -379,14 +379,14 @@ async fn an_update_cloudformation_finds_nothing_to_do_for_succeeds_unchanged() {
 
     assert!(!applied.changed);
     assert_eq!(
-        applied.outputs,
+        json_of(&applied.outputs),
         json!({ "role_arn": role_arn(), "role_name": ROLE, "stack_id": STACK_ID })
     );
     assert_eq!(history.steps(), ["undo", "cloudformation:UpdateStack"]);
     assert_eq!(
         history.undo(),
         [json!({
-            "existed": true,
+            "kind": "template",
             "template": older,
             "parameters": [["DestinationAccountId", ARCHIVE]],
         })],

@@ -13,11 +13,11 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use trailhub_engine::{
-    ApplyCtx, Dag, NodeRecord, NodeSpec, NullObserver, RetryPolicy, RunOptions, RunSummary, Task,
-    execute,
+    Applied, ApplyCtx, Dag, NodeId, NodeRecord, NodeSpec, NullObserver, Plan, PlanAction, PlanCtx,
+    RetryPolicy, RolledBack, RunOptions, RunSummary, Task, TaskError, execute,
 };
-use trailhub_state::{Event, Journal};
-use trailhub_steps::tasks::StepContext;
+use trailhub_state::{Event, Journal, NewRun};
+use trailhub_steps::tasks::{RoleStackOutput, StepContext};
 use trailhub_steps::{
     AccountClients, Accounts, ArchiveSpec, Credentials, PolicyMode, Setting, SourceSpec,
 };
@@ -40,6 +40,50 @@ pub const REGION: &str = "ap-northeast-1";
 /// The ARN of the source's replication role.
 pub fn role_arn() -> String {
     format!("arn:aws:iam::{SOURCE}:role/{ROLE}")
+}
+
+/// A node id from its text.
+pub fn node_id(text: &str) -> NodeId {
+    text.parse().expect("a node id")
+}
+
+/// The source's role stack node.
+pub fn role_node() -> NodeId {
+    NodeId::new(SOURCE, "role-stack")
+}
+
+/// What the source's role stack hands to the nodes after it.
+pub fn role_output() -> RoleStackOutput {
+    RoleStackOutput {
+        role_arn: role_arn(),
+        role_name: ROLE.into(),
+        stack_id: Some(format!(
+            "arn:aws:cloudformation:{REGION}:{SOURCE}:stack/{STACK}/00000000-0000-0000-0000-000000000000"
+        )),
+    }
+}
+
+/// The source's role stack, already done: the node the grant and the replication read the
+/// role's ARN from.
+struct RoleStackDone;
+
+#[async_trait::async_trait]
+impl Task for RoleStackDone {
+    type Undo = ();
+    type Output = RoleStackOutput;
+
+    fn describe(&self) -> String {
+        "the role stack, done".into()
+    }
+    async fn plan(&self, _ctx: &PlanCtx) -> Result<Plan, TaskError> {
+        Ok(Plan::new(PlanAction::NoOp))
+    }
+    async fn apply(&self, _ctx: &ApplyCtx<()>) -> Result<Applied<RoleStackOutput>, TaskError> {
+        Ok(Applied::unchanged(role_output()))
+    }
+    async fn rollback(&self, _: Option<()>, _: &ApplyCtx<()>) -> Result<RolledBack, TaskError> {
+        Ok(RolledBack::default())
+    }
 }
 
 /// The article's setting: one archive, article policy mode.
@@ -271,15 +315,23 @@ impl History {
     }
 }
 
-/// A context outside of any run (no inputs, no earlier undo record) and the log of what the
-/// task reports to it.
-pub fn detached(node: &str, group: &str) -> (ApplyCtx, History) {
-    detached_with(node, group, None)
+/// A context outside of any run (the role stack done before it, no earlier undo record) and
+/// the log of what the task reports to it. `_group` is the node's group (its id says it too).
+pub fn detached<U>(node: &str, _group: &str) -> (ApplyCtx<U>, History) {
+    detached_with(node, _group, None)
 }
 
 /// Like [`detached`], with the undo record an earlier attempt journaled (a rollback's context).
-pub fn detached_with(node: &str, group: &str, prior_undo: Option<Value>) -> (ApplyCtx, History) {
-    let (ctx, log) = ApplyCtx::detached(node, group, BTreeMap::new(), prior_undo);
+pub fn detached_with<U>(
+    node: &str,
+    _group: &str,
+    prior_undo: Option<Value>,
+) -> (ApplyCtx<U>, History) {
+    let inputs = BTreeMap::from([(
+        role_node(),
+        serde_json::to_value(role_output()).expect("outputs serialize"),
+    )]);
+    let (ctx, log) = ApplyCtx::detached(&node_id(node), inputs, prior_undo);
     let read = move || {
         log.lock()
             .expect("log")
@@ -305,23 +357,30 @@ pub struct Run {
     _state: tempfile::TempDir,
 }
 
-/// Runs `task` as the only node `id` of a new run through the engine's scheduler, with fast
-/// retries (at most `max_attempts` attempts), journaled in a temporary state directory.
-pub async fn run_one(id: &str, group: &str, task: Arc<dyn Task>, max_attempts: u32) -> Run {
+/// Runs `task` as node `id` of a new run through the engine's scheduler, after the source's
+/// role stack (done, unless `id` is the role stack itself), with fast retries (at most
+/// `max_attempts` attempts), journaled in a temporary state directory.
+pub async fn run_one<T: Task>(id: &str, _group: &str, task: T, max_attempts: u32) -> Run {
     let state = tempfile::tempdir().expect("tempdir");
     let journal = Journal::open(state.path()).expect("journal");
     let run = journal
-        .create_run("t", "", None, Value::Null)
+        .create_run(NewRun {
+            workflow: "t",
+            definition: "",
+            source: None,
+            options: Value::Null,
+            graph: None,
+        })
         .expect("run created");
+    let id = node_id(id);
     let mut dag = Dag::new();
-    dag.add(NodeSpec {
-        id: id.into(),
-        group: group.into(),
-        step: id.rsplit('/').next().unwrap_or(id).into(),
-        deps: vec![],
-        task,
-    });
-    let dag = dag.seal().expect("a one-node DAG is valid");
+    let mut deps = Vec::new();
+    if id != role_node() {
+        dag.add(NodeSpec::new(role_node(), vec![], RoleStackDone));
+        deps.push(role_node());
+    }
+    dag.add(NodeSpec::new(id.clone(), deps, task));
+    let dag = dag.seal().expect("a two-node DAG is valid");
     let options = RunOptions {
         concurrency: 2,
         retry: RetryPolicy::fast(max_attempts),
@@ -344,7 +403,7 @@ pub async fn run_one(id: &str, group: &str, task: Arc<dyn Task>, max_attempts: u
     .expect("the run should finish (a panic in a task, e.g. an unmocked call, stops it)")
     .expect("the engine should not fail");
     let node = journal
-        .node(&run.id, id)
+        .node(&run.id, &id)
         .expect("journal readable")
         .expect("the node was journaled");
     let events = journal.events(&run.id).expect("events readable");
@@ -354,4 +413,9 @@ pub async fn run_one(id: &str, group: &str, task: Arc<dyn Task>, max_attempts: u
         events,
         _state: state,
     }
+}
+
+/// A value as the journal holds it (outputs, undo records).
+pub fn json_of<T: serde::Serialize>(value: &T) -> Value {
+    serde_json::to_value(value).expect("journaled values serialize")
 }
