@@ -1,6 +1,9 @@
 //! What the steps act on: the archive and each source account, with every name resolved.
 
+use crate::policy::{AccountsLayout, ArticleLayout, Layout, LeastPrivilegeLayout};
 use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::str::FromStr;
 
 /// How to obtain credentials for one account.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -14,9 +17,10 @@ pub enum Credentials {
     AssumeRole(String),
 }
 
-/// Which archive bucket policy statements grants write.
+/// Which archive bucket policy statements grants write. It is written by its name, `article`,
+/// `least-privilege` or `accounts`, in the inventory and in the journal alike.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
+#[serde(into = "&'static str", try_from = "String")]
 pub enum PolicyMode {
     /// Exactly the article's two statements.
     #[default]
@@ -28,6 +32,77 @@ pub enum PolicyMode {
     /// against about 190 with the article's role ARNs in two statements.
     Accounts,
 }
+
+impl PolicyMode {
+    /// Every mode, in the order messages list them.
+    pub const ALL: [PolicyMode; 3] = [Self::Article, Self::LeastPrivilege, Self::Accounts];
+
+    /// The statements the mode writes, and its name: the one place a mode is matched on, so
+    /// that a new mode is its file in `policy/`, its variant, this arm and its place in
+    /// [`Self::ALL`].
+    pub(crate) fn layout(self) -> &'static dyn Layout {
+        match self {
+            Self::Article => &ArticleLayout,
+            Self::LeastPrivilege => &LeastPrivilegeLayout,
+            Self::Accounts => &AccountsLayout,
+        }
+    }
+
+    /// The mode's name, e.g. `least-privilege`.
+    pub fn name(self) -> &'static str {
+        self.layout().name()
+    }
+
+    /// Every mode's name, in the order of [`Self::ALL`].
+    pub fn names() -> impl Iterator<Item = &'static str> {
+        Self::ALL.into_iter().map(Self::name)
+    }
+}
+
+impl From<PolicyMode> for &'static str {
+    fn from(mode: PolicyMode) -> Self {
+        mode.name()
+    }
+}
+
+impl FromStr for PolicyMode {
+    type Err = UnknownPolicyMode;
+
+    fn from_str(name: &str) -> Result<Self, Self::Err> {
+        Self::ALL
+            .into_iter()
+            .find(|mode| mode.name() == name)
+            .ok_or_else(|| UnknownPolicyMode(name.to_string()))
+    }
+}
+
+impl TryFrom<String> for PolicyMode {
+    type Error = UnknownPolicyMode;
+
+    fn try_from(name: String) -> Result<Self, Self::Error> {
+        name.parse()
+    }
+}
+
+/// A name that is no policy mode's; the message lists the modes' names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnknownPolicyMode(pub String);
+
+impl fmt::Display for UnknownPolicyMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let quoted: Vec<String> = PolicyMode::names().map(|n| format!("\"{n}\"")).collect();
+        let (last, rest) = quoted
+            .split_last()
+            .expect("there should be at least one policy mode");
+        write!(f, "`{}` is not a policy; use ", self.0)?;
+        if !rest.is_empty() {
+            write!(f, "{} or ", rest.join(", "))?;
+        }
+        f.write_str(last)
+    }
+}
+
+impl std::error::Error for UnknownPolicyMode {}
 
 /// The log-archive account and its bucket.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -85,5 +160,38 @@ impl Setting {
     /// The ARN of a role.
     pub fn role_arn(&self, account: &str, role: &str) -> String {
         format!("arn:{}:iam::{account}:role/{role}", self.partition)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_mode_is_listed_once_and_its_name_reads_back() {
+        for mode in PolicyMode::ALL {
+            // Exhaustive on purpose: a new variant stops this compiling until it is in `ALL`.
+            match mode {
+                PolicyMode::Article | PolicyMode::LeastPrivilege | PolicyMode::Accounts => {}
+            }
+            assert_eq!(mode.name().parse(), Ok(mode));
+            let json = serde_json::to_value(mode).expect("a mode should serialize");
+            assert_eq!(json, serde_json::json!(mode.name()));
+            assert_eq!(serde_json::from_value::<PolicyMode>(json).ok(), Some(mode));
+        }
+        let names: Vec<&str> = PolicyMode::names().collect();
+        assert_eq!(names, ["article", "least-privilege", "accounts"]);
+    }
+
+    #[test]
+    fn an_unknown_name_lists_the_modes() {
+        let err = "strict".parse::<PolicyMode>().expect_err("not a mode");
+        assert_eq!(
+            err.to_string(),
+            "`strict` is not a policy; use \"article\", \"least-privilege\" or \"accounts\""
+        );
+        let err =
+            serde_json::from_str::<PolicyMode>("\"Article\"").expect_err("names are kebab-case");
+        assert!(err.to_string().contains("is not a policy"), "{err}");
     }
 }

@@ -95,19 +95,16 @@ pub fn role_template(setting: &Setting, source: &SourceSpec) -> (String, Vec<(St
     )
 }
 
-/// The role's trust policy: S3 may assume it. In least-privilege mode, only on behalf of the
-/// source account's own bucket (AWS's confused-deputy guidance for service roles).
+/// The role's trust policy: S3 may assume it, under the condition the policy mode adds (in
+/// least-privilege mode, only on behalf of the source account's own bucket).
 pub fn trust_policy(setting: &Setting, source: &SourceSpec) -> Value {
     let mut statement = json!({
         "Effect": "Allow",
         "Principal": {"Service": "s3.amazonaws.com"},
         "Action": "sts:AssumeRole"
     });
-    if setting.policy == crate::spec::PolicyMode::LeastPrivilege {
-        statement["Condition"] = json!({
-            "StringEquals": {"aws:SourceAccount": source.account_id},
-            "ArnLike": {"aws:SourceArn": setting.bucket_arn(&source.bucket)}
-        });
+    if let Some(condition) = setting.policy.layout().trust_condition(setting, source) {
+        statement["Condition"] = condition;
     }
     json!({"Version": "2012-10-17", "Statement": [statement]})
 }
@@ -124,4 +121,62 @@ pub fn resolved_inline_policy(setting: &Setting, source: &SourceSpec) -> Value {
             {"Effect": "Allow", "Action": ["s3:ReplicateObject", "s3:ReplicateTags", "s3:ReplicateDelete", "s3:ObjectOwnerOverrideToBucketOwner"], "Resource": format!("{dst}/*")}
         ]
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spec::{ArchiveSpec, Credentials, PolicyMode};
+
+    fn setting(policy: PolicyMode) -> Setting {
+        Setting {
+            region: "ap-northeast-1".into(),
+            partition: "aws".into(),
+            archive: ArchiveSpec {
+                account_id: "111111111111".into(),
+                bucket: "aggregation-cloudtrail-logs-111111111111".into(),
+                credentials: Credentials::Default,
+            },
+            policy,
+        }
+    }
+
+    fn source() -> SourceSpec {
+        SourceSpec {
+            account_id: "222222222222".into(),
+            bucket: "cm-members-cloudtrail-222222222222".into(),
+            trail: None,
+            role_name: "S3ReplicationRole".into(),
+            stack_name: "cloudtrail-replication-role".into(),
+            prefix: "AWSLogs/".into(),
+            storage_class: "STANDARD_IA".into(),
+            replication_time_control: true,
+            credentials: Credentials::Default,
+        }
+    }
+
+    #[test]
+    fn only_least_privilege_ties_the_trust_policy_to_the_source_bucket() {
+        let plain = json!({"Version": "2012-10-17", "Statement": [{
+            "Effect": "Allow",
+            "Principal": {"Service": "s3.amazonaws.com"},
+            "Action": "sts:AssumeRole"
+        }]});
+        assert_eq!(
+            trust_policy(&setting(PolicyMode::Article), &source()),
+            plain
+        );
+        assert_eq!(
+            trust_policy(&setting(PolicyMode::Accounts), &source()),
+            plain
+        );
+        let tied = trust_policy(&setting(PolicyMode::LeastPrivilege), &source());
+        assert_eq!(
+            tied["Statement"][0]["Condition"],
+            json!({
+                "StringEquals": {"aws:SourceAccount": "222222222222"},
+                "ArnLike": {"aws:SourceArn": "arn:aws:s3:::cm-members-cloudtrail-222222222222"}
+            })
+        );
+    }
 }

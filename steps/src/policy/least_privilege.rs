@@ -1,0 +1,121 @@
+//! Least-privilege mode: two statements per source, limited to what replication needs and to
+//! the source's own key prefix, and a trust policy that lets S3 assume the role only for the
+//! source's own bucket.
+
+use super::{Grant, Layout, sid};
+use crate::spec::{Setting, SourceSpec};
+use serde_json::{Value, json};
+
+/// `TrailhubReplicateObjects<account>` and `TrailhubVersioningCheck<account>`, each tied to the
+/// source account by `aws:PrincipalAccount`.
+pub(crate) struct LeastPrivilegeLayout;
+
+impl Layout for LeastPrivilegeLayout {
+    fn name(&self) -> &'static str {
+        "least-privilege"
+    }
+
+    fn listed_principal(&self, grant: &Grant) -> String {
+        grant.principal.clone()
+    }
+
+    fn missing(&self, statements: &[&Value], grant: &Grant) -> Vec<String> {
+        wanted_statements(grant)
+            .iter()
+            .filter(|w| !statements.iter().any(|s| s == w))
+            .map(|w| sid(w).unwrap_or_default().to_string())
+            .collect()
+    }
+
+    fn add(&self, statements: &mut Vec<Value>, grant: &Grant) -> bool {
+        let mut changed = false;
+        for wanted in wanted_statements(grant) {
+            let wanted_sid = sid(&wanted).unwrap_or_default().to_string();
+            match statements
+                .iter_mut()
+                .find(|s| sid(s) == Some(wanted_sid.as_str()))
+            {
+                Some(existing) if *existing == wanted => {}
+                Some(existing) => {
+                    *existing = wanted;
+                    changed = true;
+                }
+                None => {
+                    statements.push(wanted);
+                    changed = true;
+                }
+            }
+        }
+        changed
+    }
+
+    fn remove(&self, statements: &mut Vec<Value>, grant: &Grant) -> bool {
+        let (objects, check) = sids(grant);
+        let before = statements.len();
+        statements.retain(|s| sid(s) != Some(objects.as_str()) && sid(s) != Some(check.as_str()));
+        statements.len() != before
+    }
+
+    /// AWS's confused-deputy guidance for service roles: S3 may assume the role only on behalf
+    /// of the source account's own bucket.
+    fn trust_condition(&self, setting: &Setting, source: &SourceSpec) -> Option<Value> {
+        Some(json!({
+            "StringEquals": {"aws:SourceAccount": source.account_id},
+            "ArnLike": {"aws:SourceArn": setting.bucket_arn(&source.bucket)}
+        }))
+    }
+}
+
+/// The Sids of the grant's two statements (objects, then versioning check).
+fn sids(grant: &Grant) -> (String, String) {
+    (
+        format!("TrailhubReplicateObjects{}", grant.account),
+        format!("TrailhubVersioningCheck{}", grant.account),
+    )
+}
+
+/// The grant's two statements exactly as they must read: one that differs is rewritten.
+fn wanted_statements(grant: &Grant) -> [Value; 2] {
+    let (objects, check) = sids(grant);
+    let condition = json!({ "StringEquals": { "aws:PrincipalAccount": grant.account } });
+    [
+        json!({
+            "Sid": objects,
+            "Effect": "Allow",
+            "Principal": { "AWS": grant.principal },
+            "Action": ["s3:ReplicateObject", "s3:ReplicateDelete", "s3:ReplicateTags", "s3:ObjectOwnerOverrideToBucketOwner"],
+            "Resource": format!("{}/{}{}/*", grant.bucket_arn, grant.prefix, grant.account),
+            "Condition": condition,
+        }),
+        json!({
+            "Sid": check,
+            "Effect": "Allow",
+            "Principal": { "AWS": grant.principal },
+            "Action": "s3:GetBucketVersioning",
+            "Resource": grant.bucket_arn,
+            "Condition": condition,
+        }),
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::policy::tests::{BUCKET, grant};
+    use crate::policy::{add, missing, remove};
+    use crate::spec::PolicyMode;
+
+    #[test]
+    fn least_privilege_is_per_account_and_prefix() {
+        let g = grant("222222222222", PolicyMode::LeastPrivilege);
+        let (policy, changed) = add(None, &g);
+        assert!(changed);
+        let text = policy.to_string();
+        assert!(!text.contains("s3:PutBucketVersioning") && !text.contains("s3:List*"));
+        assert!(text.contains(&format!("{BUCKET}/AWSLogs/222222222222/*")));
+        assert!(text.contains("aws:PrincipalAccount"));
+        assert!(missing(Some(&policy), &g).is_empty());
+        let (_, changed) = add(Some(&policy), &g);
+        assert!(!changed);
+        assert_eq!(remove(&policy, &g), (None, true));
+    }
+}

@@ -1,0 +1,503 @@
+//! The archive bucket policy: adding a source's replication role to it and taking it out again,
+//! without touching any statement or principal that is not the grant's own.
+//!
+//! Each [`PolicyMode`] writes its statements through a `Layout` of its own, one file each:
+//!
+//! - `article`: the article's two statements, one principal list each:
+//!   `AllowReplicationFromSourceAccount` (the article also spells it `…Accounts`; both are
+//!   recognised) and `AllowReplicationPolicyCheck`. A policy written by hand from the article,
+//!   with `Principal.AWS` as a string or a list, is taken over as it is.
+//! - `least_privilege`: two statements per source instead, limited to what replication needs
+//!   and to the source's own key prefix (`<prefix><account>/`), tied to its account by
+//!   `aws:PrincipalAccount`; the replication role's trust policy is tied to the source bucket.
+//! - `accounts`: one statement per replication role name, `TrailhubReplicationByAccount<name>`,
+//!   whose principals are the source accounts (`arn:aws:iam::<id>:root`, 33 bytes each instead
+//!   of twice a role ARN) and whose `ArnLike aws:PrincipalArn` admits only that role name: what
+//!   the article's role ARNs allow, for three times as many sources.
+//!
+//! This module holds what the modes share: the policy's size limit, the statement helpers, and
+//! the public functions, which unwrap the policy's statements and leave them to the layout.
+//! A new mode is a file here, a variant of [`PolicyMode`], and the arm of
+//! `PolicyMode::layout` the compiler then asks for.
+//!
+//! The policies taken in are ones S3 accepts (it refuses, for instance, an empty principal
+//! list): a statement whose principal list `remove` empties is removed, as the operator expects,
+//! which is also what makes `remove` undo `add`.
+
+mod accounts;
+mod article;
+mod least_privilege;
+
+pub(crate) use accounts::AccountsLayout;
+pub(crate) use article::ArticleLayout;
+pub(crate) use least_privilege::LeastPrivilegeLayout;
+
+use crate::spec::{PolicyMode, Setting, SourceSpec};
+use serde_json::{Map, Value, json};
+
+/// The largest bucket policy S3 accepts, in bytes.
+pub const MAX_POLICY_BYTES: usize = 20 * 1024;
+
+/// The policy's text as it is written (compact JSON), or why S3 would refuse it: a bucket
+/// policy is limited to 20 KB, which the article's layout reaches at about 190 source accounts
+/// (least-privilege mode, about 40; accounts mode, about 590).
+pub fn to_text(policy: &Value) -> Result<String, String> {
+    let text = serde_json::to_string(policy).expect("policies serialize");
+    if text.len() > MAX_POLICY_BYTES {
+        return Err(format!(
+            "the archive bucket policy would be {} bytes, over S3's limit of {MAX_POLICY_BYTES} bytes",
+            text.len()
+        ));
+    }
+    Ok(text)
+}
+
+/// Sid of the article's object statement (section 3).
+pub const OBJECTS_SID: &str = "AllowReplicationFromSourceAccount";
+/// The article's other spelling of it ("adding a source account later").
+pub const OBJECTS_SID_ALT: &str = "AllowReplicationFromSourceAccounts";
+/// Sid of the article's bucket statement.
+pub const CHECK_SID: &str = "AllowReplicationPolicyCheck";
+/// Start of the Sid of an accounts-mode statement (the role name follows, letters and digits).
+pub const ACCOUNTS_SID_PREFIX: &str = "TrailhubReplicationByAccount";
+
+const OBJECT_ACTIONS: [&str; 4] = [
+    "s3:ReplicateObject",
+    "s3:ReplicateDelete",
+    "s3:ReplicateTags",
+    "s3:ObjectOwnerOverrideToBucketOwner",
+];
+const CHECK_ACTIONS: [&str; 3] = [
+    "s3:GetBucketVersioning",
+    "s3:PutBucketVersioning",
+    "s3:List*",
+];
+
+/// One source's grant on the archive bucket.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Grant {
+    /// Which statements the grant is written in.
+    pub mode: PolicyMode,
+    /// `arn:aws:s3:::<archive bucket>`.
+    pub bucket_arn: String,
+    /// The source's replication role ARN.
+    pub principal: String,
+    /// The source account id.
+    pub account: String,
+    /// The replicated prefix (`AWSLogs/`).
+    pub prefix: String,
+}
+
+impl Grant {
+    /// The principal the policy lists for this grant: the role ARN, or in accounts mode the
+    /// account's root (the role name is then in the statement's condition).
+    pub fn listed_principal(&self) -> String {
+        self.mode.layout().listed_principal(self)
+    }
+}
+
+/// What one policy mode writes for a grant: its statements in the archive bucket policy, and
+/// the condition it puts on the replication role's trust policy. The public functions of this
+/// module parse the policy and hand its statements (always a list) to the grant's layout, so a
+/// layout sees only statements and never the policy document around them.
+pub(crate) trait Layout {
+    /// The mode's name in the inventory and the journal (`least-privilege`).
+    fn name(&self) -> &'static str;
+
+    /// The principal the policy lists for `grant` (see [`Grant::listed_principal`]).
+    fn listed_principal(&self, grant: &Grant) -> String;
+
+    /// The Sids of `grant`'s statements that are absent from `statements` or do not name its
+    /// principal yet; empty when the grant is in place.
+    fn missing(&self, statements: &[&Value], grant: &Grant) -> Vec<String>;
+
+    /// Writes `grant` into `statements`, leaving every statement and principal that is not the
+    /// grant's own as it is. Returns whether anything changed.
+    fn add(&self, statements: &mut Vec<Value>, grant: &Grant) -> bool;
+
+    /// Takes `grant` out of `statements`, dropping a statement left with no principal, so that
+    /// `remove` undoes `add`. Returns whether anything changed.
+    fn remove(&self, statements: &mut Vec<Value>, grant: &Grant) -> bool;
+
+    /// The `Condition` of the replication role's trust statement for `source`, or `None` for
+    /// the article's unconditioned trust in S3.
+    fn trust_condition(&self, setting: &Setting, source: &SourceSpec) -> Option<Value>;
+}
+
+/// The statements of a policy, whether `Statement` is a list or a single object.
+fn statements(policy: &Value) -> Vec<&Value> {
+    match policy.get("Statement") {
+        Some(Value::Array(list)) => list.iter().collect(),
+        Some(obj @ Value::Object(_)) => vec![obj],
+        _ => Vec::new(),
+    }
+}
+
+fn statements_mut(policy: &mut Value) -> &mut Vec<Value> {
+    let map = policy
+        .as_object_mut()
+        .expect("policies are JSON objects (checked by parse)");
+    let entry = map
+        .entry("Statement")
+        .or_insert_with(|| Value::Array(Vec::new()));
+    if !entry.is_array() {
+        let single = entry.take();
+        *entry = Value::Array(vec![single]);
+    }
+    entry.as_array_mut().expect("Statement was made a list")
+}
+
+fn sid(statement: &Value) -> Option<&str> {
+    statement.get("Sid").and_then(Value::as_str)
+}
+
+/// The `Principal.AWS` entries of a statement.
+fn aws_principals(statement: &Value) -> Vec<&str> {
+    match statement.get("Principal").and_then(|p| p.get("AWS")) {
+        Some(Value::String(s)) => vec![s.as_str()],
+        Some(Value::Array(list)) => list.iter().filter_map(Value::as_str).collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// Whether a statement's principal is everyone (`"*"` or `{"AWS": "*"}`).
+fn everyone(statement: &Value) -> bool {
+    match statement.get("Principal") {
+        Some(Value::String(s)) => s == "*",
+        Some(p) => p.get("AWS").and_then(Value::as_str) == Some("*"),
+        None => false,
+    }
+}
+
+/// Parses a bucket policy; `Err` names what is wrong with it.
+pub fn parse(text: &str) -> Result<Value, String> {
+    let value: Value = serde_json::from_str(text).map_err(|e| format!("not JSON: {e}"))?;
+    if !value.is_object() {
+        return Err("not a JSON object".into());
+    }
+    Ok(value)
+}
+
+/// The statements (by Sid) of `grant` that do not name its principal yet.
+pub fn missing(policy: Option<&Value>, grant: &Grant) -> Vec<String> {
+    let stmts = policy.map(statements).unwrap_or_default();
+    grant.mode.layout().missing(&stmts, grant)
+}
+
+/// Adds `grant` to `policy` (a new policy when `None`). Returns the policy and whether it changed.
+pub fn add(policy: Option<&Value>, grant: &Grant) -> (Value, bool) {
+    let mut policy = policy
+        .cloned()
+        .unwrap_or_else(|| json!({ "Version": "2012-10-17", "Statement": [] }));
+    let changed = grant.mode.layout().add(statements_mut(&mut policy), grant);
+    (policy, changed)
+}
+
+/// Adds a principal to a statement's `Principal.AWS`, turning a single string into a list only
+/// when a second principal joins it. Returns whether it changed.
+fn add_principal(statement: &mut Value, principal: &str) -> bool {
+    let Some(obj) = statement.as_object_mut() else {
+        return false;
+    };
+    let principal_map = obj
+        .entry("Principal")
+        .or_insert_with(|| Value::Object(Map::new()));
+    match principal_map {
+        Value::Object(_) => {}
+        // `"Principal": "*"`: already everyone; adding a role changes nothing.
+        Value::String(s) if s == "*" => return false,
+        // S3 accepts no other non-object principal; a hand-edited one (an ARN as a plain
+        // string) is made the list form, keeping what it named.
+        Value::String(s) => {
+            let existing = std::mem::take(s);
+            *principal_map = json!({ "AWS": [existing, principal] });
+            return true;
+        }
+        other => {
+            *other = json!({ "AWS": [principal] });
+            return true;
+        }
+    }
+    let map = principal_map.as_object_mut().expect("checked above");
+    match map.get_mut("AWS") {
+        None => {
+            map.insert("AWS".into(), json!([principal]));
+            true
+        }
+        Some(Value::String(s)) if s == principal => false,
+        Some(Value::String(s)) => {
+            let existing = std::mem::take(s);
+            map.insert("AWS".into(), json!([existing, principal]));
+            true
+        }
+        Some(Value::Array(list)) => {
+            if list.iter().any(|v| v.as_str() == Some(principal)) {
+                false
+            } else {
+                list.push(Value::String(principal.to_string()));
+                true
+            }
+        }
+        Some(other) => {
+            let existing = other.take();
+            map.insert("AWS".into(), json!([existing, principal]));
+            true
+        }
+    }
+}
+
+/// Removes `grant` from `policy`. A statement whose principal list becomes empty is removed;
+/// `None` means no statement is left and the policy should be deleted. Returns whether it changed.
+pub fn remove(policy: &Value, grant: &Grant) -> (Option<Value>, bool) {
+    let mut policy = policy.clone();
+    let changed = grant
+        .mode
+        .layout()
+        .remove(statements_mut(&mut policy), grant);
+    let empty = statements(&policy).is_empty();
+    if empty {
+        (None, changed)
+    } else {
+        (Some(policy), changed)
+    }
+}
+
+/// Takes `principal` out of the statements that `managed` picks, removing a statement whose
+/// principal list it empties. Returns whether anything changed.
+fn remove_from(list: &mut Vec<Value>, managed: impl Fn(&Value) -> bool, principal: &str) -> bool {
+    let mut changed = false;
+    list.retain_mut(|statement| {
+        if !managed(statement) {
+            return true;
+        }
+        match remove_principal(statement, principal) {
+            Removal::Absent => true,
+            Removal::Removed => {
+                changed = true;
+                true
+            }
+            Removal::NowEmpty => {
+                changed = true;
+                false
+            }
+        }
+    });
+    changed
+}
+
+enum Removal {
+    Absent,
+    Removed,
+    NowEmpty,
+}
+
+fn remove_principal(statement: &mut Value, principal: &str) -> Removal {
+    let Some(map) = statement
+        .get_mut("Principal")
+        .and_then(Value::as_object_mut)
+    else {
+        return Removal::Absent;
+    };
+    let only_aws = map.len() == 1;
+    match map.get_mut("AWS") {
+        Some(Value::String(s)) if s == principal => {
+            if only_aws {
+                Removal::NowEmpty
+            } else {
+                map.remove("AWS");
+                Removal::Removed
+            }
+        }
+        Some(Value::Array(list)) => {
+            let before = list.len();
+            list.retain(|v| v.as_str() != Some(principal));
+            if list.len() == before {
+                Removal::Absent
+            } else if list.is_empty() {
+                if only_aws {
+                    Removal::NowEmpty
+                } else {
+                    map.remove("AWS");
+                    Removal::Removed
+                }
+            } else {
+                Removal::Removed
+            }
+        }
+        _ => Removal::Absent,
+    }
+}
+
+/// A policy's meaning, for comparisons: a single statement object is a one-element list, a
+/// one-element principal or action list is its element, and principal and action lists are sets.
+pub fn normalize(policy: &Value) -> Value {
+    fn set_like(v: &Value) -> Value {
+        match v {
+            Value::Array(list) => {
+                let mut items: Vec<Value> = list.clone();
+                items.sort_by_key(|a| a.to_string());
+                items.dedup();
+                // Deduplicated first: `["a", "a"]` means `"a"` too.
+                if items.len() == 1 {
+                    items.swap_remove(0)
+                } else {
+                    Value::Array(items)
+                }
+            }
+            other => other.clone(),
+        }
+    }
+    let mut out = policy.clone();
+    let Some(stmt) = out.as_object_mut().and_then(|o| o.get_mut("Statement")) else {
+        return out;
+    };
+    if stmt.is_object() {
+        *stmt = Value::Array(vec![stmt.take()]);
+    }
+    for s in stmt.as_array_mut().into_iter().flatten() {
+        let Some(so) = s.as_object_mut() else {
+            continue;
+        };
+        for key in ["Action", "NotAction", "Resource", "NotResource"] {
+            if let Some(v) = so.get_mut(key) {
+                *v = set_like(v);
+            }
+        }
+        if let Some(p) = so.get_mut("Principal").and_then(Value::as_object_mut) {
+            for v in p.values_mut() {
+                *v = set_like(v);
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    pub(super) const BUCKET: &str = "arn:aws:s3:::aggregation-cloudtrail-logs-111111111111";
+
+    /// A grant of `account`'s `S3ReplicationRole` on [`BUCKET`].
+    pub(super) fn grant(account: &str, mode: PolicyMode) -> Grant {
+        Grant {
+            mode,
+            bucket_arn: BUCKET.into(),
+            principal: format!("arn:aws:iam::{account}:role/S3ReplicationRole"),
+            account: account.into(),
+            prefix: "AWSLogs/".into(),
+        }
+    }
+
+    /// Grants sources one after another until the policy would exceed S3's limit: how many
+    /// fit, and the last policy that did.
+    pub(super) fn fill(mode: PolicyMode) -> (usize, Option<Value>) {
+        let mut policy: Option<Value> = None;
+        for i in 0..1000u64 {
+            let g = grant(&format!("{}", 200_000_000_000 + i), mode);
+            let (next, _) = add(policy.as_ref(), &g);
+            if to_text(&next).is_err() {
+                return (i as usize, policy);
+            }
+            policy = Some(next);
+        }
+        (1000, policy)
+    }
+
+    #[test]
+    fn a_policy_over_s3s_size_limit_is_refused() {
+        let (fitted, policy) = fill(PolicyMode::Article);
+        assert!(
+            (150..250).contains(&fitted),
+            "about 190 accounts fit: {fitted}"
+        );
+        let (over, _) = add(policy.as_ref(), &grant("999999999999", PolicyMode::Article));
+        let err = to_text(&over).expect_err("over the limit");
+        assert!(err.contains("over S3's limit of 20480 bytes"), "{err}");
+    }
+
+    fn arb_principal() -> impl Strategy<Value = Value> {
+        prop_oneof![
+            "[0-9]{12}".prop_map(|a| json!({"AWS": format!("arn:aws:iam::{a}:role/R")})),
+            prop::collection::vec("[0-9]{12}", 1..4).prop_map(|v| json!({"AWS": v
+                .iter()
+                .map(|a| format!("arn:aws:iam::{a}:role/S3ReplicationRole"))
+                .collect::<Vec<_>>()})),
+            Just(json!("*")),
+            Just(json!({"Service": "cloudtrail.amazonaws.com"})),
+        ]
+    }
+
+    fn arb_statement() -> impl Strategy<Value = Value> {
+        (
+            prop_oneof![
+                Just(OBJECTS_SID.to_string()),
+                Just(OBJECTS_SID_ALT.to_string()),
+                Just(CHECK_SID.to_string()),
+                "[A-Za-z]{1,12}"
+            ],
+            arb_principal(),
+            prop::bool::ANY,
+            prop::collection::vec("s3:[A-Za-z*]{3,10}", 1..4),
+        )
+            .prop_map(|(sid, principal, allow, actions)| {
+                json!({
+                    "Sid": sid,
+                    "Effect": if allow { "Allow" } else { "Deny" },
+                    "Principal": principal,
+                    "Action": actions,
+                    "Resource": BUCKET,
+                })
+            })
+    }
+
+    fn arb_policy() -> impl Strategy<Value = Value> {
+        prop::collection::vec(arb_statement(), 1..6).prop_map(|mut stmts| {
+            // Sids are unique within a policy.
+            let mut seen = std::collections::BTreeSet::new();
+            stmts.retain(|s| seen.insert(s["Sid"].as_str().unwrap_or_default().to_string()));
+            json!({"Version": "2012-10-17", "Id": "hand-made", "Statement": stmts})
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn merge_then_remove_returns_the_original(
+            policy in arb_policy(),
+            account in "[0-9]{12}",
+            mode in prop_oneof![
+                Just(PolicyMode::Article),
+                Just(PolicyMode::LeastPrivilege),
+                Just(PolicyMode::Accounts),
+            ],
+        ) {
+            let g = grant(&account, mode);
+            prop_assume!(!policy.to_string().contains(&account));
+            let (merged, changed) = add(Some(&policy), &g);
+            prop_assert!(missing(Some(&merged), &g).is_empty());
+            if changed {
+                let (back, changed) = remove(&merged, &g);
+                prop_assert!(changed);
+                let back = back.expect("the original statements remain");
+                prop_assert_eq!(normalize(&back), normalize(&policy));
+            } else {
+                // Only a statement open to everyone already covers the grant.
+                prop_assert_eq!(&merged, &policy);
+                prop_assert!(policy.to_string().contains("\"*\""));
+            }
+        }
+
+        #[test]
+        fn other_principals_survive_any_grant_order(accounts in prop::collection::btree_set("[0-9]{12}", 1..8)) {
+            let mut policy: Option<Value> = None;
+            for a in &accounts {
+                policy = Some(add(policy.as_ref(), &grant(a, PolicyMode::Article)).0);
+            }
+            let policy = policy.expect("granted");
+            for a in &accounts {
+                prop_assert!(missing(Some(&policy), &grant(a, PolicyMode::Article)).is_empty());
+            }
+        }
+    }
+}

@@ -1,0 +1,262 @@
+//! The inventory file (DESIGN.md, "The inventory"): parsed from TOML, templates expanded, and
+//! validated as a whole before any AWS call, so that every problem is reported at once.
+//!
+//! Unknown keys are errors (a typo must not silently fall back to a default). Every source key
+//! has the article's value as its default, may be set in `[source_defaults]`, and overridden per
+//! `[[source]]`. Strings may use `{account_id}`, the account's own id.
+//!
+//! Two steps: `raw` deserializes the TOML into serde structs, and `validate` checks them in one
+//! pass. Plain serde would stop at the first problem: `#[serde(deny_unknown_fields)]` fails on
+//! the first unknown key, and a value of the wrong type fails the whole deserialization. So
+//! every key is a lenient `Field` (absent, of its type, or the TOML value of another type, kept
+//! for the message), and each table collects the keys it does not know into a map with
+//! `#[serde(flatten)]`, to report them with the table's known keys. `serde_ignored` would see
+//! unknown keys only where deserialization streams, not inside a value `Field` has buffered to
+//! try its type, and every table here is such a value.
+
+mod raw;
+mod validate;
+
+use crate::errors::InventoryError;
+use raw::RawInventory;
+use std::path::Path;
+use trailhub_steps::{ArchiveSpec, PolicyMode, SourceSpec};
+
+/// A validated inventory.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Inventory {
+    /// The region of every bucket and stack.
+    pub region: String,
+    /// The ARN partition of the region.
+    pub partition: String,
+    /// The archive bucket policy's form.
+    pub policy: PolicyMode,
+    /// The archive account.
+    pub archive: ArchiveSpec,
+    /// The source accounts, in file order.
+    pub sources: Vec<SourceSpec>,
+    /// The file's text as read (journaled with a run: the run's frozen inventory).
+    pub text: String,
+}
+
+/// Reads and validates the inventory at `path`.
+pub fn load(path: &Path) -> Result<Inventory, InventoryError> {
+    let text = std::fs::read_to_string(path).map_err(|source| InventoryError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    parse(&text, &path.display().to_string())
+}
+
+/// Validates inventory `text`; `origin` names it in messages. Only TOML syntax fails the
+/// deserialization (every key's value is taken, whatever its type), so an error from it is the
+/// parser's, with line and column.
+pub fn parse(text: &str, origin: &str) -> Result<Inventory, InventoryError> {
+    let raw: RawInventory =
+        toml::from_str(text).map_err(|e: toml::de::Error| InventoryError::Syntax {
+            origin: origin.to_string(),
+            message: e.to_string().trim_end().replace('\n', "\n    "),
+        })?;
+    validate::inventory(&raw, text).map_err(|problems| InventoryError::Invalid {
+        origin: origin.to_string(),
+        problems,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use trailhub_steps::Credentials;
+
+    const EXAMPLE: &str = r#"
+region = "ap-northeast-1"
+[archive]
+account_id = "111111111111"
+assume_role = "arn:aws:iam::111111111111:role/OrganizationAccountAccessRole"
+bucket = "aggregation-cloudtrail-logs-{account_id}"
+[source_defaults]
+bucket = "cm-members-cloudtrail-{account_id}"
+trail = "Members"
+role_name = "S3ReplicationRole"
+stack_name = "cloudtrail-replication-role"
+prefix = "AWSLogs/"
+storage_class = "STANDARD_IA"
+replication_time_control = true
+assume_role = "arn:aws:iam::{account_id}:role/OrganizationAccountAccessRole"
+[[source]]
+account_id = "222222222222"
+[[source]]
+account_id = "333333333333"
+profile = "member-3"
+"#;
+
+    #[test]
+    fn the_design_example_parses_with_templates_and_overrides() {
+        let inv = parse(EXAMPLE, "example.toml").expect("valid");
+        assert_eq!(
+            inv.archive.bucket,
+            "aggregation-cloudtrail-logs-111111111111"
+        );
+        assert_eq!(inv.sources.len(), 2);
+        let s2 = &inv.sources[0];
+        assert_eq!(s2.bucket, "cm-members-cloudtrail-222222222222");
+        assert_eq!(s2.trail.as_deref(), Some("Members"));
+        assert_eq!(
+            s2.credentials,
+            Credentials::AssumeRole(
+                "arn:aws:iam::222222222222:role/OrganizationAccountAccessRole".into()
+            )
+        );
+        let s3 = &inv.sources[1];
+        assert_eq!(
+            s3.credentials,
+            Credentials::Profile("member-3".into()),
+            "a profile overrides the default role"
+        );
+        assert!(s3.replication_time_control);
+    }
+
+    #[test]
+    fn every_problem_is_reported_at_once_sorted() {
+        let bad = r#"
+region = "mars-north-1"
+colour = "blue"
+[archive]
+account_id = 111111111111
+[source_defaults]
+bucket = "Bad_Bucket-{account}"
+[[source]]
+account_id = "222"
+[[source]]
+account_id = "333333333333"
+storage_class = "CHEAP"
+[[source]]
+account_id = "333333333333"
+[[source]]
+account_id = "444444444444"
+profile = "p"
+assume_role = "arn:aws:iam::444444444444:role/x"
+"#;
+        let err = parse(bad, "bad.toml").expect_err("invalid");
+        let InventoryError::Invalid { problems, .. } = &err else {
+            panic!("{err}");
+        };
+        let text = problems.join("\n");
+        for needle in [
+            "archive.account_id: write the account id as a string, \"111111111111\"",
+            "colour: unknown key",
+            "region: unknown region `mars-north-1`",
+            "source[0].account_id: `222` is not an AWS account id",
+            "source[1].storage_class: `CHEAP` is not a storage class",
+            "source[2].account_id: `333333333333` is listed twice (also source[1])",
+            "source[3].profile: set either `profile` or `assume_role`, not both",
+            "source_defaults.bucket: unknown placeholder `{account}`",
+        ] {
+            assert!(text.contains(needle), "missing {needle:?} in:\n{text}");
+        }
+        assert!(err.to_string().starts_with("inventory bad.toml has"));
+    }
+
+    #[test]
+    fn wrong_types_and_unknown_keys_in_every_table_are_reported_together() {
+        let bad = r#"
+region = 1
+policy = "strict"
+colour = "blue"
+[archive]
+account_id = "111111111111"
+bucket = 2024-01-01
+shade = 1
+[source_defaults]
+account_id = "999999999999"
+storage_class = 7
+prefix = "logs-{acount}/"
+[[source]]
+account_id = "222222222222"
+replication_time_control = "yes"
+hue = true
+[[source]]
+account_id = 333333333333
+trail = ""
+"#;
+        let err = parse(bad, "bad.toml").expect_err("invalid");
+        let InventoryError::Invalid { problems, .. } = &err else {
+            panic!("{err}");
+        };
+        let source_keys = "account_id, bucket, trail, role_name, stack_name, prefix, storage_class, replication_time_control, assume_role, profile";
+        assert_eq!(
+            problems,
+            &[
+                "archive.bucket: must be a string, not datetime".to_string(),
+                "archive.shade: unknown key; known keys here: account_id, assume_role, profile, bucket".into(),
+                "colour: unknown key; known keys here: region, policy, archive, source_defaults, source".into(),
+                "policy: `strict` is not a policy; use \"article\", \"least-privilege\" or \"accounts\"".into(),
+                "region: is required (e.g. region = \"ap-northeast-1\")".into(),
+                "region: must be a string, not integer".into(),
+                format!("source[0].hue: unknown key; known keys here: {source_keys}"),
+                "source[0].replication_time_control: must be true or false".into(),
+                "source[1].account_id: write the account id as a string, \"333333333333\" (an id may begin with 0)".into(),
+                "source[1].trail: is empty; remove it to skip the trail check".into(),
+                "source_defaults.account_id: cannot be a default: every [[source]] names its own".into(),
+                "source_defaults.prefix: unknown placeholder `{acount}`; only {account_id} is defined".into(),
+                "source_defaults.storage_class: must be a string, not integer".into(),
+            ]
+        );
+    }
+
+    #[test]
+    fn the_archive_is_not_a_source_and_toml_errors_name_the_line() {
+        let text = "region = \"us-east-1\"\n[archive]\naccount_id = \"111111111111\"\n[[source]]\naccount_id = \"111111111111\"\n";
+        let err = parse(text, "x").expect_err("invalid").to_string();
+        assert!(err.contains("is the archive account"), "{err}");
+        let err = parse("region = \n", "y.toml")
+            .expect_err("syntax")
+            .to_string();
+        assert!(err.contains("line 1"), "{err}");
+    }
+}
+
+#[cfg(test)]
+mod examples {
+    use super::*;
+    use trailhub_steps::Credentials;
+
+    #[test]
+    fn the_examples_in_the_repository_are_valid() {
+        for (name, text) in [
+            (
+                "three-accounts-profiles",
+                include_str!("../../../examples/three-accounts-profiles.toml"),
+            ),
+            (
+                "fifty-accounts-assume-role",
+                include_str!("../../../examples/fifty-accounts-assume-role.toml"),
+            ),
+            (
+                "overrides",
+                include_str!("../../../examples/overrides.toml"),
+            ),
+        ] {
+            let inv = parse(text, name).unwrap_or_else(|e| panic!("{e}"));
+            assert!(!inv.sources.is_empty(), "{name}");
+        }
+        let fifty = parse(
+            include_str!("../../../examples/fifty-accounts-assume-role.toml"),
+            "50",
+        )
+        .expect("valid");
+        assert_eq!(fifty.sources.len(), 50);
+        let overrides =
+            parse(include_str!("../../../examples/overrides.toml"), "o").expect("valid");
+        assert_eq!(overrides.policy, PolicyMode::LeastPrivilege);
+        assert_eq!(
+            overrides.sources[1].bucket,
+            "legacy-cloudtrail-333333333333"
+        );
+        assert_eq!(
+            overrides.sources[2].credentials,
+            Credentials::Profile("sandbox".into())
+        );
+        assert!(!overrides.sources[2].replication_time_control);
+    }
+}
