@@ -103,6 +103,36 @@ impl RunView {
     }
 }
 
+/// Runs `probe` on every item, at most `limit` at once, and returns the results in the items'
+/// order (a panic in a probe is the caller's).
+pub async fn each_bounded<T, R, F, Fut>(items: Vec<T>, limit: usize, probe: F) -> Vec<R>
+where
+    T: Send + 'static,
+    R: Send + 'static,
+    F: Fn(T) -> Fut,
+    Fut: std::future::Future<Output = R> + Send + 'static,
+{
+    let permits = std::sync::Arc::new(tokio::sync::Semaphore::new(limit.max(1)));
+    let mut set = tokio::task::JoinSet::new();
+    for (i, item) in items.into_iter().enumerate() {
+        let permits = permits.clone();
+        let fut = probe(item);
+        set.spawn(async move {
+            let _permit = permits.acquire_owned().await;
+            (i, fut.await)
+        });
+    }
+    let mut results = Vec::new();
+    while let Some(joined) = set.join_next().await {
+        match joined {
+            Ok(r) => results.push(r),
+            Err(e) => std::panic::resume_unwind(e.into_panic()),
+        }
+    }
+    results.sort_by_key(|r| r.0);
+    results.into_iter().map(|(_, r)| r).collect()
+}
+
 /// Resolves on the first Ctrl-C (stop starting new steps); a second one exits at once.
 pub async fn shutdown() {
     if tokio::signal::ctrl_c().await.is_err() {

@@ -4,17 +4,17 @@
 use super::common::{load_inventory, prepare};
 use crate::cli::{Cli, OutputFormat};
 use crate::errors::{CliError, Outcome};
-use crate::output::json_line;
+use crate::output::{error_line, json_line};
 use serde_json::json;
 use std::collections::BTreeMap;
 use std::path::Path;
-use trailhub_engine::PlanAction;
+use trailhub_engine::{PlanAction, PlannedNode};
 
 pub async fn plan(cli: &Cli, config: &Path, accounts: &[String]) -> Result<Outcome, CliError> {
     let prepared = prepare(cli, load_inventory(config)?, accounts)?;
     let planned = trailhub_engine::plan(&prepared.dag, crate::DEFAULT_CONCURRENCY as usize).await;
     let order = prepared.dag.groups();
-    let mut by_group: BTreeMap<usize, Vec<&trailhub_engine::PlannedNode>> = BTreeMap::new();
+    let mut by_group: BTreeMap<usize, Vec<&PlannedNode>> = BTreeMap::new();
     for p in &planned {
         let pos = order
             .iter()
@@ -22,108 +22,124 @@ pub async fn plan(cli: &Cli, config: &Path, accounts: &[String]) -> Result<Outco
             .unwrap_or(usize::MAX);
         by_group.entry(pos).or_default().push(p);
     }
-    let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
-    let mut errors = 0;
+    let mut counts = Counts::default();
     for p in &planned {
         match &p.result {
-            Ok(plan) => *counts.entry(plan.action.as_str()).or_default() += 1,
-            Err(_) => errors += 1,
+            Ok(plan) => *counts.actions.entry(plan.action.as_str()).or_default() += 1,
+            Err(_) => counts.errors += 1,
         }
     }
     if cli.output == OutputFormat::Json {
-        for nodes in by_group.values() {
-            for p in nodes {
-                let value = match &p.result {
-                    Ok(plan) => json!({
-                        "type": "plan", "node": p.id, "account": p.id.group(), "step": p.id.step(),
-                        "action": plan.action.as_str(), "changes": plan.changes, "note": plan.note,
-                        "description": p.description,
-                    }),
-                    Err(e) => json!({
-                        "type": "plan", "node": p.id, "account": p.id.group(), "step": p.id.step(),
-                        "action": "error", "code": e.code, "error": e.message, "hint": e.hint,
-                        "description": p.description,
-                    }),
-                };
-                json_line(&value);
-            }
-        }
-        json_line(&json!({
-            "type": "plan-summary",
-            "create": counts.get("create").copied().unwrap_or(0),
-            "update": counts.get("update").copied().unwrap_or(0),
-            "no_op": counts.get("no-op").copied().unwrap_or(0),
-            "unknown": counts.get("unknown").copied().unwrap_or(0),
-            "errors": errors,
-        }));
+        plan_json(&by_group, &counts);
     } else {
-        for nodes in by_group.values() {
-            let group = nodes[0].id.group();
-            println!(
-                "{}",
-                if group == "archive" {
-                    format!(
-                        "archive ({})",
-                        prepared.workflow.inventory.archive.account_id
-                    )
-                } else {
-                    format!("account {group}")
-                }
-            );
-            for p in nodes {
-                match &p.result {
-                    Ok(plan) => {
-                        let sign = match plan.action {
-                            PlanAction::Create => "+",
-                            PlanAction::Update => "~",
-                            PlanAction::NoOp => " ",
-                            PlanAction::Unknown => "?",
-                        };
-                        println!(
-                            "  {sign} {:<8} {:<13} {}",
-                            plan.action.as_str(),
-                            p.id.step(),
-                            p.description
-                        );
-                        for c in &plan.changes {
-                            println!(
-                                "      {}: {} -> {}",
-                                c.field,
-                                c.from.as_deref().unwrap_or("(absent)"),
-                                c.to
-                            );
-                        }
-                        if let Some(note) = &plan.note {
-                            println!("      ({note})");
-                        }
-                    }
-                    Err(e) => {
-                        let code = e
-                            .code
-                            .as_deref()
-                            .map(|c| format!("[{c}] "))
-                            .unwrap_or_default();
-                        println!("  ! {:<8} {:<13} {code}{}", "error", p.id.step(), e.message);
-                        if let Some(hint) = &e.hint {
-                            println!("      what to do: {hint}");
-                        }
-                    }
-                }
-            }
-        }
-        println!(
-            "\nPlan: {} to create, {} to update, {} unchanged, {} unknown until apply, {} error{}. Nothing was changed.",
-            counts.get("create").copied().unwrap_or(0),
-            counts.get("update").copied().unwrap_or(0),
-            counts.get("no-op").copied().unwrap_or(0),
-            counts.get("unknown").copied().unwrap_or(0),
-            errors,
-            if errors == 1 { "" } else { "s" },
-        );
+        let archive = &prepared.workflow.inventory.archive.account_id;
+        plan_text(&by_group, &counts, archive);
     }
-    Ok(if errors > 0 {
+    Ok(if counts.errors > 0 {
         Outcome::Failed
     } else {
         Outcome::Ok
     })
+}
+
+/// How many nodes would be created, updated… and how many could not be planned.
+#[derive(Default)]
+struct Counts {
+    actions: BTreeMap<&'static str, usize>,
+    errors: usize,
+}
+
+impl Counts {
+    fn of(&self, action: PlanAction) -> usize {
+        self.actions.get(action.as_str()).copied().unwrap_or(0)
+    }
+}
+
+fn plan_json(by_group: &BTreeMap<usize, Vec<&PlannedNode>>, counts: &Counts) {
+    for p in by_group.values().flatten() {
+        let value = match &p.result {
+            Ok(plan) => json!({
+                "type": "plan", "node": p.id, "account": p.id.group(), "step": p.id.step(),
+                "action": plan.action.as_str(), "changes": plan.changes, "note": plan.note,
+                "description": p.description,
+            }),
+            Err(e) => json!({
+                "type": "plan", "node": p.id, "account": p.id.group(), "step": p.id.step(),
+                "action": "error", "code": e.code, "error": e.message, "hint": e.hint,
+                "description": p.description,
+            }),
+        };
+        json_line(&value);
+    }
+    json_line(&json!({
+        "type": "plan-summary",
+        "create": counts.of(PlanAction::Create),
+        "update": counts.of(PlanAction::Update),
+        "no_op": counts.of(PlanAction::NoOp),
+        "unknown": counts.of(PlanAction::Unknown),
+        "errors": counts.errors,
+    }));
+}
+
+fn plan_text(by_group: &BTreeMap<usize, Vec<&PlannedNode>>, counts: &Counts, archive: &str) {
+    for nodes in by_group.values() {
+        let group = nodes[0].id.group();
+        if group == trailhub_workflows::ARCHIVE {
+            println!("archive ({archive})");
+        } else {
+            println!("account {group}");
+        }
+        for p in nodes {
+            plan_node_text(p);
+        }
+    }
+    let errors = counts.errors;
+    println!(
+        "\nPlan: {} to create, {} to update, {} unchanged, {} unknown until apply, {errors} error{}. Nothing was changed.",
+        counts.of(PlanAction::Create),
+        counts.of(PlanAction::Update),
+        counts.of(PlanAction::NoOp),
+        counts.of(PlanAction::Unknown),
+        if errors == 1 { "" } else { "s" },
+    );
+}
+
+fn plan_node_text(p: &PlannedNode) {
+    let step = p.id.step();
+    match &p.result {
+        Ok(plan) => {
+            let sign = match plan.action {
+                PlanAction::Create => "+",
+                PlanAction::Update => "~",
+                PlanAction::NoOp => " ",
+                PlanAction::Unknown => "?",
+            };
+            println!(
+                "  {sign} {:<8} {step:<13} {}",
+                plan.action.as_str(),
+                p.description
+            );
+            for c in &plan.changes {
+                println!(
+                    "      {}: {} -> {}",
+                    c.field,
+                    c.from.as_deref().unwrap_or("(absent)"),
+                    c.to
+                );
+            }
+            if let Some(note) = &plan.note {
+                println!("      ({note})");
+            }
+        }
+        Err(e) => {
+            println!(
+                "  ! {:<8} {step:<13} {}",
+                "error",
+                error_line(&e.to_record())
+            );
+            if let Some(hint) = &e.hint {
+                println!("      what to do: {hint}");
+            }
+        }
+    }
 }

@@ -1,17 +1,18 @@
 //! `trailhub verify`: compares live state with what the inventory implies, per account,
 //! resource and field (drift), without a journal. Read-only, except the canary with --canary.
 
-use super::common::{load_inventory, prepare};
+use super::common::{each_bounded, load_inventory, prepare};
 use crate::cli::{Cli, OutputFormat};
 use crate::errors::{CliError, Outcome};
-use crate::output::{json_line, table};
+use crate::output::{error_line, json_line, table};
 use serde_json::json;
 use std::path::Path;
-use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::Semaphore;
-use tokio::task::JoinSet;
+use trailhub_engine::TaskError;
 use trailhub_steps::checks::{Finding, Reads, archive_findings, source_findings};
+
+/// One account's verdict: its findings, or why it could not be read.
+type Checked = (String, Result<Vec<Finding>, TaskError>);
 
 pub async fn verify(
     cli: &Cli,
@@ -22,46 +23,47 @@ pub async fn verify(
 ) -> Result<Outcome, CliError> {
     let prepared = prepare(cli, load_inventory(config)?, accounts)?;
     let ctx = prepared.ctx.clone();
-    let permits = Arc::new(Semaphore::new(crate::DEFAULT_CONCURRENCY as usize));
-    let mut set = JoinSet::new();
-    {
-        let ctx = ctx.clone();
+    let sources: Vec<_> = prepared.workflow.sources().cloned().collect();
+    let archive = async {
         let account = ctx.setting.archive.account_id.clone();
-        set.spawn(async move { (0usize, account, archive_findings(&ctx).await) });
-    }
-    let sources: Vec<_> = prepared
-        .workflow
-        .inventory
-        .sources
-        .iter()
-        .filter(|s| accounts.is_empty() || accounts.contains(&s.account_id))
-        .cloned()
-        .collect();
-    for (i, source) in sources.iter().cloned().enumerate() {
-        let ctx = ctx.clone();
-        let permits = permits.clone();
-        set.spawn(async move {
-            let _permit = permits.acquire_owned().await;
-            let account = source.account_id.clone();
-            (
-                i + 1,
-                account,
-                source_findings(&ctx, &source, None, Reads::all()).await,
-            )
-        });
-    }
-    let mut results = Vec::new();
-    while let Some(joined) = set.join_next().await {
-        match joined {
-            Ok(r) => results.push(r),
-            Err(e) => std::panic::resume_unwind(e.into_panic()),
-        }
-    }
-    results.sort_by_key(|r| r.0);
+        (account, archive_findings(&ctx).await)
+    };
+    let each = each_bounded(
+        sources.clone(),
+        crate::DEFAULT_CONCURRENCY as usize,
+        |source| {
+            let ctx = ctx.clone();
+            async move {
+                let findings = source_findings(&ctx, &source, None, Reads::all()).await;
+                (source.account_id, findings)
+            }
+        },
+    );
+    let (archive, each) = tokio::join!(archive, each);
+    let mut results = vec![archive];
+    results.extend(each);
+    let (drift, unreadable) = report(cli, config, &results);
+    let canary_outcome = if canary && unreadable == 0 {
+        super::verify_canary::run(cli, &ctx, &sources, timeout).await?
+    } else {
+        Outcome::Ok
+    };
+    Ok(if unreadable > 0 {
+        Outcome::Failed
+    } else if drift > 0 {
+        Outcome::Drift
+    } else {
+        canary_outcome
+    })
+}
+
+/// Prints every account's verdict and the summary; returns how many accounts drifted and how
+/// many could not be read.
+fn report(cli: &Cli, config: &Path, results: &[Checked]) -> (usize, usize) {
     let json = cli.output == OutputFormat::Json;
     let mut rows = Vec::new();
     let (mut drift, mut unreadable) = (0usize, 0usize);
-    for (_, account, result) in &results {
+    for (account, result) in results {
         match result {
             Ok(findings) if findings.is_empty() => {
                 if json {
@@ -76,11 +78,6 @@ pub async fn verify(
             }
             Err(e) => {
                 unreadable += 1;
-                let code = e
-                    .code
-                    .as_deref()
-                    .map(|c| format!("[{c}] "))
-                    .unwrap_or_default();
                 if json {
                     json_line(&json!({
                         "type": "unreadable", "account": account, "code": e.code, "error": e.message, "hint": e.hint,
@@ -91,52 +88,46 @@ pub async fn verify(
                         "(could not read)".into(),
                         String::new(),
                         String::new(),
-                        format!("{code}{}", e.message),
+                        error_line(&e.to_record()),
                     ]);
                 }
             }
         }
     }
-    let checked = results.len();
-    if json {
+    summary(cli, config, &rows, results.len(), drift, unreadable);
+    (drift, unreadable)
+}
+
+fn summary(
+    cli: &Cli,
+    config: &Path,
+    rows: &[Vec<String>],
+    checked: usize,
+    drift: usize,
+    unreadable: usize,
+) {
+    if cli.output == OutputFormat::Json {
         json_line(&json!({
             "type": "verify-summary", "accounts_checked": checked, "accounts_drifted": drift,
             "accounts_unreadable": unreadable,
         }));
-    } else {
-        if !rows.is_empty() {
-            print!(
-                "{}",
-                table(
-                    &["ACCOUNT", "RESOURCE", "FIELD", "EXPECTED", "ACTUAL"],
-                    &rows
-                )
-            );
-        }
-        println!(
-            "\nVerified {checked} account{} (archive included): {} match, {drift} drifted, {unreadable} could not be read.",
-            if checked == 1 { "" } else { "s" },
-            checked - drift - unreadable
-        );
-        if drift > 0 {
-            println!(
-                "`trailhub apply -c {}` brings drifted accounts back to the article's configuration.",
-                config.display()
-            );
-        }
+        return;
     }
-    let canary_outcome = if canary && unreadable == 0 {
-        super::verify_canary::run(cli, &ctx, &sources, timeout).await?
-    } else {
-        Outcome::Ok
-    };
-    Ok(if unreadable > 0 {
-        Outcome::Failed
-    } else if drift > 0 {
-        Outcome::Drift
-    } else {
-        canary_outcome
-    })
+    if !rows.is_empty() {
+        let header = ["ACCOUNT", "RESOURCE", "FIELD", "EXPECTED", "ACTUAL"];
+        print!("{}", table(&header, rows));
+    }
+    println!(
+        "\nVerified {checked} account{} (archive included): {} match, {drift} drifted, {unreadable} could not be read.",
+        if checked == 1 { "" } else { "s" },
+        checked - drift - unreadable
+    );
+    if drift > 0 {
+        println!(
+            "`trailhub apply -c {}` brings drifted accounts back to the article's configuration.",
+            config.display()
+        );
+    }
 }
 
 fn emit(json: bool, f: &Finding, rows: &mut Vec<Vec<String>>) {

@@ -1,16 +1,15 @@
 //! `verify --canary`: one canary object per source account, polled until it is replicated (the
 //! article's own check: `COMPLETED` at the source, `REPLICA` in the archive) or the timeout.
 
+use super::common::each_bounded;
 use crate::cli::{Cli, OutputFormat};
 use crate::errors::{CliError, Outcome};
-use crate::output::{duration, json_line, table};
+use crate::output::{duration, error_line, json_line, table};
 use serde_json::json;
-use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::Semaphore;
-use tokio::task::JoinSet;
+use trailhub_engine::TaskError;
 use trailhub_steps::SourceSpec;
-use trailhub_steps::canary::{CanaryOutcome, CanaryTiming, canary};
+use trailhub_steps::canary::{CanaryOutcome, CanaryReport, CanaryTiming, canary};
 use trailhub_steps::tasks::StepContext;
 
 pub async fn run(
@@ -28,6 +27,47 @@ pub async fn run(
             humantime::format_duration(timeout)
         );
     }
+    let timing = timing(timeout);
+    let results = each_bounded(
+        sources.to_vec(),
+        crate::DEFAULT_CONCURRENCY as usize,
+        |source| {
+            let (ctx, timing) = (ctx.clone(), timing.clone());
+            async move {
+                let result = canary(&ctx, &source, &timing).await;
+                (source.account_id, result)
+            }
+        },
+    )
+    .await;
+    let all_replicated = results
+        .iter()
+        .all(|(_, r)| matches!(r, Ok(report) if report.outcome == CanaryOutcome::Replicated));
+    if json {
+        for (account, result) in &results {
+            json_line(&canary_json(account, result));
+        }
+    } else {
+        let rows: Vec<Vec<String>> = results.iter().map(|(a, r)| canary_row(a, r)).collect();
+        let header = [
+            "ACCOUNT",
+            "CANARY",
+            "SOURCE STATUS",
+            "ARCHIVE COPY",
+            "TIME",
+            "LIKELY CAUSES",
+        ];
+        print!("{}", table(&header, &rows));
+    }
+    Ok(if all_replicated {
+        Outcome::Ok
+    } else {
+        Outcome::Failed
+    })
+}
+
+/// How the canaries poll; `TRAILHUB_CANARY_POLL_MS` makes it fast (tests).
+fn timing(timeout: Duration) -> CanaryTiming {
     let mut timing = CanaryTiming::new(timeout);
     if let Some(ms) = std::env::var("TRAILHUB_CANARY_POLL_MS")
         .ok()
@@ -36,103 +76,53 @@ pub async fn run(
         timing.first_poll = Duration::from_millis(ms);
         timing.max_poll = Duration::from_millis(ms * 4);
     }
-    let permits = Arc::new(Semaphore::new(crate::DEFAULT_CONCURRENCY as usize));
-    let mut set = JoinSet::new();
-    for (i, source) in sources.iter().cloned().enumerate() {
-        let ctx = ctx.clone();
-        let timing = timing.clone();
-        let permits = permits.clone();
-        set.spawn(async move {
-            let _permit = permits.acquire_owned().await;
-            (
-                i,
-                source.account_id.clone(),
-                canary(&ctx, &source, &timing).await,
-            )
-        });
+    timing
+}
+
+fn canary_json(account: &str, result: &Result<CanaryReport, TaskError>) -> serde_json::Value {
+    match result {
+        Ok(report) => json!({
+            "type": "canary", "account": report.account, "key": report.key,
+            "outcome": report.outcome, "source_status": report.source_status,
+            "replica_status": report.replica_status, "elapsed_ms": report.elapsed_ms,
+            "causes": report.causes,
+        }),
+        Err(e) => json!({
+            "type": "canary", "account": account, "outcome": "error", "code": e.code, "error": e.message
+        }),
     }
-    let mut results = Vec::new();
-    while let Some(joined) = set.join_next().await {
-        match joined {
-            Ok(r) => results.push(r),
-            Err(e) => std::panic::resume_unwind(e.into_panic()),
+}
+
+fn canary_row(account: &str, result: &Result<CanaryReport, TaskError>) -> Vec<String> {
+    match result {
+        Ok(report) => {
+            let outcome = match report.outcome {
+                CanaryOutcome::Replicated => "REPLICATED".to_string(),
+                CanaryOutcome::Failed => "FAILED".to_string(),
+                CanaryOutcome::Pending => format!("PENDING after {}", duration(report.elapsed_ms)),
+            };
+            vec![
+                account.to_string(),
+                outcome,
+                report
+                    .source_status
+                    .clone()
+                    .unwrap_or_else(|| "(none)".into()),
+                report
+                    .replica_status
+                    .clone()
+                    .unwrap_or_else(|| "(no copy)".into()),
+                duration(report.elapsed_ms),
+                report.causes.join("; "),
+            ]
         }
+        Err(e) => vec![
+            account.to_string(),
+            "ERROR".into(),
+            String::new(),
+            String::new(),
+            String::new(),
+            error_line(&e.to_record()),
+        ],
     }
-    results.sort_by_key(|r| r.0);
-    let mut rows = Vec::new();
-    let mut all_replicated = true;
-    for (_, account, result) in results {
-        match result {
-            Ok(report) => {
-                all_replicated &= report.outcome == CanaryOutcome::Replicated;
-                if json {
-                    json_line(&json!({
-                        "type": "canary", "account": report.account, "key": report.key,
-                        "outcome": report.outcome, "source_status": report.source_status,
-                        "replica_status": report.replica_status, "elapsed_ms": report.elapsed_ms,
-                        "causes": report.causes,
-                    }));
-                } else {
-                    let outcome = match report.outcome {
-                        CanaryOutcome::Replicated => "REPLICATED".to_string(),
-                        CanaryOutcome::Failed => "FAILED".to_string(),
-                        CanaryOutcome::Pending => {
-                            format!("PENDING after {}", duration(report.elapsed_ms))
-                        }
-                    };
-                    rows.push(vec![
-                        account,
-                        outcome,
-                        report.source_status.unwrap_or_else(|| "(none)".into()),
-                        report.replica_status.unwrap_or_else(|| "(no copy)".into()),
-                        duration(report.elapsed_ms),
-                        report.causes.join("; "),
-                    ]);
-                }
-            }
-            Err(e) => {
-                all_replicated = false;
-                let code = e
-                    .code
-                    .as_deref()
-                    .map(|c| format!("[{c}] "))
-                    .unwrap_or_default();
-                if json {
-                    json_line(
-                        &json!({ "type": "canary", "account": account, "outcome": "error", "code": e.code, "error": e.message }),
-                    );
-                } else {
-                    rows.push(vec![
-                        account,
-                        "ERROR".into(),
-                        String::new(),
-                        String::new(),
-                        String::new(),
-                        format!("{code}{}", e.message),
-                    ]);
-                }
-            }
-        }
-    }
-    if !json {
-        print!(
-            "{}",
-            table(
-                &[
-                    "ACCOUNT",
-                    "CANARY",
-                    "SOURCE STATUS",
-                    "ARCHIVE COPY",
-                    "TIME",
-                    "LIKELY CAUSES"
-                ],
-                &rows
-            )
-        );
-    }
-    Ok(if all_replicated {
-        Outcome::Ok
-    } else {
-        Outcome::Failed
-    })
 }

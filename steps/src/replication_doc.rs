@@ -72,47 +72,11 @@ fn rule_json(rule: &ReplicationRule) -> Value {
     put(&mut m, "Priority", rule.priority().map(Value::from));
     m.insert("Status".into(), Value::from(rule.status().as_str()));
     put(&mut m, "Prefix", rule_prefix(rule).map(Value::from));
-    put(
-        &mut m,
-        "Filter",
-        rule.filter().map(|f| {
-            let mut fm = Map::new();
-            put(&mut fm, "Prefix", f.prefix().map(Value::from));
-            put(&mut fm, "Tag", f.tag().map(tag_json));
-            put(
-                &mut fm,
-                "And",
-                f.and().map(|a| {
-                    let mut am = Map::new();
-                    put(&mut am, "Prefix", a.prefix().map(Value::from));
-                    if !a.tags().is_empty() {
-                        am.insert("Tags".into(), a.tags().iter().map(tag_json).collect());
-                    }
-                    Value::Object(am)
-                }),
-            );
-            Value::Object(fm)
-        }),
-    );
+    put(&mut m, "Filter", rule.filter().map(filter_json));
     put(
         &mut m,
         "SourceSelectionCriteria",
-        rule.source_selection_criteria().map(|s| {
-            let mut sm = Map::new();
-            put(
-                &mut sm,
-                "SseKmsEncryptedObjects",
-                s.sse_kms_encrypted_objects()
-                    .map(|o| json!({"Status": o.status().as_str()})),
-            );
-            put(
-                &mut sm,
-                "ReplicaModifications",
-                s.replica_modifications()
-                    .map(|o| json!({"Status": o.status().as_str()})),
-            );
-            Value::Object(sm)
-        }),
+        rule.source_selection_criteria().map(selection_json),
     );
     put(
         &mut m,
@@ -120,56 +84,11 @@ fn rule_json(rule: &ReplicationRule) -> Value {
         rule.existing_object_replication()
             .map(|e| json!({"Status": e.status().as_str()})),
     );
-    if let Some(d) = rule.destination() {
-        let mut dm = Map::new();
-        dm.insert("Bucket".into(), Value::from(d.bucket()));
-        put(&mut dm, "Account", d.account().map(Value::from));
-        put(
-            &mut dm,
-            "StorageClass",
-            d.storage_class().map(|s| Value::from(s.as_str())),
-        );
-        put(
-            &mut dm,
-            "AccessControlTranslation",
-            d.access_control_translation()
-                .map(|a| json!({"Owner": a.owner().as_str()})),
-        );
-        put(
-            &mut dm,
-            "EncryptionConfiguration",
-            d.encryption_configuration().map(|e| {
-                let mut em = Map::new();
-                put(
-                    &mut em,
-                    "ReplicaKmsKeyID",
-                    e.replica_kms_key_id().map(Value::from),
-                );
-                Value::Object(em)
-            }),
-        );
-        put(
-            &mut dm,
-            "ReplicationTime",
-            d.replication_time().map(|r| {
-                let mut rm = Map::new();
-                rm.insert("Status".into(), Value::from(r.status().as_str()));
-                put(&mut rm, "Time", minutes(r.time()));
-                Value::Object(rm)
-            }),
-        );
-        put(
-            &mut dm,
-            "Metrics",
-            d.metrics().map(|r| {
-                let mut rm = Map::new();
-                rm.insert("Status".into(), Value::from(r.status().as_str()));
-                put(&mut rm, "EventThreshold", minutes(r.event_threshold()));
-                Value::Object(rm)
-            }),
-        );
-        m.insert("Destination".into(), Value::Object(dm));
-    }
+    put(
+        &mut m,
+        "Destination",
+        rule.destination().map(destination_json),
+    );
     put(
         &mut m,
         "DeleteMarkerReplication",
@@ -184,6 +103,93 @@ fn rule_json(rule: &ReplicationRule) -> Value {
         }),
     );
     Value::Object(m)
+}
+
+fn filter_json(f: &ReplicationRuleFilter) -> Value {
+    let mut fm = Map::new();
+    put(&mut fm, "Prefix", f.prefix().map(Value::from));
+    put(&mut fm, "Tag", f.tag().map(tag_json));
+    put(
+        &mut fm,
+        "And",
+        f.and().map(|a| {
+            let mut am = Map::new();
+            put(&mut am, "Prefix", a.prefix().map(Value::from));
+            if !a.tags().is_empty() {
+                am.insert("Tags".into(), a.tags().iter().map(tag_json).collect());
+            }
+            Value::Object(am)
+        }),
+    );
+    Value::Object(fm)
+}
+
+fn selection_json(s: &SourceSelectionCriteria) -> Value {
+    let mut sm = Map::new();
+    put(
+        &mut sm,
+        "SseKmsEncryptedObjects",
+        s.sse_kms_encrypted_objects()
+            .map(|o| json!({"Status": o.status().as_str()})),
+    );
+    put(
+        &mut sm,
+        "ReplicaModifications",
+        s.replica_modifications()
+            .map(|o| json!({"Status": o.status().as_str()})),
+    );
+    Value::Object(sm)
+}
+
+fn destination_json(d: &Destination) -> Value {
+    let mut dm = Map::new();
+    dm.insert("Bucket".into(), Value::from(d.bucket()));
+    put(&mut dm, "Account", d.account().map(Value::from));
+    put(
+        &mut dm,
+        "StorageClass",
+        d.storage_class().map(|s| Value::from(s.as_str())),
+    );
+    put(
+        &mut dm,
+        "AccessControlTranslation",
+        d.access_control_translation()
+            .map(|a| json!({"Owner": a.owner().as_str()})),
+    );
+    put(
+        &mut dm,
+        "EncryptionConfiguration",
+        d.encryption_configuration().map(|e| {
+            let mut em = Map::new();
+            put(
+                &mut em,
+                "ReplicaKmsKeyID",
+                e.replica_kms_key_id().map(Value::from),
+            );
+            Value::Object(em)
+        }),
+    );
+    put(
+        &mut dm,
+        "ReplicationTime",
+        d.replication_time().map(|r| {
+            let mut rm = Map::new();
+            rm.insert("Status".into(), Value::from(r.status().as_str()));
+            put(&mut rm, "Time", minutes(r.time()));
+            Value::Object(rm)
+        }),
+    );
+    put(
+        &mut dm,
+        "Metrics",
+        d.metrics().map(|r| {
+            let mut rm = Map::new();
+            rm.insert("Status".into(), Value::from(r.status().as_str()));
+            put(&mut rm, "EventThreshold", minutes(r.event_threshold()));
+            Value::Object(rm)
+        }),
+    );
+    Value::Object(dm)
 }
 
 #[expect(
@@ -243,48 +249,10 @@ fn rule_from(r: &Value) -> Result<ReplicationRule, String> {
         b = b.set_prefix(s(r, "Prefix").map(str::to_string));
     }
     if let Some(f) = r.get("Filter") {
-        let mut fb =
-            ReplicationRuleFilter::builder().set_prefix(s(f, "Prefix").map(str::to_string));
-        if let Some(t) = f.get("Tag") {
-            fb = fb.tag(tag_from(t)?);
-        }
-        if let Some(a) = f.get("And") {
-            let mut ab = ReplicationRuleAndOperator::builder()
-                .set_prefix(s(a, "Prefix").map(str::to_string));
-            for t in a
-                .get("Tags")
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-            {
-                ab = ab.tags(tag_from(t)?);
-            }
-            fb = fb.and(ab.build());
-        }
-        b = b.filter(fb.build());
+        b = b.filter(filter_from(f)?);
     }
     if let Some(sc) = r.get("SourceSelectionCriteria") {
-        let mut sb = SourceSelectionCriteria::builder();
-        if let Some(status) = sc
-            .get("SseKmsEncryptedObjects")
-            .and_then(|o| s(o, "Status"))
-        {
-            sb = sb.sse_kms_encrypted_objects(
-                SseKmsEncryptedObjects::builder()
-                    .status(SseKmsEncryptedObjectsStatus::from(status))
-                    .build()
-                    .map_err(|e| e.to_string())?,
-            );
-        }
-        if let Some(status) = sc.get("ReplicaModifications").and_then(|o| s(o, "Status")) {
-            sb = sb.replica_modifications(
-                ReplicaModifications::builder()
-                    .status(ReplicaModificationsStatus::from(status))
-                    .build()
-                    .map_err(|e| e.to_string())?,
-            );
-        }
-        b = b.source_selection_criteria(sb.build());
+        b = b.source_selection_criteria(selection_from(sc)?);
     }
     if let Some(status) = r
         .get("ExistingObjectReplication")
@@ -298,49 +266,7 @@ fn rule_from(r: &Value) -> Result<ReplicationRule, String> {
         );
     }
     if let Some(d) = r.get("Destination") {
-        let mut db = Destination::builder()
-            .bucket(s(d, "Bucket").unwrap_or_default())
-            .set_account(s(d, "Account").map(str::to_string))
-            .set_storage_class(s(d, "StorageClass").map(StorageClass::from));
-        if let Some(owner) = d
-            .get("AccessControlTranslation")
-            .and_then(|a| s(a, "Owner"))
-        {
-            db = db.access_control_translation(
-                AccessControlTranslation::builder()
-                    .owner(OwnerOverride::from(owner))
-                    .build()
-                    .map_err(|e| e.to_string())?,
-            );
-        }
-        if let Some(e) = d.get("EncryptionConfiguration") {
-            db = db.encryption_configuration(
-                EncryptionConfiguration::builder()
-                    .set_replica_kms_key_id(s(e, "ReplicaKmsKeyID").map(str::to_string))
-                    .build(),
-            );
-        }
-        if let Some(rt) = d.get("ReplicationTime") {
-            db = db.replication_time(
-                ReplicationTime::builder()
-                    .status(ReplicationTimeStatus::from(
-                        s(rt, "Status").unwrap_or("Enabled"),
-                    ))
-                    .set_time(minutes_from(rt.get("Time")))
-                    .build()
-                    .map_err(|e| e.to_string())?,
-            );
-        }
-        if let Some(m) = d.get("Metrics") {
-            db = db.metrics(
-                Metrics::builder()
-                    .status(MetricsStatus::from(s(m, "Status").unwrap_or("Enabled")))
-                    .set_event_threshold(minutes_from(m.get("EventThreshold")))
-                    .build()
-                    .map_err(|e| e.to_string())?,
-            );
-        }
-        b = b.destination(db.build().map_err(|e| e.to_string())?);
+        b = b.destination(destination_from(d)?);
     }
     if let Some(dm) = r.get("DeleteMarkerReplication") {
         b = b.delete_marker_replication(
@@ -350,6 +276,97 @@ fn rule_from(r: &Value) -> Result<ReplicationRule, String> {
         );
     }
     b.build().map_err(|e| e.to_string())
+}
+
+fn filter_from(f: &Value) -> Result<ReplicationRuleFilter, String> {
+    let mut fb = ReplicationRuleFilter::builder().set_prefix(s(f, "Prefix").map(str::to_string));
+    if let Some(t) = f.get("Tag") {
+        fb = fb.tag(tag_from(t)?);
+    }
+    if let Some(a) = f.get("And") {
+        let mut ab =
+            ReplicationRuleAndOperator::builder().set_prefix(s(a, "Prefix").map(str::to_string));
+        for t in a
+            .get("Tags")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            ab = ab.tags(tag_from(t)?);
+        }
+        fb = fb.and(ab.build());
+    }
+    Ok(fb.build())
+}
+
+fn selection_from(sc: &Value) -> Result<SourceSelectionCriteria, String> {
+    let mut sb = SourceSelectionCriteria::builder();
+    if let Some(status) = sc
+        .get("SseKmsEncryptedObjects")
+        .and_then(|o| s(o, "Status"))
+    {
+        sb = sb.sse_kms_encrypted_objects(
+            SseKmsEncryptedObjects::builder()
+                .status(SseKmsEncryptedObjectsStatus::from(status))
+                .build()
+                .map_err(|e| e.to_string())?,
+        );
+    }
+    if let Some(status) = sc.get("ReplicaModifications").and_then(|o| s(o, "Status")) {
+        sb = sb.replica_modifications(
+            ReplicaModifications::builder()
+                .status(ReplicaModificationsStatus::from(status))
+                .build()
+                .map_err(|e| e.to_string())?,
+        );
+    }
+    Ok(sb.build())
+}
+
+fn destination_from(d: &Value) -> Result<Destination, String> {
+    let mut db = Destination::builder()
+        .bucket(s(d, "Bucket").unwrap_or_default())
+        .set_account(s(d, "Account").map(str::to_string))
+        .set_storage_class(s(d, "StorageClass").map(StorageClass::from));
+    if let Some(owner) = d
+        .get("AccessControlTranslation")
+        .and_then(|a| s(a, "Owner"))
+    {
+        db = db.access_control_translation(
+            AccessControlTranslation::builder()
+                .owner(OwnerOverride::from(owner))
+                .build()
+                .map_err(|e| e.to_string())?,
+        );
+    }
+    if let Some(e) = d.get("EncryptionConfiguration") {
+        db = db.encryption_configuration(
+            EncryptionConfiguration::builder()
+                .set_replica_kms_key_id(s(e, "ReplicaKmsKeyID").map(str::to_string))
+                .build(),
+        );
+    }
+    if let Some(rt) = d.get("ReplicationTime") {
+        db = db.replication_time(
+            ReplicationTime::builder()
+                .status(ReplicationTimeStatus::from(
+                    s(rt, "Status").unwrap_or("Enabled"),
+                ))
+                .set_time(minutes_from(rt.get("Time")))
+                .build()
+                .map_err(|e| e.to_string())?,
+        );
+    }
+    if let Some(m) = d.get("Metrics") {
+        db = db.metrics(
+            Metrics::builder()
+                .status(MetricsStatus::from(s(m, "Status").unwrap_or("Enabled")))
+                .set_event_threshold(minutes_from(m.get("EventThreshold")))
+                .build()
+                .map_err(|e| e.to_string())?,
+        );
+    }
+    db.build().map_err(|e| e.to_string())
 }
 
 /// Every field that differs between two JSON documents, as `(path, from, to)`.

@@ -183,7 +183,7 @@ fn bad_state_directories_and_run_ids_are_refused() {
             None,
             &args,
             &[
-                "format version 7, newer than this trailhub writes (1)",
+                "format version 7, newer than this trailhub writes (2)",
                 "upgrade trailhub",
             ],
         );

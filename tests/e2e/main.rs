@@ -11,6 +11,7 @@
 mod apply;
 mod bad_input;
 mod dryrun;
+mod migration;
 mod operator;
 mod recovery;
 mod reliability;

@@ -7,7 +7,7 @@ mod proxy;
 mod recorder;
 mod trailhub;
 
-pub use emulator::Emulator;
+pub use emulator::{Emulator, root};
 pub use proxy::Proxy;
 pub use trailhub::{Trailhub, inventory};
 
