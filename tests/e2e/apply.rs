@@ -58,6 +58,20 @@ fn twelve_sources_in_one_run_then_a_converged_reapply_changes_nothing() {
         mutating.is_empty(),
         "a converged re-apply mutates nothing: {mutating:?}"
     );
+    // Each resource is read once: verify reuses what the steps read and did not change.
+    for s in &sources {
+        let mine: Vec<&str> = requests
+            .iter()
+            .filter(|r| r.account == *s)
+            .map(|r| r.operation.as_str())
+            .collect();
+        eprintln!("converged re-apply, account {s}: {} requests", mine.len());
+        assert!(
+            mine.len() <= 12,
+            "{s}: {} requests in a converged re-apply (at most 12): {mine:?}",
+            mine.len()
+        );
+    }
 }
 
 #[test]

@@ -48,6 +48,7 @@ fn create_older_stack(emu: &Emulator) {
     });
 }
 
+/// The `Description` of the template the account's stack has now; `None` without a stack.
 fn stack_description(emu: &Emulator, account: &str) -> Option<String> {
     let cfn = emu.cfn(account);
     emu.rt.block_on(async {
@@ -61,7 +62,14 @@ fn stack_description(emu: &Emulator, account: &str) -> Option<String> {
         if stack.stack_status().map(|s| s.as_str()) == Some("DELETE_COMPLETE") {
             return None;
         }
-        stack.description().map(str::to_string)
+        let template = cfn
+            .get_template()
+            .stack_name("cloudtrail-replication-role")
+            .send()
+            .await
+            .ok()?;
+        let body: serde_json::Value = serde_json::from_str(template.template_body()?).ok()?;
+        body["Description"].as_str().map(str::to_string)
     })
 }
 
