@@ -29,3 +29,102 @@ pub use context::StepContext;
 pub(crate) use context::{call, mutate};
 pub(crate) use grant::read_policy as archive_policy;
 pub(crate) use versioning::versioning_status as bucket_versioning;
+
+#[cfg(test)]
+mod tests {
+    //! Every step's undo record and outputs round-trip through the journal's JSON, and the
+    //! records whose shape format 1 already had read as they were written then.
+
+    use super::*;
+    use serde::Serialize;
+    use serde::de::DeserializeOwned;
+    use serde_json::{Value, json};
+
+    fn round_trips<T: Serialize + DeserializeOwned + PartialEq + std::fmt::Debug>(value: T) {
+        let text = serde_json::to_string(&value).expect("serializes");
+        let back: T = serde_json::from_str(&text).expect("deserializes");
+        assert_eq!(back, value, "{text}");
+    }
+
+    fn reads<T: DeserializeOwned + PartialEq + std::fmt::Debug>(journaled: Value, want: T) {
+        let read: T = serde_json::from_value(journaled.clone()).expect("format 1 shape");
+        assert_eq!(read, want, "{journaled}");
+    }
+
+    #[test]
+    fn undo_records_round_trip_and_read_their_format_1_shapes() {
+        round_trips(ArchiveBucketUndo { existed: false });
+        round_trips(VersioningUndo { status: None });
+        round_trips(VersioningUndo {
+            status: Some("Suspended".into()),
+        });
+        round_trips(RoleStackUndo::Created);
+        round_trips(RoleStackUndo::Template {
+            template: Some("{}".into()),
+            parameters: vec![("DestinationAccountId".into(), "111111111111".into())],
+        });
+        round_trips(RoleStackUndo::RoleDocuments {
+            inline: Some(json!({ "Version": "2012-10-17" })),
+            trust: None,
+        });
+        round_trips(ReplicationUndo {
+            previous: Some(json!({ "Role": "arn", "Rules": [] })),
+        });
+        round_trips(GrantUndo {
+            principal: "arn:aws:iam::222222222222:role/S3ReplicationRole".into(),
+            present_before: false,
+        });
+        reads(
+            json!({ "existed": false }),
+            ArchiveBucketUndo { existed: false },
+        );
+        reads(json!({ "status": null }), VersioningUndo { status: None });
+        reads(
+            json!({ "previous": null }),
+            ReplicationUndo { previous: None },
+        );
+        reads(
+            json!({ "principal": "p", "present_before": false }),
+            GrantUndo {
+                principal: "p".into(),
+                present_before: false,
+            },
+        );
+    }
+
+    #[test]
+    fn outputs_round_trip_and_read_their_format_1_shapes() {
+        round_trips(IdentityOutput {
+            account: "222222222222".into(),
+            caller: "arn:aws:sts::222222222222:assumed-role/x/trailhub".into(),
+        });
+        round_trips(BucketOutput { bucket: "b".into() });
+        round_trips(BucketCheckOutput {
+            bucket: "b".into(),
+            encryption: "AES256".into(),
+            trail: Some("Members".into()),
+        });
+        round_trips(VersioningOutput {
+            bucket: "b".into(),
+            status: "Enabled".into(),
+        });
+        round_trips(ReplicationOutput {
+            bucket: "b".into(),
+            role_arn: "r".into(),
+            rule: "ReplicateCloudTrailLogs".into(),
+        });
+        round_trips(GrantOutput {
+            principal: "r".into(),
+            bucket: "a".into(),
+        });
+        round_trips(VerifyOutput { checked: true });
+        reads(
+            json!({ "role_arn": "r", "role_name": "S3ReplicationRole", "stack_id": "arn:stack" }),
+            RoleStackOutput {
+                role_arn: "r".into(),
+                role_name: "S3ReplicationRole".into(),
+                stack_id: Some("arn:stack".into()),
+            },
+        );
+    }
+}
