@@ -1,6 +1,7 @@
 //! Classification of AWS SDK errors into retryable and fatal task errors, by the modeled error
 //! code and HTTP status, never by message text.
 
+use aws_credential_types::provider::error::CredentialsError;
 use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use aws_smithy_runtime_api::client::result::SdkError;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
@@ -53,6 +54,9 @@ where
                 .with_code("Timeout")
         }
         SdkError::DispatchFailure(e) => {
+            if let Some(credentials) = e.as_connector_error().and_then(credentials_error) {
+                return credentials_failure(operation, resource, credentials);
+            }
             let what = if e.is_timeout() {
                 "timed out"
             } else if e.is_io() {
@@ -97,7 +101,7 @@ where
             } else {
                 TaskError::fatal(text)
             };
-            let hint = hint_for(&code, operation);
+            let hint = hint_for(&code, operation, resource);
             let error = error.with_code(code);
             match hint {
                 Some(h) => error.with_hint(h),
@@ -123,13 +127,20 @@ fn http_code(status: u16) -> String {
     }
 }
 
-fn hint_for(code: &str, operation: &str) -> Option<String> {
+fn hint_for(code: &str, operation: &str, resource: &str) -> Option<String> {
     let hint = match code {
         "AccessDenied" | "Forbidden" | "AccessDeniedException" | "UnauthorizedOperation" => {
             format!(
-                "the credentials used for this account are not allowed {operation}: grant it \
-                 (README, 'Permissions') or fix `profile`/`assume_role` in the inventory, then resume"
+                "the credentials used for this account lack {} on {resource}: grant it \
+                 (README, 'Running against real AWS') or fix `profile`/`assume_role` in the inventory, then resume",
+                permission(operation)
             )
+        }
+        "InvalidRequest" | "InvalidArgument" if operation == "PutBucketReplication" => {
+            "S3 refused the replication configuration: check that versioning is enabled on \
+             the bucket, that the role exists and may be passed (iam:PassRole), and the error's \
+             message; then `trailhub resume`"
+                .into()
         }
         "NoSuchBucket" | "NotFound" => {
             "create the bucket (or fix its name in the inventory), then `trailhub resume`".into()
@@ -143,6 +154,86 @@ fn hint_for(code: &str, operation: &str) -> Option<String> {
         _ => return None,
     };
     Some(hint)
+}
+
+/// The IAM action an API operation needs, for the hint of an `AccessDenied`. S3's actions are
+/// not always named after its operations (AWS's "Amazon S3 actions" table); the others are.
+fn permission(operation: &str) -> String {
+    let s3 = |action: &str| format!("s3:{action}");
+    match operation {
+        "HeadBucket" => s3("ListBucket"),
+        "GetBucketEncryption" => s3("GetEncryptionConfiguration"),
+        "GetBucketReplication" => s3("GetReplicationConfiguration"),
+        "PutBucketReplication" => format!(
+            "{} (and iam:PassRole on the role)",
+            s3("PutReplicationConfiguration")
+        ),
+        "DeleteBucketReplication" => s3("PutReplicationConfiguration"),
+        "ListObjectVersions" => s3("ListBucketVersions"),
+        "GetObjectLockConfiguration" => s3("GetBucketObjectLockConfiguration"),
+        "HeadObject" => s3("GetObject"),
+        "GetBucketVersioning"
+        | "PutBucketVersioning"
+        | "GetBucketPolicy"
+        | "PutBucketPolicy"
+        | "DeleteBucketPolicy"
+        | "CreateBucket"
+        | "DeleteBucket"
+        | "PutObject" => s3(operation),
+        "DescribeStacks"
+        | "CreateStack"
+        | "UpdateStack"
+        | "DeleteStack"
+        | "GetTemplate"
+        | "DescribeStackEvents" => format!("cloudformation:{operation}"),
+        "GetRole" | "GetRolePolicy" | "PutRolePolicy" | "UpdateAssumeRolePolicy" => {
+            format!("iam:{operation}")
+        }
+        "DescribeTrails" | "GetTrailStatus" => format!("cloudtrail:{operation}"),
+        "GetCallerIdentity" => "sts:GetCallerIdentity (or sts:AssumeRole on the role)".into(),
+        other => format!("the permission for {other}"),
+    }
+}
+
+/// The credentials error behind a request that could not be sent, if that is why.
+fn credentials_error(
+    err: &aws_smithy_runtime_api::client::result::ConnectorError,
+) -> Option<&CredentialsError> {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(e) = source {
+        if let Some(found) = e.downcast_ref::<CredentialsError>() {
+            return Some(found);
+        }
+        source = e.source();
+    }
+    None
+}
+
+/// A request that was never sent because its credentials could not be had: a missing profile,
+/// an AssumeRole refused, expired keys or SSO session. Fatal (retrying does not fix any of
+/// them), except a credential provider that timed out.
+fn credentials_failure(operation: &str, resource: &str, err: &CredentialsError) -> TaskError {
+    let text = format!(
+        "{operation} with {resource} found no usable credentials: {}",
+        error_chain(err)
+    );
+    let hint = "fix the credentials for this account (the profile exists in ~/.aws/config, the \
+                role may be assumed from the base credentials, `aws sso login` for an expired \
+                SSO session, fresh keys for expired ones), then `trailhub resume`";
+    match err {
+        CredentialsError::ProviderTimedOut(_) => {
+            TaskError::retryable(text).with_code("CredentialsTimeout")
+        }
+        CredentialsError::CredentialsNotLoaded(_) => TaskError::fatal(text)
+            .with_code("NoCredentials")
+            .with_hint(hint),
+        CredentialsError::InvalidConfiguration(_) => TaskError::fatal(text)
+            .with_code("InvalidCredentialsConfiguration")
+            .with_hint(hint),
+        _ => TaskError::fatal(text)
+            .with_code("CredentialsRefused")
+            .with_hint(hint),
+    }
 }
 
 /// The error and its sources, on one line.

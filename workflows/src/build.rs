@@ -2,8 +2,10 @@
 //!
 //! Archive: `archive/identity → archive/bucket → archive/versioning`.
 //! Per source S: `S/identity → S/bucket-check → S/versioning`, `S/bucket-check → S/role-stack`,
-//! `{S/versioning, S/role-stack, archive/versioning} → S/replication`,
-//! `{S/role-stack, archive/versioning} → archive/grant/S`, `{S/replication, archive/grant/S} → S/verify`.
+//! `{S/role-stack, archive/versioning} → archive/grant/S`,
+//! `{S/versioning, S/role-stack, archive/grant/S} → S/replication` (replication starts only once
+//! the archive admits the role: an object S3 fails to replicate stays FAILED and live replication
+//! never retries it), `{S/replication, archive/grant/S} → S/verify`.
 //!
 //! The layout ([`Workflow::layout`]) says which node does which step after which; the graph a
 //! run journals and the DAG it executes are both made from it, so they cannot disagree.
@@ -251,14 +253,14 @@ fn source_layout(s: &SourceSpec) -> Vec<LaidOut<'_>> {
             StepKind::RoleStack(s),
         ),
         node(
-            id("replication"),
-            vec![id("versioning"), id("role-stack"), archive("versioning")],
-            StepKind::Replication(s),
-        ),
-        node(
             grant_node(s),
             vec![id("role-stack"), archive("versioning")],
             StepKind::Grant(s),
+        ),
+        node(
+            id("replication"),
+            vec![id("versioning"), id("role-stack"), grant_node(s)],
+            StepKind::Replication(s),
         ),
         node(
             id("verify"),

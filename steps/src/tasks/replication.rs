@@ -136,15 +136,9 @@ impl Replication {
         )
         .await
         .map(|_| ())
-        // Right after the role is created, S3 may not see it yet (IAM propagation).
-        .map_err(|e| {
-            classify(
-                "PutBucketReplication",
-                &self.source.bucket,
-                e,
-                &["InvalidArgument", "InvalidRequest"],
-            )
-        })
+        // S3 answers an invalid configuration (no versioning, a role it refuses) with
+        // InvalidRequest or InvalidArgument: retrying cannot fix it, so it fails at once.
+        .map_err(|e| classify("PutBucketReplication", &self.source.bucket, e, &[]))
     }
 
     async fn delete(&self, ctx: &ApplyCtx<ReplicationUndo>) -> Result<(), TaskError> {

@@ -131,7 +131,7 @@ async fn a_missing_bucket_is_fatal_with_its_code_and_a_hint() {
 #[tokio::test]
 async fn credentials_and_permission_errors_are_fatal_with_a_hint() {
     for (status, code, says) in [
-        (403, "AccessDenied", "not allowed GetBucketVersioning"),
+        (403, "AccessDenied", "lack s3:GetBucketVersioning"),
         (403, "InvalidAccessKeyId", "invalid or expired"),
         (400, "ExpiredToken", "invalid or expired"),
     ] {
@@ -300,5 +300,146 @@ async fn an_unreachable_endpoint_is_retryable() {
         err.message.contains("connection refused"),
         "{}",
         err.message
+    );
+}
+
+/// An S3 client whose credentials provider fails with `error`, as a missing profile, a refused
+/// AssumeRole or an expired SSO session do (the request is never sent).
+fn s3_without_credentials(
+    error: fn() -> aws_credential_types::provider::error::CredentialsError,
+) -> aws_sdk_s3::Client {
+    #[derive(Debug)]
+    struct Failing(fn() -> aws_credential_types::provider::error::CredentialsError);
+    impl aws_credential_types::provider::ProvideCredentials for Failing {
+        fn provide_credentials<'a>(
+            &'a self,
+        ) -> aws_credential_types::provider::future::ProvideCredentials<'a>
+        where
+            Self: 'a,
+        {
+            aws_credential_types::provider::future::ProvideCredentials::ready(Err((self.0)()))
+        }
+    }
+    let client = s3_over(|| HttpConnectorFuture::new(std::future::pending()));
+    let config = client
+        .config()
+        .to_builder()
+        .credentials_provider(Failing(error))
+        .build();
+    aws_sdk_s3::Client::from_conf(config)
+}
+
+#[tokio::test]
+async fn missing_or_refused_credentials_fail_at_once_with_what_to_do() {
+    use aws_credential_types::provider::error::CredentialsError;
+    let cases: [(fn() -> CredentialsError, &str, ErrorKind); 3] = [
+        (
+            || CredentialsError::not_loaded("the credential provider was not enabled"),
+            "NoCredentials",
+            ErrorKind::Fatal,
+        ),
+        (
+            || {
+                CredentialsError::provider_error(
+                    "AccessDenied: not authorized to perform sts:AssumeRole",
+                )
+            },
+            "CredentialsRefused",
+            ErrorKind::Fatal,
+        ),
+        (
+            || CredentialsError::provider_timed_out(Duration::from_secs(5)),
+            "CredentialsTimeout",
+            ErrorKind::Retryable,
+        ),
+    ];
+    for (error, code, kind) in cases {
+        let err = s3_without_credentials(error)
+            .get_bucket_versioning()
+            .bucket(SOURCE_BUCKET)
+            .send()
+            .await
+            .expect_err("no credentials");
+        let err = classify("GetBucketVersioning", SOURCE_BUCKET, err, &[]);
+        assert_eq!(err.code.as_deref(), Some(code), "{}", err.message);
+        assert_eq!(err.kind, kind, "{code}");
+        if kind == ErrorKind::Fatal {
+            assert!(
+                err.hint
+                    .as_deref()
+                    .is_some_and(|h| h.contains("aws sso login")),
+                "{:?}",
+                err.hint
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn an_invalid_replication_configuration_fails_at_once_and_access_denied_names_the_permission()
+{
+    use aws_sdk_s3::operation::put_bucket_replication::PutBucketReplicationOutput;
+    let rule = mock!(aws_sdk_s3::Client::put_bucket_replication)
+        .sequence()
+        .http_status(
+            400,
+            Some(s3_error(
+                "InvalidRequest",
+                "Versioning must be 'Enabled' on the bucket to apply a replication configuration",
+            )),
+        )
+        .http_status(403, Some(s3_error("AccessDenied", "Access Denied")))
+        .output(|| PutBucketReplicationOutput::builder().build())
+        .build();
+    let clients = account(
+        SOURCE,
+        Mocked {
+            s3: &[&rule],
+            ..Default::default()
+        },
+        &Calls::default(),
+    );
+    let put = || async {
+        let rule = aws_sdk_s3::types::ReplicationRule::builder()
+            .status(aws_sdk_s3::types::ReplicationRuleStatus::Enabled)
+            .destination(
+                aws_sdk_s3::types::Destination::builder()
+                    .bucket(format!("arn:aws:s3:::{ARCHIVE_BUCKET}"))
+                    .build()
+                    .expect("destination"),
+            )
+            .build()
+            .expect("rule");
+        let config = aws_sdk_s3::types::ReplicationConfiguration::builder()
+            .role(role_arn())
+            .rules(rule)
+            .build()
+            .expect("config");
+        clients
+            .s3
+            .put_bucket_replication()
+            .bucket(SOURCE_BUCKET)
+            .replication_configuration(config)
+            .send()
+            .await
+            .expect_err("refused")
+    };
+    let invalid = classify("PutBucketReplication", SOURCE_BUCKET, put().await, &[]);
+    assert_eq!(invalid.kind, ErrorKind::Fatal);
+    assert_eq!(invalid.code.as_deref(), Some("InvalidRequest"));
+    assert!(
+        invalid
+            .hint
+            .as_deref()
+            .is_some_and(|h| h.contains("versioning"))
+    );
+    let denied = classify("PutBucketReplication", SOURCE_BUCKET, put().await, &[]);
+    assert_eq!(denied.kind, ErrorKind::Fatal);
+    assert!(
+        denied.hint.as_deref().is_some_and(
+            |h| h.contains("s3:PutReplicationConfiguration") && h.contains("iam:PassRole")
+        ),
+        "{:?}",
+        denied.hint
     );
 }

@@ -142,7 +142,7 @@ async fn access_denied_fails_the_node_at_once_with_its_code_and_a_hint() {
     );
     let hint = error.hint.expect("a hint");
     assert!(
-        hint.contains("not allowed GetBucketVersioning") && hint.contains("resume"),
+        hint.contains("lack s3:GetBucketVersioning") && hint.contains("resume"),
         "{hint}"
     );
     assert_eq!(
