@@ -332,7 +332,8 @@ fn s3_without_credentials(
 #[tokio::test]
 async fn missing_or_refused_credentials_fail_at_once_with_what_to_do() {
     use aws_credential_types::provider::error::CredentialsError;
-    let cases: [(fn() -> CredentialsError, &str, ErrorKind); 3] = [
+    type Case = (fn() -> CredentialsError, &'static str, ErrorKind);
+    let cases: [Case; 3] = [
         (
             || CredentialsError::not_loaded("the credential provider was not enabled"),
             "NoCredentials",
