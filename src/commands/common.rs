@@ -25,7 +25,7 @@ pub fn open_journal(cli: &Cli) -> Result<Journal, CliError> {
     Ok(Journal::open_migrating(
         &cli.state,
         true,
-        &JournalMigration,
+        &JournalMigration::default(),
     )?)
 }
 
@@ -34,7 +34,7 @@ pub fn open_existing_journal(cli: &Cli) -> Result<Journal, CliError> {
     Ok(Journal::open_migrating(
         &cli.state,
         false,
-        &JournalMigration,
+        &JournalMigration::default(),
     )?)
 }
 

@@ -9,7 +9,7 @@ use serde_json::json;
 use std::path::Path;
 use std::time::Duration;
 use trailhub_engine::TaskError;
-use trailhub_steps::checks::{Finding, Reads, archive_findings, source_findings};
+use trailhub_steps::checks::{Finding, Known, Reads, archive_findings, source_findings};
 
 /// One account's verdict: its findings, or why it could not be read.
 type Checked = (String, Result<Vec<Finding>, TaskError>);
@@ -34,7 +34,7 @@ pub async fn verify(
         |source| {
             let ctx = ctx.clone();
             async move {
-                let findings = source_findings(&ctx, &source, None, Reads::all()).await;
+                let findings = source_findings(&ctx, &source, Known::default(), Reads::all()).await;
                 (source.account_id, findings)
             }
         },

@@ -33,8 +33,14 @@ pub trait Migration {
     /// The graph of a run journaled before runs carried one.
     fn graph(&self, run: &RunRecord) -> Result<GraphRecord, String>;
 
-    /// Rewrites, in place, node `id`'s record written in format `from`.
-    fn node(&self, from: u32, id: &NodeId, record: &mut NodeRecord) -> Result<(), String>;
+    /// Rewrites, in place, node `id`'s record of run `run`, written in format `from`.
+    fn node(
+        &self,
+        from: u32,
+        run: &RunRecord,
+        id: &NodeId,
+        record: &mut NodeRecord,
+    ) -> Result<(), String>;
 }
 
 /// What [`Journal::create_run`] journals.
@@ -206,7 +212,7 @@ impl Journal {
         for mut run in self.runs()? {
             for (id, mut record) in self.nodes(&run.id)? {
                 migration
-                    .node(from, &id, &mut record)
+                    .node(from, &run, &id, &mut record)
                     .map_err(|e| failed(format!("run {}, node {id}: {e}", run.id)))?;
                 writes.push(Write::Node {
                     run: run.id.clone(),
@@ -648,7 +654,13 @@ mod tests {
                 edges: Vec::new(),
             })
         }
-        fn node(&self, from: u32, _id: &NodeId, record: &mut NodeRecord) -> Result<(), String> {
+        fn node(
+            &self,
+            from: u32,
+            _run: &RunRecord,
+            _id: &NodeId,
+            record: &mut NodeRecord,
+        ) -> Result<(), String> {
             assert_eq!(from, 1);
             record.outputs = Some(serde_json::json!({ "migrated": true }));
             Ok(())
@@ -713,7 +725,13 @@ mod tests {
         fn graph(&self, _run: &RunRecord) -> Result<GraphRecord, String> {
             Err("no workflow `g`".into())
         }
-        fn node(&self, _: u32, _: &NodeId, _: &mut NodeRecord) -> Result<(), String> {
+        fn node(
+            &self,
+            _: u32,
+            _: &RunRecord,
+            _: &NodeId,
+            _: &mut NodeRecord,
+        ) -> Result<(), String> {
             Ok(())
         }
     }

@@ -5,11 +5,13 @@
 //! The canary is the only thing `verify` writes. It is never deleted: the archive keeps log
 //! objects under Object Lock, and the source copy is a log-sized object under `AWSLogs/`.
 
-use crate::checks::{Reads, archive_findings, source_findings};
+use crate::checks::{Known, Reads, archive_findings, source_findings};
 use crate::errors::{classify, http_status};
+use crate::logs::SourceLogs;
 use crate::spec::SourceSpec;
 use crate::tasks::{StepContext, call};
 use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::ServerSideEncryption;
 use backoff::ExponentialBackoffBuilder;
 use backoff::backoff::Backoff;
 use serde::Serialize;
@@ -86,9 +88,11 @@ pub async fn canary(
     timing: &CanaryTiming,
 ) -> Result<CanaryReport, TaskError> {
     let account = source.account_id.as_str();
-    let key = format!("{}{account}/trailhub-canary/{}", source.prefix, stamp());
+    let logs = ctx.logs_of(source).await?;
+    let prefix = logs.prefixes.first().map_or("AWSLogs/", String::as_str);
+    let key = format!("{prefix}{account}/trailhub-canary/{}", stamp());
     let started = Instant::now();
-    write_canary(ctx, source, &key).await?;
+    write_canary(ctx, source, &logs, &key).await?;
     let mut backoff = ExponentialBackoffBuilder::new()
         .with_initial_interval(timing.first_poll)
         .with_max_interval(timing.max_poll)
@@ -125,10 +129,16 @@ pub async fn canary(
     Ok(report)
 }
 
-/// Writes the canary object under the replicated prefix of the source bucket.
-async fn write_canary(ctx: &StepContext, source: &SourceSpec, key: &str) -> Result<(), TaskError> {
+/// Writes the canary object under the replicated prefix of the source bucket, encrypted as the
+/// trails' logs are (their KMS key, when they are SSE-KMS).
+async fn write_canary(
+    ctx: &StepContext,
+    source: &SourceSpec,
+    logs: &SourceLogs,
+    key: &str,
+) -> Result<(), TaskError> {
     let account = source.account_id.as_str();
-    let clients = ctx.accounts.get(account).await?;
+    let s3 = ctx.s3_for(account, &source.bucket).await?;
     let body = serde_json::to_vec(&serde_json::json!({ "trailhub-canary": key }))
         .expect("a JSON object should serialize");
     call(
@@ -136,13 +146,13 @@ async fn write_canary(ctx: &StepContext, source: &SourceSpec, key: &str) -> Resu
         "s3",
         "PutObject",
         key,
-        clients
-            .s3
-            .put_object()
+        s3.put_object()
             .bucket(&source.bucket)
             .key(key)
             .expected_bucket_owner(account)
             .content_type("application/json")
+            .set_server_side_encryption(logs.kms().then_some(ServerSideEncryption::AwsKms))
+            .set_ssekms_key_id(logs.kms_keys.first().cloned())
             .body(ByteStream::from(body))
             .send(),
     )
@@ -160,15 +170,13 @@ async fn observe(
 ) -> Result<(), TaskError> {
     let account = source.account_id.as_str();
     let key = report.key.clone();
-    let clients = ctx.accounts.get(account).await?;
+    let s3 = ctx.s3_for(account, &source.bucket).await?;
     let head = call(
         account,
         "s3",
         "HeadObject",
         &key,
-        clients
-            .s3
-            .head_object()
+        s3.head_object()
             .bucket(&source.bucket)
             .key(&key)
             .expected_bucket_owner(account)
@@ -233,7 +241,7 @@ async fn likely_causes(
         })),
         Err(e) => causes.push(format!("the archive could not be read: {}", e.message)),
     }
-    match source_findings(ctx, source, None, Reads::all()).await {
+    match source_findings(ctx, source, Known::default(), Reads::all()).await {
         Ok(findings) => causes.extend(findings.iter().map(|f| {
             format!(
                 "{} {}: expected {}, found {}",

@@ -5,8 +5,12 @@
 //! comparison its step's plan and apply use); this module chooses what to read and gathers the
 //! findings.
 
+use crate::logs::{SourceLogs, is_trail_drift};
 use crate::spec::SourceSpec;
-use crate::tasks::{StepContext, archive_bucket, bucket_check, grant, replication, role_stack};
+use crate::tasks::replication::Wanted;
+use crate::tasks::{
+    ArchiveKey, StepContext, archive_bucket, grant, key_grant, replication, role_stack,
+};
 use crate::tasks::{archive_policy, bucket_versioning};
 use trailhub_engine::TaskError;
 
@@ -15,8 +19,6 @@ pub use crate::drift::Finding;
 /// Which of a source account's resources to read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Reads {
-    /// The trail (when the inventory names one).
-    pub trail: bool,
     /// The bucket's versioning (and so whether the bucket exists).
     pub versioning: bool,
     /// The replication configuration.
@@ -25,40 +27,59 @@ pub struct Reads {
     pub role: bool,
     /// The archive policy's grant.
     pub grant: bool,
+    /// The archive key's grant (SSE-KMS logs).
+    pub key: bool,
 }
 
 impl Reads {
     /// Everything (`trailhub verify`).
     pub fn all() -> Reads {
         Reads {
-            trail: true,
             versioning: true,
             replication: true,
             role: true,
             grant: true,
+            key: true,
         }
     }
 }
 
-/// Compares a source account with the inventory: trail, versioning, replication rule (every
-/// field), role (trust and inline policy), stack, and its principal in the archive policy, as
-/// far as `reads` asks. `role_arn` is the role's ARN as the stack reported it, when known.
+/// What the caller already knows of a source (a run's earlier steps said it); what it does not
+/// know is read.
+#[derive(Debug, Clone, Default)]
+pub struct Known {
+    /// Where and how its logs are written (bucket-check's outputs).
+    pub logs: Option<SourceLogs>,
+    /// Its role's ARN, as the stack reported it.
+    pub role_arn: Option<String>,
+    /// The archive key its replicas are encrypted with, when known (`Some(None)`: none needed).
+    pub replica_key: Option<Option<String>>,
+}
+
+/// Compares a source account with the inventory: its trails and logs, versioning, replication
+/// rules (every field), role (trust and inline policy), stack, and its principal in the archive
+/// policy and key, as far as `reads` asks.
 pub async fn source_findings(
     ctx: &StepContext,
     source: &SourceSpec,
-    role_arn: Option<&str>,
+    known: Known,
     reads: Reads,
 ) -> Result<Vec<Finding>, TaskError> {
     let account = source.account_id.as_str();
+    let logs = match known.logs {
+        Some(logs) => logs,
+        None => match ctx.logs_of(source).await {
+            Ok(logs) => logs,
+            Err(e) => return unreadable_logs(source, e),
+        },
+    };
     let mut out = Vec::new();
     // The bucket's versioning is read first: its NoSuchBucket answer is the "bucket missing"
-    // finding, without a HeadBucket of its own, and nothing else is worth reading then.
+    // finding, and nothing else is worth reading then.
     if reads.versioning {
         match bucket_versioning(ctx, account, &source.bucket).await {
             Err(e) if e.code.as_deref() == Some("NoSuchBucket") => {
-                let resource = format!("bucket {}", source.bucket);
-                out.push(Finding::new(account, &resource, "exists", "true", "false"));
-                return Ok(out);
+                return unreadable_logs(source, e);
             }
             other => out.extend(crate::tasks::versioning::findings(
                 account,
@@ -67,51 +88,105 @@ pub async fn source_findings(
             )),
         }
     }
-    let arn = role_arn
-        .map(str::to_string)
+    let arn = known
+        .role_arn
         .unwrap_or_else(|| ctx.setting.role_arn(account, &source.role_name));
-    let trail = async {
-        match source.trail.as_ref().filter(|_| reads.trail) {
-            Some(name) => Ok::<_, TaskError>(
-                bucket_check::read_trail(ctx, source, name)
-                    .await?
-                    .drift(source)
-                    .map(|d| d.finding(source, name)),
-            ),
-            None => Ok(None),
-        }
+    let key = ArchiveKey::new(ctx.clone());
+    let replica_key = match known.replica_key {
+        Some(k) => k,
+        None if logs.kms() => key.find().await?,
+        None => None,
     };
-    let replication = async {
-        if !reads.replication {
-            return Ok(Vec::new());
-        }
-        let live = replication::live_replication(ctx, source).await?;
-        Ok::<_, TaskError>(replication::findings(ctx, source, &arn, live.as_ref()))
+    let want = Wanted {
+        logs: &logs,
+        role_arn: &arn,
+        replica_key: replica_key.as_deref(),
     };
-    let role = async {
-        if !reads.role {
-            return Ok(Vec::new());
-        }
-        role_stack::findings(ctx, source, &arn).await
-    };
-    let grant = async {
-        if !reads.grant {
-            return Ok(Vec::new());
-        }
-        // A missing archive bucket is the archive's own finding; here it means no grant either.
-        let policy = match archive_policy(ctx).await {
-            Err(e) if e.code.as_deref() == Some("NoSuchBucket") => None,
-            other => other?,
-        };
-        Ok::<_, TaskError>(grant::findings(ctx, source, &arn, policy.as_ref()))
-    };
-    // The reads are independent: made side by side, the check costs one round trip or two.
-    let (trail, replication, role, grant) = tokio::try_join!(trail, replication, role, grant)?;
-    out.extend(trail);
-    for part in [replication, role, grant] {
+    let parts = tokio::try_join!(
+        async {
+            if !reads.replication {
+                return Ok(Vec::new());
+            }
+            let live = replication::live_replication(ctx, source).await?;
+            Ok(replication::findings(ctx, source, &want, live.as_ref()))
+        },
+        async {
+            match reads.role {
+                true => role_stack::findings(ctx, source, &logs, &arn).await,
+                false => Ok(Vec::new()),
+            }
+        },
+        grant_findings(ctx, source, &logs, &arn, reads.grant),
+        async {
+            match reads.key {
+                true => key_grant::findings(ctx, source, &logs, &arn, &key).await,
+                false => Ok(Vec::new()),
+            }
+        },
+    )?;
+    let (replication, role, grant, key) = parts;
+    for part in [replication, role, grant, key] {
         out.extend(part);
     }
     Ok(out)
+}
+
+async fn grant_findings(
+    ctx: &StepContext,
+    source: &SourceSpec,
+    logs: &SourceLogs,
+    arn: &str,
+    read: bool,
+) -> Result<Vec<Finding>, TaskError> {
+    if !read {
+        return Ok(Vec::new());
+    }
+    // A missing archive bucket is the archive's own finding; here it means no grant either.
+    let policy = match archive_policy(ctx).await {
+        Err(e) if e.code.as_deref() == Some("NoSuchBucket") => None,
+        other => other?,
+    };
+    Ok(grant::findings(ctx, source, logs, arn, policy.as_ref()))
+}
+
+/// The logs could not be read: a missing bucket or trail is a finding (what verify is for);
+/// anything else makes the account unreadable.
+fn unreadable_logs(source: &SourceSpec, e: TaskError) -> Result<Vec<Finding>, TaskError> {
+    let account = source.account_id.as_str();
+    let trail = source
+        .trail
+        .as_deref()
+        .unwrap_or("delivering to the bucket");
+    let trail_res = format!("trail {trail}");
+    let finding = match e.code.as_deref() {
+        Some("NoSuchBucket") => Finding::new(
+            account,
+            &format!("bucket {}", source.bucket),
+            "exists",
+            "true",
+            "false",
+        ),
+        Some("TrailNotFound" | "NoTrail") => {
+            Finding::new(account, &trail_res, "exists", "true", "false")
+        }
+        Some("TrailNotLogging") => Finding::new(account, &trail_res, "IsLogging", "true", "false"),
+        Some("TrailBucketMismatch") => Finding::new(
+            account,
+            &trail_res,
+            "S3BucketName",
+            source.bucket.clone(),
+            e.message,
+        ),
+        code if is_trail_drift(code) => Finding::new(
+            account,
+            &trail_res,
+            "S3KeyPrefix",
+            "the inventory's prefix",
+            e.message,
+        ),
+        _ => return Err(e),
+    };
+    Ok(vec![finding])
 }
 
 /// Compares the archive with the inventory: bucket owned, Object Lock, versioning.

@@ -142,17 +142,51 @@ pub struct AccountClients {
     pub account_id: String,
     /// The caller's ARN, as GetCallerIdentity answered.
     pub caller_arn: String,
-    /// S3.
+    /// S3, in the inventory's region.
     pub s3: aws_sdk_s3::Client,
     /// IAM.
     pub iam: aws_sdk_iam::Client,
     /// CloudFormation.
     pub cfn: aws_sdk_cloudformation::Client,
-    /// CloudTrail.
+    /// CloudTrail, in the inventory's region.
     pub cloudtrail: aws_sdk_cloudtrail::Client,
+    /// KMS, in the inventory's region.
+    pub kms: aws_sdk_kms::Client,
+    /// Clients of other regions, made on first use from the ones above (same credentials,
+    /// same HTTP client): a bucket answers only in its own region.
+    regional: Arc<Mutex<HashMap<String, Regional>>>,
+}
+
+/// One other region's clients.
+#[derive(Debug, Clone)]
+struct Regional {
+    s3: aws_sdk_s3::Client,
+    kms: aws_sdk_kms::Client,
 }
 
 impl AccountClients {
+    /// An account's clients (tests build them over mocked HTTP).
+    pub fn new(
+        account_id: &str,
+        caller_arn: &str,
+        s3: aws_sdk_s3::Client,
+        iam: aws_sdk_iam::Client,
+        cfn: aws_sdk_cloudformation::Client,
+        cloudtrail: aws_sdk_cloudtrail::Client,
+        kms: aws_sdk_kms::Client,
+    ) -> Self {
+        AccountClients {
+            account_id: account_id.to_string(),
+            caller_arn: caller_arn.to_string(),
+            s3,
+            iam,
+            cfn,
+            cloudtrail,
+            kms,
+            regional: Arc::default(),
+        }
+    }
+
     /// Clients built from one configuration.
     pub fn from_config(
         account_id: &str,
@@ -173,14 +207,52 @@ impl AccountClients {
         let cloudtrail = aws_sdk_cloudtrail::config::Builder::from(config)
             .interceptor(RetryHistory)
             .build();
-        AccountClients {
-            account_id: account_id.to_string(),
-            caller_arn: caller_arn.to_string(),
-            s3: aws_sdk_s3::Client::from_conf(s3),
-            iam: aws_sdk_iam::Client::from_conf(iam),
-            cfn: aws_sdk_cloudformation::Client::from_conf(cfn),
-            cloudtrail: aws_sdk_cloudtrail::Client::from_conf(cloudtrail),
+        let kms = aws_sdk_kms::config::Builder::from(config)
+            .interceptor(RetryHistory)
+            .build();
+        AccountClients::new(
+            account_id,
+            caller_arn,
+            aws_sdk_s3::Client::from_conf(s3),
+            aws_sdk_iam::Client::from_conf(iam),
+            aws_sdk_cloudformation::Client::from_conf(cfn),
+            aws_sdk_cloudtrail::Client::from_conf(cloudtrail),
+            aws_sdk_kms::Client::from_conf(kms),
+        )
+    }
+
+    fn regional(&self, region: &str) -> Option<Regional> {
+        if self.s3.config().region().map(|r| r.as_ref()) == Some(region) {
+            return None;
         }
+        let mut regional = self
+            .regional
+            .lock()
+            .expect("regional clients should not be poisoned");
+        let clients = regional.entry(region.to_string()).or_insert_with(|| {
+            let region = Region::new(region.to_string());
+            Regional {
+                s3: aws_sdk_s3::Client::from_conf(
+                    self.s3.config().to_builder().region(region.clone()).build(),
+                ),
+                kms: aws_sdk_kms::Client::from_conf(
+                    self.kms.config().to_builder().region(region).build(),
+                ),
+            }
+        });
+        Some(clients.clone())
+    }
+
+    /// S3 in `region` (a bucket's own region).
+    pub fn s3_in(&self, region: &str) -> aws_sdk_s3::Client {
+        self.regional(region)
+            .map_or_else(|| self.s3.clone(), |r| r.s3)
+    }
+
+    /// KMS in `region` (a key's own region).
+    pub fn kms_in(&self, region: &str) -> aws_sdk_kms::Client {
+        self.regional(region)
+            .map_or_else(|| self.kms.clone(), |r| r.kms)
     }
 }
 

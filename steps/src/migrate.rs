@@ -2,6 +2,8 @@
 //! rewritten in the shapes this release reads. Idempotent: a record already in the new shape is
 //! left as it is.
 
+use crate::logs::SourceLogs;
+use crate::spec::SourceSpec;
 use crate::tasks::RoleStackUndo;
 use serde_json::Value;
 use trailhub_engine::{NodeId, NodeRecord, NodeState};
@@ -14,9 +16,24 @@ use trailhub_engine::{NodeId, NodeRecord, NodeState};
 ///   that this release did not make.
 /// - The role stack's undo record of format 1 was told apart by which keys it had; it is now
 ///   tagged (see [`RoleStackUndo`]).
-pub fn node(from: u32, id: &NodeId, record: &mut NodeRecord) -> Result<(), String> {
+/// - Bucket-check's outputs of format 1 said nothing of where the logs are: format 1 checked that
+///   they were SSE-S3 and replicated the inventory's prefix (`AWSLogs/` by default) in the
+///   inventory's region, which is what they now say (`source`: the node's source, `region`: the
+///   inventory's).
+pub fn node(
+    from: u32,
+    id: &NodeId,
+    record: &mut NodeRecord,
+    source: Option<&SourceSpec>,
+    region: &str,
+) -> Result<(), String> {
     if from >= 2 {
         return Ok(());
+    }
+    if id.step() == "bucket-check"
+        && let (Some(outputs), Some(source)) = (&record.outputs, source)
+    {
+        record.outputs = Some(logs_v1(outputs, source, region)?);
     }
     if record.state == NodeState::Done && record.undo.is_some() {
         record.changed = true;
@@ -56,6 +73,17 @@ fn role_stack_undo(undo: &Value) -> Result<Value, String> {
     serde_json::to_value(migrated).map_err(|e| e.to_string())
 }
 
+/// Bucket-check's outputs of format 1 (`bucket`, `encryption`, `trail`), in this format.
+fn logs_v1(outputs: &Value, source: &SourceSpec, region: &str) -> Result<Value, String> {
+    let mut logs: SourceLogs = serde_json::from_value(outputs.clone())
+        .map_err(|e| format!("bucket-check outputs: {e}"))?;
+    if logs.prefixes.is_empty() {
+        logs.prefixes = vec![source.prefix.clone().unwrap_or_else(|| "AWSLogs/".into())];
+    }
+    logs.region.get_or_insert_with(|| region.to_string());
+    serde_json::to_value(logs).map_err(|e| e.to_string())
+}
+
 fn non_null(v: &Value) -> Option<Value> {
     (!v.is_null()).then(|| v.clone())
 }
@@ -69,13 +97,14 @@ mod tests {
         let mut record = NodeRecord::pending();
         record.state = NodeState::Done;
         record.undo = Some(undo);
-        node(1, &NodeId::new("222222222222", "role-stack"), &mut record).expect("migrates");
+        let id = NodeId::new("222222222222", "role-stack");
+        node(1, &id, &mut record, None, "ap-northeast-1").expect("migrates");
         assert!(
             record.changed,
             "a done node with an undo record changed something"
         );
         let once = record.undo.clone();
-        node(1, &NodeId::new("222222222222", "role-stack"), &mut record).expect("again");
+        node(1, &id, &mut record, None, "ap-northeast-1").expect("again");
         assert_eq!(record.undo, once, "migrating twice changes nothing more");
         serde_json::from_value(record.undo.expect("undo")).expect("the new shape")
     }
@@ -112,7 +141,8 @@ mod tests {
     fn an_unknown_shape_is_an_error_not_a_guess() {
         let mut record = NodeRecord::pending();
         record.undo = Some(json!({ "something": "else" }));
-        let err = node(1, &NodeId::new("2", "role-stack"), &mut record).expect_err("refused");
+        let err =
+            node(1, &NodeId::new("2", "role-stack"), &mut record, None, "r").expect_err("refused");
         assert!(err.contains("unknown role-stack undo record"), "{err}");
     }
 }

@@ -2,6 +2,7 @@
 //! from the SDK's types, so that what is live, what is desired and what is journaled compare
 //! exactly.
 
+use crate::logs::SourceLogs;
 use crate::spec::{Setting, SourceSpec};
 use aws_sdk_s3::types::{
     AccessControlTranslation, DeleteMarkerReplication, DeleteMarkerReplicationStatus, Destination,
@@ -14,11 +15,59 @@ use aws_sdk_s3::types::{
 };
 use serde_json::{Map, Value, json};
 
-/// The ID of the article's rule.
+/// The ID of the article's rule (the rule of the `AWSLogs/` prefix).
 pub const RULE_ID: &str = "ReplicateCloudTrailLogs";
 
-/// The article's configuration for `source`, replicating to the archive with `role_arn`.
-pub fn desired(setting: &Setting, source: &SourceSpec, role_arn: &str) -> Value {
+/// The ID of the rule replicating `prefix`: the article's for `AWSLogs/`, else the article's
+/// followed by the prefix's letters, digits and dashes (an ID holds at most 255 characters).
+pub fn rule_id(prefix: &str) -> String {
+    if prefix == "AWSLogs/" {
+        return RULE_ID.to_string();
+    }
+    let name: String = prefix
+        .trim_end_matches("AWSLogs/")
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .collect();
+    let id = format!("{RULE_ID}-{}", name.trim_matches('-'));
+    id.chars().take(255).collect()
+}
+
+/// The configuration for `source`, replicating each prefix its trails write under to the
+/// archive with `role_arn`: the article's rule per prefix, opted in to SSE-KMS objects (their
+/// replicas encrypted with `replica_key`) when the logs are SSE-KMS.
+pub fn desired(
+    setting: &Setting,
+    source: &SourceSpec,
+    logs: &SourceLogs,
+    role_arn: &str,
+    replica_key: Option<&str>,
+) -> Value {
+    let mut ids = std::collections::BTreeSet::new();
+    let rules: Vec<Value> = logs
+        .prefixes
+        .iter()
+        .enumerate()
+        .map(|(i, prefix)| {
+            let mut id = rule_id(prefix);
+            if !ids.insert(id.clone()) {
+                id = format!("{id}-{}", i + 1);
+            }
+            rule(setting, source, logs, prefix, id, i + 1, replica_key)
+        })
+        .collect();
+    json!({ "Role": role_arn, "Rules": rules })
+}
+
+fn rule(
+    setting: &Setting,
+    source: &SourceSpec,
+    logs: &SourceLogs,
+    prefix: &str,
+    id: String,
+    priority: usize,
+    replica_key: Option<&str>,
+) -> Value {
     let mut destination = json!({
         "Bucket": setting.bucket_arn(&setting.archive.bucket),
         "Account": setting.archive.account_id,
@@ -29,17 +78,21 @@ pub fn desired(setting: &Setting, source: &SourceSpec, role_arn: &str) -> Value 
         destination["ReplicationTime"] = json!({"Status": "Enabled", "Time": {"Minutes": 15}});
         destination["Metrics"] = json!({"Status": "Enabled", "EventThreshold": {"Minutes": 15}});
     }
-    json!({
-        "Role": role_arn,
-        "Rules": [{
-            "ID": RULE_ID,
-            "Priority": 1,
-            "Status": "Enabled",
-            "Filter": {"Prefix": source.prefix},
-            "Destination": destination,
-            "DeleteMarkerReplication": {"Status": "Disabled"},
-        }]
-    })
+    let mut rule = json!({
+        "ID": id,
+        "Priority": priority,
+        "Status": "Enabled",
+        "Filter": {"Prefix": prefix},
+        "Destination": destination,
+        "DeleteMarkerReplication": {"Status": "Disabled"},
+    });
+    if logs.kms() {
+        rule["SourceSelectionCriteria"] = json!({"SseKmsEncryptedObjects": {"Status": "Enabled"}});
+        rule["Destination"]["EncryptionConfiguration"] = json!({
+            "ReplicaKmsKeyID": replica_key.unwrap_or("(the archive key, once made)")
+        });
+    }
+    rule
 }
 
 fn put(map: &mut Map<String, Value>, key: &str, value: Option<Value>) {
@@ -445,6 +498,7 @@ mod tests {
             archive: ArchiveSpec {
                 account_id: "111111111111".into(),
                 bucket: "aggregation-cloudtrail-logs-111111111111".into(),
+                kms_key: None,
                 credentials: Credentials::Default,
             },
             policy: PolicyMode::Article,
@@ -455,15 +509,29 @@ mod tests {
             trail: None,
             role_name: "S3ReplicationRole".into(),
             stack_name: "cloudtrail-replication-role".into(),
-            prefix: "AWSLogs/".into(),
+            prefix: None,
+            region: None,
+            trust_conditions: false,
             storage_class: "STANDARD_IA".into(),
             replication_time_control: true,
             credentials: Credentials::Default,
         };
+        let logs = SourceLogs {
+            bucket: source.bucket.clone(),
+            encryption: "AES256".into(),
+            trail: None,
+            region: None,
+            prefixes: vec!["AWSLogs/".into()],
+            trails: vec![],
+            kms_keys: vec![],
+            bucket_key: false,
+        };
         let doc = desired(
             &setting,
             &source,
+            &logs,
             "arn:aws:iam::222222222222:role/S3ReplicationRole",
+            None,
         );
         let article: Value = serde_json::from_str(
             r#"{"Role": "arn:aws:iam::222222222222:role/S3ReplicationRole",
@@ -479,6 +547,25 @@ mod tests {
         .expect("json");
         assert_eq!(doc, article);
         let sdk = from_json(&doc).expect("builds");
+        let kms_logs = SourceLogs {
+            prefixes: vec!["AWSLogs/".into(), "org/AWSLogs/".into()],
+            kms_keys: vec!["arn:aws:kms:ap-northeast-1:222222222222:key/k".into()],
+            ..logs.clone()
+        };
+        let replica = "arn:aws:kms:ap-northeast-1:111111111111:key/a";
+        let two = desired(&setting, &source, &kms_logs, "arn:role", Some(replica));
+        assert_eq!(two["Rules"][1]["ID"], "ReplicateCloudTrailLogs-org");
+        assert_eq!(two["Rules"][1]["Priority"], 2);
+        assert_eq!(two["Rules"][1]["Filter"]["Prefix"], "org/AWSLogs/");
+        assert_eq!(
+            two["Rules"][0]["SourceSelectionCriteria"]["SseKmsEncryptedObjects"]["Status"],
+            "Enabled"
+        );
+        assert_eq!(
+            two["Rules"][0]["Destination"]["EncryptionConfiguration"]["ReplicaKmsKeyID"],
+            replica
+        );
+        assert_eq!(to_json(&from_json(&two).expect("builds")), two);
         assert_eq!(to_json(&sdk), doc);
         let mut changed = doc.clone();
         changed["Rules"][0]["Status"] = json!("Disabled");

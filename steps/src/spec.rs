@@ -111,6 +111,11 @@ pub struct ArchiveSpec {
     pub account_id: String,
     /// The aggregation bucket.
     pub bucket: String,
+    /// The KMS key replicas of SSE-KMS logs are encrypted with (key id, ARN or alias), when the
+    /// inventory names one; `None`: trailhub's own (`alias/trailhub/<bucket>`), created when a
+    /// source first needs it.
+    #[serde(default)]
+    pub kms_key: Option<String>,
     /// Credentials for the archive account.
     pub credentials: Credentials,
 }
@@ -122,14 +127,22 @@ pub struct SourceSpec {
     pub account_id: String,
     /// Its CloudTrail bucket.
     pub bucket: String,
-    /// The trail that must log to `bucket`; not checked when `None`.
+    /// The trail that delivers to `bucket`, by name or ARN; `None`: every trail found delivering
+    /// to it (shadow trails of other home regions included).
     pub trail: Option<String>,
     /// The replication role's name.
     pub role_name: String,
     /// The CloudFormation stack that creates the role.
     pub stack_name: String,
-    /// The replicated key prefix.
-    pub prefix: String,
+    /// The replicated key prefix when the inventory sets one, which the trails must then use;
+    /// `None`: the prefixes the trails deliver under (`<S3KeyPrefix>/AWSLogs/`, or `AWSLogs/`).
+    pub prefix: Option<String>,
+    /// The bucket's region when the inventory pins it; `None`: found with `HeadBucket`.
+    pub region: Option<String>,
+    /// Whether the replication role's trust policy carries the confused-deputy conditions
+    /// (`aws:SourceAccount`, `aws:SourceArn`): an explicit opt-in, as AWS's replication
+    /// documentation shows an unconditioned trust in S3.
+    pub trust_conditions: bool,
     /// Storage class of the replicas.
     pub storage_class: String,
     /// Replication Time Control and metrics, 15 minutes.

@@ -1,7 +1,18 @@
 //! The article's CloudFormation template for the replication role, built from the inventory's
-//! names. It is the article's template in structure (parameter, role, trust policy, inline policy,
-//! two exported outputs), as JSON; names are substituted the way the article writes them.
+//! names and from where the source's logs are written ([`SourceLogs`]). It is the article's
+//! template in structure (parameter, role, trust policy, inline policy, two exported outputs),
+//! as JSON; names are substituted the way the article writes them.
+//!
+//! Beyond the article, the inline policy lets S3 read object retention and legal holds (what
+//! AWS's replication permissions list for buckets with Object Lock: granted always, as Object
+//! Lock can be turned on for a bucket later and replication would then stop), and, for SSE-KMS
+//! logs, decrypt with the source keys and encrypt with the archive's key, each limited to S3
+//! (`kms:ViaService`) and to the objects concerned (the S3 encryption context: the object's ARN,
+//! or the bucket's with S3 Bucket Keys), as AWS's "replicating encrypted objects" policy does.
+//! The archive key is named by its account and region (`key/*`): the role is made before the
+//! archive key admits it, and only a key whose own policy admits the role can be used.
 
+use crate::logs::SourceLogs;
 use crate::spec::{Setting, SourceSpec};
 use serde_json::{Value, json};
 
@@ -12,7 +23,11 @@ fn sub_name(name: &str, account: &str, var: &str) -> String {
 }
 
 /// The template (JSON text) for `source`'s replication role, and its parameters.
-pub fn role_template(setting: &Setting, source: &SourceSpec) -> (String, Vec<(String, String)>) {
+pub fn role_template(
+    setting: &Setting,
+    source: &SourceSpec,
+    logs: &SourceLogs,
+) -> (String, Vec<(String, String)>) {
     let partition = &setting.partition;
     let source_bucket = sub_name(&source.bucket, &source.account_id, "AWS::AccountId");
     let archive_bucket = sub_name(
@@ -20,6 +35,22 @@ pub fn role_template(setting: &Setting, source: &SourceSpec) -> (String, Vec<(St
         &setting.archive.account_id,
         "DestinationAccountId",
     );
+    let sub = |arn: String| json!({ "Fn::Sub": arn });
+    let mut statements = vec![
+        s3_statement(
+            &["s3:GetReplicationConfiguration", "s3:ListBucket"],
+            sub(format!("arn:{partition}:s3:::{source_bucket}")),
+        ),
+        s3_statement(
+            &SOURCE_OBJECT_ACTIONS,
+            sub(format!("arn:{partition}:s3:::{source_bucket}/*")),
+        ),
+        s3_statement(
+            &REPLICA_ACTIONS,
+            sub(format!("arn:{partition}:s3:::{archive_bucket}/*")),
+        ),
+    ];
+    statements.extend(kms_statements(setting, source, logs));
     let template: Value = json!({
         "AWSTemplateFormatVersion": "2010-09-09",
         "Description": "CloudTrail S3 Replication IAM Role for cross-account log aggregation",
@@ -39,35 +70,7 @@ pub fn role_template(setting: &Setting, source: &SourceSpec) -> (String, Vec<(St
                     "AssumeRolePolicyDocument": trust_policy(setting, source),
                     "Policies": [{
                         "PolicyName": "S3ReplicationPolicy",
-                        "PolicyDocument": {
-                            "Version": "2012-10-17",
-                            "Statement": [
-                                {
-                                    "Effect": "Allow",
-                                    "Action": ["s3:GetReplicationConfiguration", "s3:ListBucket"],
-                                    "Resource": {"Fn::Sub": format!("arn:{partition}:s3:::{source_bucket}")}
-                                },
-                                {
-                                    "Effect": "Allow",
-                                    "Action": [
-                                        "s3:GetObjectVersionForReplication",
-                                        "s3:GetObjectVersionAcl",
-                                        "s3:GetObjectVersionTagging"
-                                    ],
-                                    "Resource": {"Fn::Sub": format!("arn:{partition}:s3:::{source_bucket}/*")}
-                                },
-                                {
-                                    "Effect": "Allow",
-                                    "Action": [
-                                        "s3:ReplicateObject",
-                                        "s3:ReplicateTags",
-                                        "s3:ReplicateDelete",
-                                        "s3:ObjectOwnerOverrideToBucketOwner"
-                                    ],
-                                    "Resource": {"Fn::Sub": format!("arn:{partition}:s3:::{archive_bucket}/*")}
-                                }
-                            ]
-                        }
+                        "PolicyDocument": {"Version": "2012-10-17", "Statement": statements}
                     }]
                 }
             }
@@ -95,32 +98,104 @@ pub fn role_template(setting: &Setting, source: &SourceSpec) -> (String, Vec<(St
     )
 }
 
-/// The role's trust policy: S3 may assume it, under the condition the policy mode adds (in
-/// least-privilege mode, only on behalf of the source account's own bucket).
+/// What S3 reads of a source object to replicate it (Object Lock's retention and legal hold
+/// included).
+const SOURCE_OBJECT_ACTIONS: [&str; 5] = [
+    "s3:GetObjectVersionForReplication",
+    "s3:GetObjectVersionAcl",
+    "s3:GetObjectVersionTagging",
+    "s3:GetObjectRetention",
+    "s3:GetObjectLegalHold",
+];
+
+/// What S3 does in the archive for the role.
+const REPLICA_ACTIONS: [&str; 4] = [
+    "s3:ReplicateObject",
+    "s3:ReplicateTags",
+    "s3:ReplicateDelete",
+    "s3:ObjectOwnerOverrideToBucketOwner",
+];
+
+fn s3_statement(actions: &[&str], resource: Value) -> Value {
+    json!({"Effect": "Allow", "Action": actions, "Resource": resource})
+}
+
+/// For SSE-KMS logs: decrypt with the source keys, encrypt replicas with the archive's key.
+fn kms_statements(setting: &Setting, source: &SourceSpec, logs: &SourceLogs) -> Vec<Value> {
+    if !logs.kms() {
+        return Vec::new();
+    }
+    let partition = &setting.partition;
+    let src = setting.bucket_arn(&source.bucket);
+    let dst = setting.bucket_arn(&setting.archive.bucket);
+    let source_context: Vec<String> = if logs.bucket_key {
+        vec![src]
+    } else {
+        logs.prefixes
+            .iter()
+            .map(|p| format!("{src}/{p}*"))
+            .collect()
+    };
+    let replica_context: Vec<String> = logs
+        .prefixes
+        .iter()
+        .map(|p| format!("{dst}/{p}*"))
+        .collect();
+    let source_region = logs.region.as_deref().unwrap_or(&setting.region);
+    vec![
+        json!({
+            "Effect": "Allow",
+            "Action": "kms:Decrypt",
+            "Resource": logs.kms_keys,
+            "Condition": {"StringLike": {
+                "kms:ViaService": format!("s3.{source_region}.amazonaws.com"),
+                "kms:EncryptionContext:aws:s3:arn": source_context,
+            }}
+        }),
+        json!({
+            "Effect": "Allow",
+            "Action": ["kms:Encrypt", "kms:GenerateDataKey"],
+            "Resource": format!("arn:{partition}:kms:{}:{}:key/*", setting.region, setting.archive.account_id),
+            "Condition": {"StringLike": {
+                "kms:ViaService": format!("s3.{}.amazonaws.com", setting.region),
+                "kms:EncryptionContext:aws:s3:arn": replica_context,
+            }}
+        }),
+    ]
+}
+
+/// The role's trust policy: S3 may assume it. With `trust_conditions`, only on behalf of the
+/// source account's own bucket (AWS's confused-deputy guidance for service roles, which its
+/// replication documentation does not show: an explicit opt-in).
 pub fn trust_policy(setting: &Setting, source: &SourceSpec) -> Value {
     let mut statement = json!({
         "Effect": "Allow",
         "Principal": {"Service": "s3.amazonaws.com"},
         "Action": "sts:AssumeRole"
     });
-    if let Some(condition) = setting.policy.layout().trust_condition(setting, source) {
-        statement["Condition"] = condition;
+    if source.trust_conditions {
+        statement["Condition"] = json!({
+            "StringEquals": {"aws:SourceAccount": source.account_id},
+            "ArnLike": {"aws:SourceArn": setting.bucket_arn(&source.bucket)}
+        });
     }
     json!({"Version": "2012-10-17", "Statement": [statement]})
 }
 
 /// The role's inline policy as the template resolves it (for comparing with what IAM holds).
-pub fn resolved_inline_policy(setting: &Setting, source: &SourceSpec) -> Value {
+pub fn resolved_inline_policy(setting: &Setting, source: &SourceSpec, logs: &SourceLogs) -> Value {
     let src = setting.bucket_arn(&source.bucket);
     let dst = setting.bucket_arn(&setting.archive.bucket);
-    json!({
-        "Version": "2012-10-17",
-        "Statement": [
-            {"Effect": "Allow", "Action": ["s3:GetReplicationConfiguration", "s3:ListBucket"], "Resource": src},
-            {"Effect": "Allow", "Action": ["s3:GetObjectVersionForReplication", "s3:GetObjectVersionAcl", "s3:GetObjectVersionTagging"], "Resource": format!("{src}/*")},
-            {"Effect": "Allow", "Action": ["s3:ReplicateObject", "s3:ReplicateTags", "s3:ReplicateDelete", "s3:ObjectOwnerOverrideToBucketOwner"], "Resource": format!("{dst}/*")}
-        ]
-    })
+    let mut statements = vec![
+        s3_statement(
+            &["s3:GetReplicationConfiguration", "s3:ListBucket"],
+            json!(src),
+        ),
+        s3_statement(&SOURCE_OBJECT_ACTIONS, json!(format!("{src}/*"))),
+        s3_statement(&REPLICA_ACTIONS, json!(format!("{dst}/*"))),
+    ];
+    statements.extend(kms_statements(setting, source, logs));
+    json!({"Version": "2012-10-17", "Statement": statements})
 }
 
 #[cfg(test)]
@@ -128,55 +203,121 @@ mod tests {
     use super::*;
     use crate::spec::{ArchiveSpec, Credentials, PolicyMode};
 
-    fn setting(policy: PolicyMode) -> Setting {
+    fn setting() -> Setting {
         Setting {
             region: "ap-northeast-1".into(),
             partition: "aws".into(),
             archive: ArchiveSpec {
                 account_id: "111111111111".into(),
                 bucket: "aggregation-cloudtrail-logs-111111111111".into(),
+                kms_key: None,
                 credentials: Credentials::Default,
             },
-            policy,
+            policy: PolicyMode::Article,
         }
     }
 
-    fn source() -> SourceSpec {
+    fn source(trust_conditions: bool) -> SourceSpec {
         SourceSpec {
             account_id: "222222222222".into(),
             bucket: "cm-members-cloudtrail-222222222222".into(),
             trail: None,
             role_name: "S3ReplicationRole".into(),
             stack_name: "cloudtrail-replication-role".into(),
-            prefix: "AWSLogs/".into(),
+            prefix: None,
+            region: None,
+            trust_conditions,
             storage_class: "STANDARD_IA".into(),
             replication_time_control: true,
             credentials: Credentials::Default,
         }
     }
 
+    fn logs(kms: bool) -> SourceLogs {
+        SourceLogs {
+            bucket: "cm-members-cloudtrail-222222222222".into(),
+            encryption: if kms { "aws:kms" } else { "AES256" }.into(),
+            trail: None,
+            region: Some("us-east-1".into()),
+            prefixes: vec!["AWSLogs/".into(), "org/AWSLogs/".into()],
+            trails: vec![],
+            kms_keys: if kms {
+                vec!["arn:aws:kms:us-east-1:222222222222:key/k".into()]
+            } else {
+                vec![]
+            },
+            bucket_key: false,
+        }
+    }
+
     #[test]
-    fn only_least_privilege_ties_the_trust_policy_to_the_source_bucket() {
+    fn the_trust_conditions_are_an_opt_in() {
         let plain = json!({"Version": "2012-10-17", "Statement": [{
             "Effect": "Allow",
             "Principal": {"Service": "s3.amazonaws.com"},
             "Action": "sts:AssumeRole"
         }]});
+        assert_eq!(trust_policy(&setting(), &source(false)), plain);
+        let tied = trust_policy(&setting(), &source(true));
         assert_eq!(
-            trust_policy(&setting(PolicyMode::Article), &source()),
-            plain
+            tied["Statement"][0]["Condition"]["StringEquals"]["aws:SourceAccount"],
+            "222222222222"
         );
         assert_eq!(
-            trust_policy(&setting(PolicyMode::Accounts), &source()),
-            plain
+            tied["Statement"][0]["Condition"]["ArnLike"]["aws:SourceArn"],
+            "arn:aws:s3:::cm-members-cloudtrail-222222222222"
         );
-        let tied = trust_policy(&setting(PolicyMode::LeastPrivilege), &source());
+    }
+
+    #[test]
+    fn kms_logs_add_decrypt_on_the_source_keys_and_encrypt_in_the_archive() {
+        let plain = resolved_inline_policy(&setting(), &source(false), &logs(false));
+        assert_eq!(plain["Statement"].as_array().map(Vec::len), Some(3));
         assert_eq!(
-            tied["Statement"][0]["Condition"],
-            json!({
-                "StringEquals": {"aws:SourceAccount": "222222222222"},
-                "ArnLike": {"aws:SourceArn": "arn:aws:s3:::cm-members-cloudtrail-222222222222"}
-            })
+            plain["Statement"][1]["Action"][3], "s3:GetObjectRetention",
+            "Object Lock's reads are granted"
+        );
+        let kms = resolved_inline_policy(&setting(), &source(false), &logs(true));
+        let decrypt = &kms["Statement"][3];
+        assert_eq!(decrypt["Action"], "kms:Decrypt");
+        assert_eq!(
+            decrypt["Resource"][0],
+            "arn:aws:kms:us-east-1:222222222222:key/k"
+        );
+        assert_eq!(
+            decrypt["Condition"]["StringLike"]["kms:ViaService"], "s3.us-east-1.amazonaws.com",
+            "the source bucket's own region"
+        );
+        assert_eq!(
+            decrypt["Condition"]["StringLike"]["kms:EncryptionContext:aws:s3:arn"],
+            json!([
+                "arn:aws:s3:::cm-members-cloudtrail-222222222222/AWSLogs/*",
+                "arn:aws:s3:::cm-members-cloudtrail-222222222222/org/AWSLogs/*"
+            ])
+        );
+        let encrypt = &kms["Statement"][4];
+        assert_eq!(
+            encrypt["Resource"],
+            "arn:aws:kms:ap-northeast-1:111111111111:key/*"
+        );
+        assert_eq!(
+            encrypt["Condition"]["StringLike"]["kms:ViaService"],
+            "s3.ap-northeast-1.amazonaws.com"
+        );
+        let mut with_bucket_key = logs(true);
+        with_bucket_key.bucket_key = true;
+        let bk = resolved_inline_policy(&setting(), &source(false), &with_bucket_key);
+        assert_eq!(
+            bk["Statement"][3]["Condition"]["StringLike"]["kms:EncryptionContext:aws:s3:arn"],
+            json!(["arn:aws:s3:::cm-members-cloudtrail-222222222222"]),
+            "with S3 Bucket Keys the encryption context is the bucket's ARN"
+        );
+        let (template, _) = role_template(&setting(), &source(false), &logs(true));
+        let template: Value = serde_json::from_str(&template).expect("JSON");
+        let inline = &template["Resources"]["S3ReplicationRole"]["Properties"]["Policies"][0]["PolicyDocument"];
+        assert_eq!(
+            inline["Statement"][3], kms["Statement"][3],
+            "the template says the same"
         );
     }
 }

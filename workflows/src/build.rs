@@ -2,10 +2,11 @@
 //!
 //! Archive: `archive/identity → archive/bucket → archive/versioning`.
 //! Per source S: `S/identity → S/bucket-check → S/versioning`, `S/bucket-check → S/role-stack`,
-//! `{S/role-stack, archive/versioning} → archive/grant/S`,
-//! `{S/versioning, S/role-stack, archive/grant/S} → S/replication` (replication starts only once
-//! the archive admits the role: an object S3 fails to replicate stays FAILED and live replication
-//! never retries it), `{S/replication, archive/grant/S} → S/verify`.
+//! `{S/role-stack, archive/versioning} → archive/grant/S`, `{S/role-stack, archive/identity} →
+//! archive/key/S` (the archive KMS key admits the role, for SSE-KMS logs; nothing otherwise),
+//! `{S/versioning, S/role-stack, archive/grant/S, archive/key/S} → S/replication` (replication
+//! starts only once the archive admits the role: an object S3 fails to replicate stays FAILED
+//! and live replication never retries it), `{S/replication, archive/grant/S} → S/verify`.
 //!
 //! The layout ([`Workflow::layout`]) says which node does which step after which; the graph a
 //! run journals and the DAG it executes are both made from it, so they cannot disagree.
@@ -16,8 +17,8 @@ use trailhub_engine::{Built, Dag, EngineError, GraphRecord, NodeId, NodeSpec, Sh
 use trailhub_state::RunRecord;
 use trailhub_steps::spec::{Setting, SourceSpec};
 use trailhub_steps::tasks::{
-    ArchiveBucket, BucketCheck, Grant, Identity, PolicyWriter, Replication, RoleStack, StepContext,
-    Verify, VerifyInputs, Versioning,
+    ArchiveBucket, ArchiveKey, BucketCheck, Grant, Identity, KeyGrant, PolicyWriter, Replication,
+    RoleStack, SourceNodes, StepContext, Verify, Versioning,
 };
 use trailhub_steps::{Accounts, Connector};
 
@@ -37,7 +38,13 @@ pub fn step_context(inventory: &Inventory, connector: Connector) -> StepContext 
     for s in &inventory.sources {
         credentials.insert(s.account_id.clone(), s.credentials.clone());
     }
-    StepContext::new(setting(inventory), Accounts::new(connector, credentials))
+    let ctx = StepContext::new(setting(inventory), Accounts::new(connector, credentials));
+    for s in &inventory.sources {
+        if let Some(region) = &s.region {
+            ctx.pin_region(&s.bucket, region);
+        }
+    }
+    ctx
 }
 
 fn setting(inventory: &Inventory) -> Setting {
@@ -77,6 +84,8 @@ pub enum StepKind<'a> {
     Replication(&'a SourceSpec),
     /// A source's grant in the archive policy.
     Grant(&'a SourceSpec),
+    /// A source's grant on the archive KMS key (SSE-KMS logs).
+    KeyGrant(&'a SourceSpec),
     /// The read-back of a source.
     Verify(&'a SourceSpec),
 }
@@ -177,6 +186,7 @@ impl Workflow {
     /// Builds the DAG, with tasks reaching AWS through `ctx`.
     pub fn dag(&self, ctx: &StepContext) -> Result<Dag<Built>, EngineError> {
         let writer = PolicyWriter::new(ctx.clone());
+        let key = ArchiveKey::new(ctx.clone());
         let mut dag = Dag::new();
         for n in self.layout() {
             let c = ctx.clone();
@@ -192,17 +202,26 @@ impl Workflow {
                 StepKind::SourceVersioning(s) => {
                     NodeSpec::new(id, deps, Versioning::new(c, &s.account_id, &s.bucket))
                 }
-                StepKind::RoleStack(s) => NodeSpec::new(id, deps, RoleStack::new(c, s.clone())),
-                StepKind::Replication(s) => {
-                    let role = source_node(s, "role-stack");
-                    NodeSpec::new(id, deps, Replication::new(c, s.clone(), &role))
+                StepKind::RoleStack(s) => {
+                    NodeSpec::new(id, deps, RoleStack::new(c, s.clone(), source_nodes(s)))
                 }
-                StepKind::Grant(s) => {
-                    let role = source_node(s, "role-stack");
-                    NodeSpec::new(id, deps, Grant::new(c, s.clone(), &role, writer.clone()))
-                }
+                StepKind::KeyGrant(s) => NodeSpec::new(
+                    id,
+                    deps,
+                    KeyGrant::new(c, s.clone(), source_nodes(s), key.clone()),
+                ),
+                StepKind::Replication(s) => NodeSpec::new(
+                    id,
+                    deps,
+                    Replication::new(c, s.clone(), source_nodes(s), key.clone()),
+                ),
+                StepKind::Grant(s) => NodeSpec::new(
+                    id,
+                    deps,
+                    Grant::new(c, s.clone(), source_nodes(s), writer.clone()),
+                ),
                 StepKind::Verify(s) => {
-                    NodeSpec::new(id, deps, Verify::new(c, s.clone(), verify_inputs(s)))
+                    NodeSpec::new(id, deps, Verify::new(c, s.clone(), source_nodes(s)))
                 }
             };
             dag.add(spec);
@@ -223,12 +242,19 @@ fn grant_node(s: &SourceSpec) -> NodeId {
     NodeId::hosted(ARCHIVE, "grant", &s.account_id)
 }
 
-fn verify_inputs(s: &SourceSpec) -> VerifyInputs {
-    VerifyInputs {
+fn key_node(s: &SourceSpec) -> NodeId {
+    NodeId::hosted(ARCHIVE, "key", &s.account_id)
+}
+
+/// The nodes of `s` whose outputs its later steps read.
+fn source_nodes(s: &SourceSpec) -> SourceNodes {
+    SourceNodes {
+        bucket_check: source_node(s, "bucket-check"),
         versioning: source_node(s, "versioning"),
         role_stack: source_node(s, "role-stack"),
-        replication: source_node(s, "replication"),
+        key: key_node(s),
         grant: grant_node(s),
+        replication: source_node(s, "replication"),
     }
 }
 
@@ -258,8 +284,18 @@ fn source_layout(s: &SourceSpec) -> Vec<LaidOut<'_>> {
             StepKind::Grant(s),
         ),
         node(
+            key_node(s),
+            vec![id("role-stack"), archive("identity")],
+            StepKind::KeyGrant(s),
+        ),
+        node(
             id("replication"),
-            vec![id("versioning"), id("role-stack"), grant_node(s)],
+            vec![
+                id("versioning"),
+                id("role-stack"),
+                grant_node(s),
+                key_node(s),
+            ],
             StepKind::Replication(s),
         ),
         node(

@@ -6,7 +6,6 @@ use super::{
     ACCOUNTS_SID_PREFIX, CHECK_ACTIONS, Grant, Layout, OBJECT_ACTIONS, add_principal,
     aws_principals, everyone, remove_from, sid,
 };
-use crate::spec::{Setting, SourceSpec};
 use serde_json::{Value, json};
 
 /// `TrailhubReplicationByAccount<role name>`, shared by every source whose role has that name.
@@ -50,10 +49,6 @@ impl Layout for AccountsLayout {
             |s| is_role_statement(grant, s),
             &account_root(grant),
         )
-    }
-
-    fn trust_condition(&self, _setting: &Setting, _source: &SourceSpec) -> Option<Value> {
-        None
     }
 }
 

@@ -5,7 +5,6 @@ use super::{
     CHECK_ACTIONS, CHECK_SID, Grant, Layout, OBJECT_ACTIONS, OBJECTS_SID, OBJECTS_SID_ALT,
     add_principal, aws_principals, everyone, remove_from, sid,
 };
-use crate::spec::{Setting, SourceSpec};
 use serde_json::{Value, json};
 
 /// The article's `AllowReplicationFromSourceAccount` and `AllowReplicationPolicyCheck`.
@@ -79,10 +78,6 @@ impl Layout for ArticleLayout {
             |s| sid(s).is_some_and(|x| sids.contains(&x)),
             &grant.principal,
         )
-    }
-
-    fn trust_condition(&self, _setting: &Setting, _source: &SourceSpec) -> Option<Value> {
-        None
     }
 }
 

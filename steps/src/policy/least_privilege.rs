@@ -3,7 +3,6 @@
 //! source's own bucket.
 
 use super::{Grant, Layout, sid};
-use crate::spec::{Setting, SourceSpec};
 use serde_json::{Value, json};
 
 /// `TrailhubReplicateObjects<account>` and `TrailhubVersioningCheck<account>`, each tied to the
@@ -55,14 +54,19 @@ impl Layout for LeastPrivilegeLayout {
         statements.retain(|s| sid(s) != Some(objects.as_str()) && sid(s) != Some(check.as_str()));
         statements.len() != before
     }
+}
 
-    /// AWS's confused-deputy guidance for service roles: S3 may assume the role only on behalf
-    /// of the source account's own bucket.
-    fn trust_condition(&self, setting: &Setting, source: &SourceSpec) -> Option<Value> {
-        Some(json!({
-            "StringEquals": {"aws:SourceAccount": source.account_id},
-            "ArnLike": {"aws:SourceArn": setting.bucket_arn(&source.bucket)}
-        }))
+/// The objects a source may replicate: under each of its prefixes, its own account's keys (one
+/// resource is written as a string, as the grants of one prefix always were).
+fn resources(grant: &Grant) -> Value {
+    let list: Vec<String> = grant
+        .prefixes
+        .iter()
+        .map(|p| format!("{}/{p}{}/*", grant.bucket_arn, grant.account))
+        .collect();
+    match list.as_slice() {
+        [one] => json!(one),
+        _ => json!(list),
     }
 }
 
@@ -84,7 +88,7 @@ fn wanted_statements(grant: &Grant) -> [Value; 2] {
             "Effect": "Allow",
             "Principal": { "AWS": grant.principal },
             "Action": ["s3:ReplicateObject", "s3:ReplicateDelete", "s3:ReplicateTags", "s3:ObjectOwnerOverrideToBucketOwner"],
-            "Resource": format!("{}/{}{}/*", grant.bucket_arn, grant.prefix, grant.account),
+            "Resource": resources(grant),
             "Condition": condition,
         }),
         json!({

@@ -26,13 +26,14 @@
 
 mod accounts;
 mod article;
+pub mod key;
 mod least_privilege;
 
 pub(crate) use accounts::AccountsLayout;
 pub(crate) use article::ArticleLayout;
 pub(crate) use least_privilege::LeastPrivilegeLayout;
 
-use crate::spec::{PolicyMode, Setting, SourceSpec};
+use crate::spec::PolicyMode;
 use serde_json::{Map, Value, json};
 
 /// The largest bucket policy S3 accepts, in bytes.
@@ -84,8 +85,8 @@ pub struct Grant {
     pub principal: String,
     /// The source account id.
     pub account: String,
-    /// The replicated prefix (`AWSLogs/`).
-    pub prefix: String,
+    /// The replicated prefixes (`AWSLogs/`, `<trail prefix>/AWSLogs/`).
+    pub prefixes: Vec<String>,
 }
 
 impl Grant {
@@ -118,10 +119,6 @@ pub(crate) trait Layout {
     /// Takes `grant` out of `statements`, dropping a statement left with no principal, so that
     /// `remove` undoes `add`. Returns whether anything changed.
     fn remove(&self, statements: &mut Vec<Value>, grant: &Grant) -> bool;
-
-    /// The `Condition` of the replication role's trust statement for `source`, or `None` for
-    /// the article's unconditioned trust in S3.
-    fn trust_condition(&self, setting: &Setting, source: &SourceSpec) -> Option<Value>;
 }
 
 /// The statements of a policy, whether `Statement` is a list or a single object.
@@ -386,7 +383,7 @@ mod tests {
             bucket_arn: BUCKET.into(),
             principal: format!("arn:aws:iam::{account}:role/S3ReplicationRole"),
             account: account.into(),
-            prefix: "AWSLogs/".into(),
+            prefixes: vec!["AWSLogs/".into()],
         }
     }
 

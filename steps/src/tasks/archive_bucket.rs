@@ -96,36 +96,70 @@ pub(crate) enum Presence {
 }
 
 /// `HeadBucket` with the expected owner: `Owned`, `Missing`, or a fatal error when another account
-/// owns the name (or access is denied).
+/// owns the name (or access is denied). Records the bucket's region: asked in the wrong region,
+/// S3 answers 301 with the right one, and the question is asked there again.
 pub(crate) async fn presence(
     ctx: &StepContext,
     account: &str,
     bucket: &str,
 ) -> Result<Presence, TaskError> {
     let clients = ctx.accounts.get(account).await?;
-    let result = call(
-        account,
-        "s3",
-        "HeadBucket",
-        bucket,
-        clients
-            .s3
-            .head_bucket()
-            .bucket(bucket)
-            .expected_bucket_owner(account)
-            .send(),
-    )
-    .await;
-    match result {
-        Ok(_) => Ok(Presence::Owned),
-        Err(e) if http_status(&e) == Some(404) => Ok(Presence::Missing),
-        Err(e) if http_status(&e) == Some(403) => Err(TaskError::fatal(format!(
-            "bucket {bucket} exists but is not owned by account {account} (or these credentials may not read it): HeadBucket answered 403"
-        ))
-        .with_code("Forbidden")
-        .with_hint("choose another bucket name in the inventory, or fix the account's credentials")),
-        Err(e) => Err(classify("HeadBucket", bucket, e, &[])),
+    let mut region = ctx.known_region(bucket);
+    for _ in 0..2 {
+        let s3 = region
+            .as_deref()
+            .map_or_else(|| clients.s3.clone(), |r| clients.s3_in(r));
+        let result = call(
+            account,
+            "s3",
+            "HeadBucket",
+            bucket,
+            s3.head_bucket()
+                .bucket(bucket)
+                .expected_bucket_owner(account)
+                .send(),
+        )
+        .await;
+        match result {
+            Ok(out) => {
+                let found = out.bucket_region().map(str::to_string).or(region);
+                if let Some(r) = found {
+                    ctx.pin_region(bucket, &r);
+                }
+                return Ok(Presence::Owned);
+            }
+            Err(e) if http_status(&e) == Some(404) => return Ok(Presence::Missing),
+            Err(e) if http_status(&e) == Some(301) && region.is_none() => {
+                region = header(&e, "x-amz-bucket-region");
+                if region.is_none() {
+                    return Err(classify("HeadBucket", bucket, e, &[]));
+                }
+            }
+            Err(e) if http_status(&e) == Some(403) => return Err(TaskError::fatal(format!(
+                "bucket {bucket} exists but is not owned by account {account} (or these credentials may not read it): HeadBucket answered 403"
+            ))
+            .with_code("Forbidden")
+            .with_hint("choose another bucket name in the inventory, or fix the account's credentials")),
+            Err(e) => return Err(classify("HeadBucket", bucket, e, &[])),
+        }
     }
+    Err(TaskError::fatal(format!(
+        "bucket {bucket} answered from no region (HeadBucket kept redirecting)"
+    ))
+    .with_code("PermanentRedirect"))
+}
+
+/// A header of the response behind an SDK error.
+fn header<E>(
+    err: &aws_smithy_runtime_api::client::result::SdkError<
+        E,
+        aws_smithy_runtime_api::client::orchestrator::HttpResponse,
+    >,
+    name: &str,
+) -> Option<String> {
+    err.raw_response()
+        .and_then(|r| r.headers().get(name))
+        .map(str::to_string)
 }
 
 pub(crate) async fn object_lock_enabled(
@@ -133,15 +167,13 @@ pub(crate) async fn object_lock_enabled(
     account: &str,
     bucket: &str,
 ) -> Result<bool, TaskError> {
-    let clients = ctx.accounts.get(account).await?;
+    let s3 = ctx.s3_for(account, bucket).await?;
     let result = call(
         account,
         "s3",
         "GetObjectLockConfiguration",
         bucket,
-        clients
-            .s3
-            .get_object_lock_configuration()
+        s3.get_object_lock_configuration()
             .bucket(bucket)
             .expected_bucket_owner(account)
             .send(),

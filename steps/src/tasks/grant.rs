@@ -7,9 +7,10 @@
 //! resource writes every queued change at once and tells the others.
 
 use super::role_stack::RoleStackOutput;
-use super::{StepContext, call, mutate};
+use super::{SourceNodes, StepContext, call, mutate};
 use crate::drift::Finding;
 use crate::errors::{classify, service_code};
+use crate::logs::SourceLogs;
 use crate::policy::{self, Grant as PolicyGrant};
 use crate::spec::SourceSpec;
 use async_trait::async_trait;
@@ -289,10 +290,11 @@ impl PolicyWriter {
 pub(crate) fn findings(
     ctx: &StepContext,
     source: &SourceSpec,
+    logs: &SourceLogs,
     role_arn: &str,
     policy: Option<&Value>,
 ) -> Vec<Finding> {
-    let grant = grant_of(ctx, source, role_arn.to_string());
+    let grant = grant_of(ctx, source, logs, role_arn.to_string());
     let resource = format!("archive bucket {} policy", ctx.setting.archive.bucket);
     drift(policy, &grant)
         .into_iter()
@@ -323,13 +325,18 @@ fn drift(policy: Option<&Value>, grant: &PolicyGrant) -> Vec<Change> {
         .collect()
 }
 
-fn grant_of(ctx: &StepContext, source: &SourceSpec, principal: String) -> PolicyGrant {
+fn grant_of(
+    ctx: &StepContext,
+    source: &SourceSpec,
+    logs: &SourceLogs,
+    principal: String,
+) -> PolicyGrant {
     PolicyGrant {
         mode: ctx.setting.policy,
         bucket_arn: ctx.setting.bucket_arn(&ctx.setting.archive.bucket),
         principal,
         account: source.account_id.clone(),
-        prefix: source.prefix.clone(),
+        prefixes: logs.prefixes.clone(),
     }
 }
 
@@ -338,28 +345,29 @@ fn grant_of(ctx: &StepContext, source: &SourceSpec, principal: String) -> Policy
 pub struct Grant {
     ctx: StepContext,
     source: SourceSpec,
-    role_node: NodeId,
+    nodes: SourceNodes,
     writer: Arc<PolicyWriter>,
 }
 
 impl Grant {
-    /// The grant of `source`; the role's ARN comes from node `role_node`'s outputs.
+    /// The grant of `source`; the role's ARN comes from `nodes.role_stack`'s outputs, the
+    /// prefixes from `nodes.bucket_check`'s.
     pub fn new(
         ctx: StepContext,
         source: SourceSpec,
-        role_node: &NodeId,
+        nodes: SourceNodes,
         writer: Arc<PolicyWriter>,
     ) -> Self {
         Grant {
             ctx,
             source,
-            role_node: role_node.clone(),
+            nodes,
             writer,
         }
     }
 
-    fn grant(&self, principal: String) -> PolicyGrant {
-        grant_of(&self.ctx, &self.source, principal)
+    fn grant(&self, logs: &SourceLogs, principal: String) -> PolicyGrant {
+        grant_of(&self.ctx, &self.source, logs, principal)
     }
 }
 
@@ -381,8 +389,9 @@ impl Task for Grant {
             .ctx
             .setting
             .role_arn(&self.source.account_id, &self.source.role_name);
+        let logs = self.ctx.logs_of(&self.source).await?;
         let current = read_policy(&self.ctx).await?;
-        let changes = drift(current.as_ref(), &self.grant(principal));
+        let changes = drift(current.as_ref(), &self.grant(&logs, principal));
         Ok(match (changes.is_empty(), current.is_some()) {
             (true, _) => Plan::new(PlanAction::NoOp),
             (false, true) => Plan::new(PlanAction::Update).changes(changes),
@@ -391,8 +400,11 @@ impl Task for Grant {
     }
 
     async fn apply(&self, ctx: &ApplyCtx<GrantUndo>) -> Result<Applied<GrantOutput>, TaskError> {
-        let principal = ctx.input::<RoleStackOutput>(&self.role_node)?.role_arn;
-        let grant = self.grant(principal.clone());
+        let principal = ctx
+            .input::<RoleStackOutput>(&self.nodes.role_stack)?
+            .role_arn;
+        let logs: SourceLogs = ctx.input(&self.nodes.bucket_check)?;
+        let grant = self.grant(&logs, principal.clone());
         let outputs = GrantOutput {
             principal: principal.clone(),
             bucket: self.ctx.setting.archive.bucket.clone(),
@@ -428,9 +440,10 @@ impl Task for Grant {
         else {
             return Ok(RolledBack::default());
         };
+        let logs: SourceLogs = ctx.input(&self.nodes.bucket_check)?;
         let written = self
             .writer
-            .submit(ctx, Op::Remove, self.grant(principal.clone()))
+            .submit(ctx, Op::Remove, self.grant(&logs, principal.clone()))
             .await?;
         Ok(RolledBack {
             changed: written.changed,

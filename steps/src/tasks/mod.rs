@@ -11,6 +11,7 @@ pub(crate) mod bucket_check;
 mod context;
 pub(crate) mod grant;
 mod identity;
+pub(crate) mod key_grant;
 pub(crate) mod replication;
 pub(crate) mod role_stack;
 mod verify;
@@ -20,12 +21,32 @@ pub use archive_bucket::{ArchiveBucket, ArchiveBucketUndo, BucketOutput};
 pub use bucket_check::{BucketCheck, BucketCheckOutput};
 pub use grant::{Grant, GrantOutput, GrantUndo, PolicyWriter};
 pub use identity::{Identity, IdentityOutput};
+pub use key_grant::{ArchiveKey, KeyGrant, KeyGrantOutput, KeyGrantUndo};
 pub use replication::{Replication, ReplicationOutput, ReplicationUndo};
 pub use role_stack::{RoleStack, RoleStackOutput, RoleStackUndo};
-pub use verify::{Verify, VerifyInputs, VerifyOutput};
+pub use verify::{Verify, VerifyOutput};
 pub use versioning::{Versioning, VersioningOutput, VersioningUndo};
 
 pub use context::StepContext;
+
+use trailhub_engine::NodeId;
+
+/// The nodes of one source whose outputs its later steps read (the workflow names them).
+#[derive(Debug, Clone)]
+pub struct SourceNodes {
+    /// Where and how the logs are written ([`crate::logs::SourceLogs`]).
+    pub bucket_check: NodeId,
+    /// The source bucket's versioning.
+    pub versioning: NodeId,
+    /// The role stack (its outputs name the role).
+    pub role_stack: NodeId,
+    /// The archive key's grant (its outputs name the key, for SSE-KMS logs).
+    pub key: NodeId,
+    /// The archive policy's grant.
+    pub grant: NodeId,
+    /// The replication configuration.
+    pub replication: NodeId,
+}
 pub(crate) use context::{call, mutate};
 pub(crate) use grant::read_policy as archive_policy;
 pub(crate) use versioning::versioning_status as bucket_versioning;
@@ -101,8 +122,20 @@ mod tests {
         round_trips(BucketOutput { bucket: "b".into() });
         round_trips(BucketCheckOutput {
             bucket: "b".into(),
-            encryption: "AES256".into(),
+            encryption: "aws:kms".into(),
             trail: Some("Members".into()),
+            region: Some("us-east-1".into()),
+            prefixes: vec!["AWSLogs/".into(), "o/AWSLogs/".into()],
+            trails: vec!["arn:aws:cloudtrail:us-east-1:2:trail/Members".into()],
+            kms_keys: vec!["arn:aws:kms:us-east-1:2:key/k".into()],
+            bucket_key: true,
+        });
+        round_trips(KeyGrantOutput {
+            key: Some("arn:aws:kms:ap-northeast-1:1:key/a".into()),
+        });
+        round_trips(KeyGrantUndo {
+            key: None,
+            principal: "r".into(),
         });
         round_trips(VersioningOutput {
             bucket: "b".into(),

@@ -2,17 +2,20 @@
 //! compared once ([`drift`]) for plan, apply and verify, put only when what is there differs;
 //! the undo record keeps the configuration found before.
 
+use super::key_grant::{ArchiveKey, KeyGrantOutput};
 use super::role_stack::RoleStackOutput;
-use super::{StepContext, call, mutate};
+use super::{SourceNodes, StepContext, call, mutate};
 use crate::drift::Finding;
 use crate::errors::{classify, service_code};
-use crate::replication_doc::{RULE_ID, desired, diff, from_json, to_json};
+use crate::logs::SourceLogs;
+use crate::replication_doc::{RULE_ID, desired, diff, from_json, rule_id, to_json};
 use crate::spec::SourceSpec;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use std::sync::Arc;
 use trailhub_engine::{
-    Applied, ApplyCtx, Change, NodeId, Plan, PlanAction, PlanCtx, RolledBack, Task, TaskError,
+    Applied, ApplyCtx, Change, Plan, PlanAction, PlanCtx, RolledBack, Task, TaskError,
 };
 
 /// Puts the replication configuration on a source bucket.
@@ -20,7 +23,8 @@ use trailhub_engine::{
 pub struct Replication {
     ctx: StepContext,
     source: SourceSpec,
-    role_node: NodeId,
+    nodes: SourceNodes,
+    key: Arc<ArchiveKey>,
 }
 
 /// The configuration found before trailhub's was put (`None`: there was none).
@@ -46,10 +50,16 @@ pub struct ReplicationOutput {
 pub(crate) fn drift(
     ctx: &StepContext,
     source: &SourceSpec,
-    role_arn: &str,
+    want: &Wanted<'_>,
     live: Option<&Value>,
 ) -> Vec<Change> {
-    let want = desired(&ctx.setting, source, role_arn);
+    let want = desired(
+        &ctx.setting,
+        source,
+        want.logs,
+        want.role_arn,
+        want.replica_key,
+    );
     diff(live, &want)
         .into_iter()
         .map(|(field, from, to)| Change::new(field, from, to))
@@ -60,7 +70,7 @@ pub(crate) fn drift(
 pub(crate) fn findings(
     ctx: &StepContext,
     source: &SourceSpec,
-    role_arn: &str,
+    want: &Wanted<'_>,
     live: Option<&Value>,
 ) -> Vec<Finding> {
     let account = source.account_id.as_str();
@@ -74,7 +84,7 @@ pub(crate) fn findings(
             "(none)",
         )];
     }
-    drift(ctx, source, role_arn, live)
+    drift(ctx, source, want, live)
         .into_iter()
         .map(|c| Finding::from_change(account, &resource, "Replication.", "(absent)", c))
         .collect()
@@ -85,15 +95,13 @@ pub(crate) async fn live_replication(
     ctx: &StepContext,
     source: &SourceSpec,
 ) -> Result<Option<Value>, TaskError> {
-    let clients = ctx.accounts.get(&source.account_id).await?;
+    let s3 = ctx.s3_for(&source.account_id, &source.bucket).await?;
     let result = call(
         &source.account_id,
         "s3",
         "GetBucketReplication",
         &source.bucket,
-        clients
-            .s3
-            .get_bucket_replication()
+        s3.get_bucket_replication()
             .bucket(&source.bucket)
             .expected_bucket_owner(&source.account_id)
             .send(),
@@ -106,29 +114,48 @@ pub(crate) async fn live_replication(
     }
 }
 
+/// What the configuration must say beyond the inventory: where the logs are, the role, the
+/// archive key for SSE-KMS logs.
+pub(crate) struct Wanted<'a> {
+    pub(crate) logs: &'a SourceLogs,
+    pub(crate) role_arn: &'a str,
+    pub(crate) replica_key: Option<&'a str>,
+}
+
 impl Replication {
-    /// The replication of `source`; the role's ARN comes from node `role_node`'s outputs.
-    pub fn new(ctx: StepContext, source: SourceSpec, role_node: &NodeId) -> Self {
+    /// The replication of `source`: the role comes from `nodes.role_stack`'s outputs, the
+    /// prefixes from `nodes.bucket_check`'s, the archive key from `nodes.key`'s.
+    pub fn new(
+        ctx: StepContext,
+        source: SourceSpec,
+        nodes: SourceNodes,
+        key: Arc<ArchiveKey>,
+    ) -> Self {
         Replication {
             ctx,
             source,
-            role_node: role_node.clone(),
+            nodes,
+            key,
         }
+    }
+
+    async fn s3(&self) -> Result<aws_sdk_s3::Client, TaskError> {
+        self.ctx
+            .s3_for(&self.source.account_id, &self.source.bucket)
+            .await
     }
 
     async fn put(&self, ctx: &ApplyCtx<ReplicationUndo>, doc: &Value) -> Result<(), TaskError> {
         let config = from_json(doc)
             .map_err(|e| TaskError::fatal(format!("replication configuration: {e}")))?;
-        let clients = self.ctx.accounts.get(&self.source.account_id).await?;
+        let s3 = self.s3().await?;
         mutate(
             ctx,
             &self.source.account_id,
             "s3",
             "PutBucketReplication",
             &self.source.bucket,
-            clients
-                .s3
-                .put_bucket_replication()
+            s3.put_bucket_replication()
                 .bucket(&self.source.bucket)
                 .expected_bucket_owner(&self.source.account_id)
                 .replication_configuration(config)
@@ -142,16 +169,14 @@ impl Replication {
     }
 
     async fn delete(&self, ctx: &ApplyCtx<ReplicationUndo>) -> Result<(), TaskError> {
-        let clients = self.ctx.accounts.get(&self.source.account_id).await?;
+        let s3 = self.s3().await?;
         mutate(
             ctx,
             &self.source.account_id,
             "s3",
             "DeleteBucketReplication",
             &self.source.bucket,
-            clients
-                .s3
-                .delete_bucket_replication()
+            s3.delete_bucket_replication()
                 .bucket(&self.source.bucket)
                 .expected_bucket_owner(&self.source.account_id)
                 .send(),
@@ -170,7 +195,12 @@ impl Task for Replication {
     fn describe(&self) -> String {
         format!(
             "replicate s3://{}/{} to bucket {}",
-            self.source.bucket, self.source.prefix, self.ctx.setting.archive.bucket
+            self.source.bucket,
+            self.source
+                .prefix
+                .as_deref()
+                .unwrap_or("(the trails' prefixes)"),
+            self.ctx.setting.archive.bucket
         )
     }
 
@@ -180,8 +210,19 @@ impl Task for Replication {
             .ctx
             .setting
             .role_arn(&self.source.account_id, &self.source.role_name);
+        let logs = self.ctx.logs_of(&self.source).await?;
+        let replica_key = if logs.kms() {
+            self.key.find().await?
+        } else {
+            None
+        };
+        let want = Wanted {
+            logs: &logs,
+            role_arn: &role_arn,
+            replica_key: replica_key.as_deref(),
+        };
         let live = live_replication(&self.ctx, &self.source).await?;
-        let changes = drift(&self.ctx, &self.source, &role_arn, live.as_ref());
+        let changes = drift(&self.ctx, &self.source, &want, live.as_ref());
         Ok(match (changes.is_empty(), live.is_some()) {
             (true, _) => Plan::new(PlanAction::NoOp),
             (false, true) => Plan::new(PlanAction::Update).changes(changes),
@@ -193,19 +234,39 @@ impl Task for Replication {
         &self,
         ctx: &ApplyCtx<ReplicationUndo>,
     ) -> Result<Applied<ReplicationOutput>, TaskError> {
-        let role_arn = ctx.input::<RoleStackOutput>(&self.role_node)?.role_arn;
+        let role_arn = ctx
+            .input::<RoleStackOutput>(&self.nodes.role_stack)?
+            .role_arn;
+        let logs: SourceLogs = ctx.input(&self.nodes.bucket_check)?;
+        // What bucket-check found holds in a later process too: no HeadBucket to ask again.
+        self.ctx.pin_region(&logs.bucket, logs.region(&self.ctx));
+        let replica_key = ctx.input::<KeyGrantOutput>(&self.nodes.key)?.key;
+        let want = Wanted {
+            logs: &logs,
+            role_arn: &role_arn,
+            replica_key: replica_key.as_deref(),
+        };
         let live = live_replication(&self.ctx, &self.source).await?;
         let outputs = ReplicationOutput {
             bucket: self.source.bucket.clone(),
             role_arn: role_arn.clone(),
-            rule: RULE_ID.to_string(),
+            rule: logs
+                .prefixes
+                .first()
+                .map_or_else(|| RULE_ID.to_string(), |p| rule_id(p)),
         };
-        if drift(&self.ctx, &self.source, &role_arn, live.as_ref()).is_empty() {
+        if drift(&self.ctx, &self.source, &want, live.as_ref()).is_empty() {
             return Ok(Applied::unchanged(outputs));
         }
         ctx.record_undo(ReplicationUndo { previous: live }).await?;
-        self.put(ctx, &desired(&self.ctx.setting, &self.source, &role_arn))
-            .await?;
+        let doc = desired(
+            &self.ctx.setting,
+            &self.source,
+            &logs,
+            &role_arn,
+            replica_key.as_deref(),
+        );
+        self.put(ctx, &doc).await?;
         Ok(Applied::changed(outputs))
     }
 

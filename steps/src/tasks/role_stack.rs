@@ -10,9 +10,10 @@
 //! edited outside CloudFormation (which does not see it). Plan, apply and verify use the same
 //! comparisons.
 
-use super::{StepContext, call, mutate};
+use super::{SourceNodes, StepContext, call, mutate};
 use crate::drift::Finding;
 use crate::errors::{classify, service_code};
+use crate::logs::SourceLogs;
 use crate::policy;
 use crate::spec::SourceSpec;
 use crate::template::{resolved_inline_policy, role_template, trust_policy};
@@ -33,6 +34,7 @@ pub(crate) const INLINE_POLICY: &str = "S3ReplicationPolicy";
 pub struct RoleStack {
     ctx: StepContext,
     source: SourceSpec,
+    nodes: SourceNodes,
 }
 
 /// What the role stack's apply found before it changed anything: what rollback restores.
@@ -160,6 +162,7 @@ impl RoleDocs {
         &self,
         ctx: &StepContext,
         source: &SourceSpec,
+        logs: &SourceLogs,
         arn: Option<&str>,
     ) -> Vec<RoleField> {
         let mut out = Vec::new();
@@ -167,7 +170,7 @@ impl RoleDocs {
         if !self.trust.means(&trust) {
             out.push(RoleField::Trust(trust));
         }
-        let inline = resolved_inline_policy(&ctx.setting, source);
+        let inline = resolved_inline_policy(&ctx.setting, source, logs);
         if !self.inline.means(&inline) {
             out.push(RoleField::Inline(inline));
         }
@@ -251,6 +254,7 @@ pub(crate) async fn read_role(
 pub(crate) async fn findings(
     ctx: &StepContext,
     source: &SourceSpec,
+    logs: &SourceLogs,
     role_arn: &str,
 ) -> Result<Vec<Finding>, TaskError> {
     let account = source.account_id.as_str();
@@ -260,7 +264,7 @@ pub(crate) async fn findings(
     match role? {
         None => out.push(Finding::new(account, &role_res, "exists", "true", "false")),
         Some(docs) => out.extend(
-            docs.drift(ctx, source, Some(role_arn))
+            docs.drift(ctx, source, logs, Some(role_arn))
                 .into_iter()
                 .map(|f| docs.finding(account, &role_res, f)),
         ),
@@ -319,9 +323,9 @@ enum Next {
 }
 
 impl RoleStack {
-    /// The role stack of `source`.
-    pub fn new(ctx: StepContext, source: SourceSpec) -> Self {
-        RoleStack { ctx, source }
+    /// The role stack of `source`; the logs it grants come from `nodes.bucket_check`.
+    pub fn new(ctx: StepContext, source: SourceSpec, nodes: SourceNodes) -> Self {
+        RoleStack { ctx, source, nodes }
     }
 
     fn name(&self) -> &str {
@@ -424,8 +428,9 @@ impl RoleStack {
     async fn template_drift(
         &self,
         stack: &Stack,
+        logs: &SourceLogs,
     ) -> Result<(Vec<Change>, Option<String>), TaskError> {
-        let (template, params) = role_template(&self.ctx.setting, &self.source);
+        let (template, params) = role_template(&self.ctx.setting, &self.source, logs);
         let clients = self.ctx.accounts.get(self.account()).await?;
         let live = call(
             self.account(),
@@ -491,8 +496,12 @@ impl RoleStack {
 
     /// Creates the stack; `Ok(false)` when it exists already (a CreateStack of an earlier
     /// attempt still in flight when its process died, say), to be waited for and compared.
-    async fn create(&self, ctx: &ApplyCtx<RoleStackUndo>) -> Result<bool, TaskError> {
-        let (template, params) = role_template(&self.ctx.setting, &self.source);
+    async fn create(
+        &self,
+        ctx: &ApplyCtx<RoleStackUndo>,
+        logs: &SourceLogs,
+    ) -> Result<bool, TaskError> {
+        let (template, params) = role_template(&self.ctx.setting, &self.source, logs);
         let clients = self.ctx.accounts.get(self.account()).await?;
         let request = clients
             .cfn
@@ -632,9 +641,10 @@ impl RoleStack {
     async fn create_and_wait(
         &self,
         ctx: &ApplyCtx<RoleStackUndo>,
+        logs: &SourceLogs,
     ) -> Result<Option<Applied<RoleStackOutput>>, TaskError> {
         ctx.record_undo(RoleStackUndo::Created).await?;
-        if !self.create(ctx).await? {
+        if !self.create(ctx, logs).await? {
             ctx.note(format!(
                 "stack {} appeared meanwhile: waiting for it",
                 self.name()
@@ -655,8 +665,9 @@ impl RoleStack {
         &self,
         ctx: &ApplyCtx<RoleStackUndo>,
         stack: &Stack,
+        logs: &SourceLogs,
     ) -> Result<Next, TaskError> {
-        let (changes, live_template) = self.template_drift(stack).await?;
+        let (changes, live_template) = self.template_drift(stack, logs).await?;
         if !changes.is_empty() {
             let parameters = stack
                 .parameters()
@@ -673,7 +684,7 @@ impl RoleStack {
                 parameters,
             })
             .await?;
-            let (template, params) = role_template(&self.ctx.setting, &self.source);
+            let (template, params) = role_template(&self.ctx.setting, &self.source, logs);
             let updated = self
                 .update_and_wait(ctx, template, params, "UpdateStack")
                 .await?;
@@ -692,7 +703,7 @@ impl RoleStack {
             self.delete(ctx).await?;
             return Ok(Next::Again);
         };
-        let drift = docs.drift(&self.ctx, &self.source, None);
+        let drift = docs.drift(&self.ctx, &self.source, logs, None);
         if drift.is_empty() {
             return Ok(Next::Finished(Applied::unchanged(
                 self.outputs(stack).await?,
@@ -703,15 +714,15 @@ impl RoleStack {
             trust: docs.trust.json().cloned(),
         })
         .await?;
-        let inline = resolved_inline_policy(&self.ctx.setting, &self.source);
+        let inline = resolved_inline_policy(&self.ctx.setting, &self.source, logs);
         let trust = trust_policy(&self.ctx.setting, &self.source);
         self.restore_role(ctx, &inline, &trust).await?;
         Ok(Next::Finished(Applied::changed(self.outputs(stack).await?)))
     }
 
     /// The plan of a settled stack: its template's differences, else its role's.
-    async fn plan_complete(&self, stack: &Stack) -> Result<Plan, TaskError> {
-        let (changes, _) = self.template_drift(stack).await?;
+    async fn plan_complete(&self, stack: &Stack, logs: &SourceLogs) -> Result<Plan, TaskError> {
+        let (changes, _) = self.template_drift(stack, logs).await?;
         if !changes.is_empty() {
             return Ok(Plan::new(PlanAction::Update).changes(changes));
         }
@@ -722,7 +733,7 @@ impl RoleStack {
                     "the stack's role was deleted by hand: the stack is deleted and created again",
                 ));
         };
-        let drift = docs.drift(&self.ctx, &self.source, None);
+        let drift = docs.drift(&self.ctx, &self.source, logs, None);
         if drift.is_empty() {
             return Ok(Plan::new(PlanAction::NoOp));
         }
@@ -832,7 +843,10 @@ impl Task for RoleStack {
             Phase::RollbackComplete => Ok(Plan::new(PlanAction::Create)
                 .change("StackName", Some("ROLLBACK_COMPLETE".into()), self.name())
                 .note("the failed stack is deleted and created again")),
-            Phase::Complete(s) => self.plan_complete(&s).await,
+            Phase::Complete(s) => {
+                let logs = self.ctx.logs_of(&self.source).await?;
+                self.plan_complete(&s, &logs).await
+            }
             Phase::Stuck(s) => Err(self.failed(Some(&s), "an earlier change").await),
         }
     }
@@ -841,11 +855,12 @@ impl Task for RoleStack {
         &self,
         ctx: &ApplyCtx<RoleStackUndo>,
     ) -> Result<Applied<RoleStackOutput>, TaskError> {
+        let logs: SourceLogs = ctx.input(&self.nodes.bucket_check)?;
         let mut changed = false;
         // At most: wait for a change in progress, delete a failed creation, create.
         for _ in 0..4 {
             match Phase::of(self.settle().await?) {
-                Phase::Missing => match self.create_and_wait(ctx).await? {
+                Phase::Missing => match self.create_and_wait(ctx, &logs).await? {
                     Some(applied) => return Ok(applied),
                     None => changed = true,
                 },
@@ -858,7 +873,7 @@ impl Task for RoleStack {
                     self.delete(ctx).await?;
                     changed = true;
                 }
-                Phase::Complete(s) => match self.converge(ctx, &s).await? {
+                Phase::Complete(s) => match self.converge(ctx, &s, &logs).await? {
                     Next::Finished(applied) => {
                         return Ok(Applied {
                             changed: applied.changed || changed,

@@ -4,35 +4,22 @@
 //! What a step read and found as wanted in this run is not read again: only the resources whose
 //! step changed something are (each resource is read once per run unless the run changed it).
 
-use super::StepContext;
+use super::key_grant::KeyGrantOutput;
 use super::role_stack::RoleStackOutput;
-use crate::checks::{Reads, source_findings};
+use super::{SourceNodes, StepContext};
+use crate::checks::{Known, Reads, source_findings};
+use crate::logs::SourceLogs;
 use crate::spec::SourceSpec;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
-use trailhub_engine::{
-    Applied, ApplyCtx, NodeId, Plan, PlanAction, PlanCtx, RolledBack, Task, TaskError,
-};
+use trailhub_engine::{Applied, ApplyCtx, Plan, PlanAction, PlanCtx, RolledBack, Task, TaskError};
 
 /// Checks one source account's configuration.
 #[derive(Debug)]
 pub struct Verify {
     ctx: StepContext,
     source: SourceSpec,
-    nodes: VerifyInputs,
-}
-
-/// The nodes whose resources verify reads back.
-#[derive(Debug, Clone)]
-pub struct VerifyInputs {
-    /// The source bucket's versioning.
-    pub versioning: NodeId,
-    /// The role stack (its outputs name the role).
-    pub role_stack: NodeId,
-    /// The replication configuration.
-    pub replication: NodeId,
-    /// The archive policy's grant.
-    pub grant: NodeId,
+    nodes: SourceNodes,
 }
 
 /// The account was checked.
@@ -44,7 +31,7 @@ pub struct VerifyOutput {
 
 impl Verify {
     /// The check of `source`, reading back what the nodes of `nodes` changed.
-    pub fn new(ctx: StepContext, source: SourceSpec, nodes: VerifyInputs) -> Self {
+    pub fn new(ctx: StepContext, source: SourceSpec, nodes: SourceNodes) -> Self {
         Verify { ctx, source, nodes }
     }
 }
@@ -66,18 +53,20 @@ impl Task for Verify {
     }
 
     async fn apply(&self, ctx: &ApplyCtx<()>) -> Result<Applied<VerifyOutput>, TaskError> {
-        let role_arn = ctx
-            .input::<RoleStackOutput>(&self.nodes.role_stack)?
-            .role_arn;
-        let reads = Reads {
-            // bucket-check read the trail in this run.
-            trail: false,
-            versioning: ctx.input_changed(&self.nodes.versioning),
-            replication: ctx.input_changed(&self.nodes.replication),
-            role: ctx.input_changed(&self.nodes.role_stack),
-            grant: ctx.input_changed(&self.nodes.grant),
+        let n = &self.nodes;
+        let known = Known {
+            logs: Some(ctx.input::<SourceLogs>(&n.bucket_check)?),
+            role_arn: Some(ctx.input::<RoleStackOutput>(&n.role_stack)?.role_arn),
+            replica_key: Some(ctx.input::<KeyGrantOutput>(&n.key)?.key),
         };
-        let findings = source_findings(&self.ctx, &self.source, Some(&role_arn), reads).await?;
+        let reads = Reads {
+            versioning: ctx.input_changed(&n.versioning),
+            replication: ctx.input_changed(&n.replication),
+            role: ctx.input_changed(&n.role_stack),
+            grant: ctx.input_changed(&n.grant),
+            key: ctx.input_changed(&n.key),
+        };
+        let findings = source_findings(&self.ctx, &self.source, known, reads).await?;
         if findings.is_empty() {
             // The account's last step in this run: its clients (and checked credentials) are
             // not needed any more, and with hundreds of accounts they are most of the memory.

@@ -45,15 +45,13 @@ pub(crate) async fn versioning_status(
     account: &str,
     bucket: &str,
 ) -> Result<Option<String>, TaskError> {
-    let clients = ctx.accounts.get(account).await?;
+    let s3 = ctx.s3_for(account, bucket).await?;
     let out = call(
         account,
         "s3",
         "GetBucketVersioning",
         bucket,
-        clients
-            .s3
-            .get_bucket_versioning()
+        s3.get_bucket_versioning()
             .bucket(bucket)
             .expected_bucket_owner(account)
             .send(),
@@ -100,16 +98,14 @@ impl Versioning {
         ctx: &ApplyCtx<VersioningUndo>,
         status: BucketVersioningStatus,
     ) -> Result<(), TaskError> {
-        let clients = self.ctx.accounts.get(&self.account).await?;
+        let s3 = self.ctx.s3_for(&self.account, &self.bucket).await?;
         mutate(
             ctx,
             &self.account,
             "s3",
             "PutBucketVersioning",
             &format!("{} Status={}", self.bucket, status.as_str()),
-            clients
-                .s3
-                .put_bucket_versioning()
+            s3.put_bucket_versioning()
                 .bucket(&self.bucket)
                 .expected_bucket_owner(&self.account)
                 .versioning_configuration(VersioningConfiguration::builder().status(status).build())

@@ -102,7 +102,7 @@ async fn a_grant_rejected_while_the_role_propagates_is_retried_and_succeeds() {
         &calls,
     )]);
     // The role node is not in this one-node DAG: the grant names the role by its ARN.
-    let grant = Grant::new(ctx.clone(), source(), &role_node(), PolicyWriter::new(ctx));
+    let grant = Grant::new(ctx.clone(), source(), nodes(), PolicyWriter::new(ctx));
 
     let run = run_one(NODE, "archive", grant, 5).await;
 

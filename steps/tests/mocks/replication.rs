@@ -10,7 +10,7 @@ use aws_smithy_mocks::mock;
 use serde_json::{Value, json};
 use std::sync::{Arc, Mutex};
 use trailhub_engine::Task;
-use trailhub_steps::tasks::Replication;
+use trailhub_steps::tasks::{ArchiveKey, Replication};
 
 const NODE: &str = "222222222222/replication";
 
@@ -97,7 +97,10 @@ fn replication(s3: &[&aws_smithy_mocks::Rule]) -> (Replication, Calls) {
         },
         &calls,
     )]);
-    (Replication::new(ctx, source(), &role_node()), calls)
+    (
+        Replication::new(ctx.clone(), source(), nodes(), ArchiveKey::new(ctx)),
+        calls,
+    )
 }
 
 #[tokio::test]

@@ -199,7 +199,7 @@ async fn a_throttled_stack_poll_after_create_stack_does_not_create_the_stack_twi
         .then_output(|| CreateStackOutput::builder().stack_id("stack-id").build());
     let template = mock!(Cfn::get_template).then_output(|| {
         GetTemplateOutput::builder()
-            .template_body(role_template(&setting(), &source()).0)
+            .template_body(role_template(&setting(), &source(), &logs()).0)
             .build()
     });
     let calls = Calls::default();
@@ -213,7 +213,7 @@ async fn a_throttled_stack_poll_after_create_stack_does_not_create_the_stack_twi
         },
         &calls,
     )]);
-    let task = RoleStack::new(ctx, source());
+    let task = RoleStack::new(ctx, source(), nodes());
 
     let run = run_one("222222222222/role-stack", SOURCE, task, 5).await;
 

@@ -66,7 +66,7 @@ fn stack(status: StackStatus) -> DescribeStacksOutput {
 
 /// The article's template for the source, as trailhub writes it.
 fn article_template() -> String {
-    role_template(&setting(), &source()).0
+    role_template(&setting(), &source(), &logs()).0
 }
 
 fn created() -> CreateStackOutput {
@@ -86,7 +86,7 @@ fn role_stack(cfn: &[&Rule]) -> (RoleStack, Calls) {
         },
         &calls,
     )]);
-    (RoleStack::new(ctx, source()), calls)
+    (RoleStack::new(ctx, source(), nodes()), calls)
 }
 
 /// Captures every CreateStack request.
@@ -417,7 +417,7 @@ async fn a_stack_waiting_for_a_change_set_fails_at_once() {
         &calls,
     )]);
     ctx.stack_timeout = std::time::Duration::from_millis(100);
-    let task = RoleStack::new(ctx, source());
+    let task = RoleStack::new(ctx, source(), nodes());
     let (apply, history) = detached(NODE, SOURCE);
 
     let err = task

@@ -17,7 +17,8 @@ use trailhub_engine::{
     RetryPolicy, RolledBack, RunOptions, RunSummary, Task, TaskError, execute,
 };
 use trailhub_state::{Event, Journal, NewRun};
-use trailhub_steps::tasks::{RoleStackOutput, StepContext};
+use trailhub_steps::logs::SourceLogs;
+use trailhub_steps::tasks::{KeyGrantOutput, RoleStackOutput, SourceNodes, StepContext};
 use trailhub_steps::{
     AccountClients, Accounts, ArchiveSpec, Credentials, PolicyMode, Setting, SourceSpec,
 };
@@ -42,6 +43,54 @@ pub fn role_arn() -> String {
     format!("arn:aws:iam::{SOURCE}:role/{ROLE}")
 }
 
+/// Where the source's logs are, as bucket-check finds them for the article's account: one
+/// trail writing under `AWSLogs/`, SSE-S3, in the inventory's region.
+pub fn logs() -> SourceLogs {
+    SourceLogs {
+        bucket: SOURCE_BUCKET.into(),
+        encryption: "AES256".into(),
+        trail: None,
+        region: Some(REGION.into()),
+        prefixes: vec!["AWSLogs/".into()],
+        trails: vec![format!(
+            "arn:aws:cloudtrail:{REGION}:{SOURCE}:trail/Members"
+        )],
+        kms_keys: vec![],
+        bucket_key: false,
+    }
+}
+
+/// The source's nodes, as the workflow names them.
+pub fn nodes() -> SourceNodes {
+    SourceNodes {
+        bucket_check: NodeId::new(SOURCE, "bucket-check"),
+        versioning: NodeId::new(SOURCE, "versioning"),
+        role_stack: role_node(),
+        key: NodeId::hosted("archive", "key", SOURCE),
+        grant: NodeId::hosted("archive", "grant", SOURCE),
+        replication: NodeId::new(SOURCE, "replication"),
+    }
+}
+
+/// What the steps before a source's later steps hand them, done: its logs, its role, no
+/// archive key (SSE-S3 logs).
+pub fn done_before() -> Vec<(NodeId, Value)> {
+    vec![
+        (
+            nodes().bucket_check,
+            serde_json::to_value(logs()).expect("serializes"),
+        ),
+        (
+            role_node(),
+            serde_json::to_value(role_output()).expect("serializes"),
+        ),
+        (
+            nodes().key,
+            serde_json::to_value(KeyGrantOutput { key: None }).expect("serializes"),
+        ),
+    ]
+}
+
 /// A node id from its text.
 pub fn node_id(text: &str) -> NodeId {
     text.parse().expect("a node id")
@@ -63,23 +112,22 @@ pub fn role_output() -> RoleStackOutput {
     }
 }
 
-/// The source's role stack, already done: the node the grant and the replication read the
-/// role's ARN from.
-struct RoleStackDone;
+/// A step before the tested one, done: it hands on these outputs.
+struct Done(Value);
 
 #[async_trait::async_trait]
-impl Task for RoleStackDone {
+impl Task for Done {
     type Undo = ();
-    type Output = RoleStackOutput;
+    type Output = Value;
 
     fn describe(&self) -> String {
-        "the role stack, done".into()
+        "a step before, done".into()
     }
     async fn plan(&self, _ctx: &PlanCtx) -> Result<Plan, TaskError> {
         Ok(Plan::new(PlanAction::NoOp))
     }
-    async fn apply(&self, _ctx: &ApplyCtx<()>) -> Result<Applied<RoleStackOutput>, TaskError> {
-        Ok(Applied::unchanged(role_output()))
+    async fn apply(&self, _ctx: &ApplyCtx<()>) -> Result<Applied<Value>, TaskError> {
+        Ok(Applied::unchanged(self.0.clone()))
     }
     async fn rollback(&self, _: Option<()>, _: &ApplyCtx<()>) -> Result<RolledBack, TaskError> {
         Ok(RolledBack::default())
@@ -94,6 +142,7 @@ pub fn setting() -> Setting {
         archive: ArchiveSpec {
             account_id: ARCHIVE.into(),
             bucket: ARCHIVE_BUCKET.into(),
+            kms_key: None,
             credentials: Credentials::Default,
         },
         policy: PolicyMode::Article,
@@ -108,7 +157,9 @@ pub fn source() -> SourceSpec {
         trail: None,
         role_name: ROLE.into(),
         stack_name: STACK.into(),
-        prefix: "AWSLogs/".into(),
+        prefix: None,
+        region: None,
+        trust_conditions: false,
         storage_class: "STANDARD_IA".into(),
         replication_time_control: true,
         credentials: Credentials::Default,
@@ -182,6 +233,7 @@ pub fn template_role_rules() -> [Rule; 2] {
     let inline = encode(trailhub_steps::resolved_inline_policy(
         &setting(),
         &source(),
+        &logs(),
     ));
     let get_role = mock!(aws_sdk_iam::Client::get_role).then_output(move || {
         GetRoleOutput::builder()
@@ -214,14 +266,23 @@ pub fn template_role_rules() -> [Rule; 2] {
 /// `Connector` configures them: retries are the engine's.
 pub fn account(account: &str, mocked: Mocked<'_>, calls: &Calls) -> AccountClients {
     let none: &[&Rule] = &[];
-    let (c1, c2, c3, c4) = (calls.clone(), calls.clone(), calls.clone(), calls.clone());
-    AccountClients {
-        account_id: account.into(),
-        caller_arn: format!("arn:aws:iam::{account}:user/tester"),
-        s3: mock_client!(aws_sdk_s3, RuleMode::MatchAny, mocked.s3, move |b| b
+    let (c1, c2, c3, c4, c5) = (
+        calls.clone(),
+        calls.clone(),
+        calls.clone(),
+        calls.clone(),
+        calls.clone(),
+    );
+    let kms_rules: &[&Rule] = &[];
+    AccountClients::new(
+        account,
+        &format!("arn:aws:iam::{account}:user/tester"),
+        mock_client!(aws_sdk_s3, RuleMode::MatchAny, mocked.s3, move |b| b
             .retry_config(aws_sdk_s3::config::retry::RetryConfig::standard().with_max_attempts(1))
             .interceptor(c1.clone())),
-        cfn: mock_client!(
+        mock_client!(aws_sdk_iam, RuleMode::MatchAny, mocked.iam, move |b| b
+            .interceptor(c3.clone())),
+        mock_client!(
             aws_sdk_cloudformation,
             RuleMode::MatchAny,
             mocked.cfn,
@@ -232,21 +293,22 @@ pub fn account(account: &str, mocked: Mocked<'_>, calls: &Calls) -> AccountClien
                 )
                 .interceptor(c2.clone())
         ),
-        iam: mock_client!(aws_sdk_iam, RuleMode::MatchAny, mocked.iam, move |b| b
-            .interceptor(c3.clone())),
-        cloudtrail: mock_client!(aws_sdk_cloudtrail, RuleMode::MatchAny, none, move |b| b
+        mock_client!(aws_sdk_cloudtrail, RuleMode::MatchAny, none, move |b| b
             .interceptor(c4.clone())),
-    }
+        mock_client!(aws_sdk_kms, RuleMode::MatchAny, kms_rules, move |b| b
+            .interceptor(c5.clone())),
+    )
 }
 
 /// The step context over these accounts, polling stacks every 2 ms.
 pub fn context(accounts: Vec<AccountClients>) -> StepContext {
-    StepContext {
-        setting: Arc::new(setting()),
-        accounts: Arc::new(Accounts::with_clients(accounts)),
-        stack_poll: Duration::from_millis(2),
-        stack_timeout: Duration::from_secs(5),
-    }
+    let mut ctx = StepContext::new(setting(), Accounts::with_clients(accounts));
+    ctx.stack_poll = Duration::from_millis(2);
+    ctx.stack_timeout = Duration::from_secs(5);
+    // As after bucket-check: the source's logs and both buckets' regions are known.
+    ctx.remember_logs(SOURCE, logs());
+    ctx.pin_region(ARCHIVE_BUCKET, REGION);
+    ctx
 }
 
 /// An S3 error response as S3 writes it (REST-XML).
@@ -327,10 +389,7 @@ pub fn detached_with<U>(
     _group: &str,
     prior_undo: Option<Value>,
 ) -> (ApplyCtx<U>, History) {
-    let inputs = BTreeMap::from([(
-        role_node(),
-        serde_json::to_value(role_output()).expect("outputs serialize"),
-    )]);
+    let inputs: BTreeMap<NodeId, Value> = done_before().into_iter().collect();
     let (ctx, log) = ApplyCtx::detached(&node_id(node), inputs, prior_undo);
     let read = move || {
         log.lock()
@@ -375,12 +434,14 @@ pub async fn run_one<T: Task>(id: &str, _group: &str, task: T, max_attempts: u32
     let id = node_id(id);
     let mut dag = Dag::new();
     let mut deps = Vec::new();
-    if id != role_node() {
-        dag.add(NodeSpec::new(role_node(), vec![], RoleStackDone));
-        deps.push(role_node());
+    for (before, outputs) in done_before() {
+        if before != id {
+            dag.add(NodeSpec::new(before.clone(), vec![], Done(outputs)));
+            deps.push(before);
+        }
     }
     dag.add(NodeSpec::new(id.clone(), deps, task));
-    let dag = dag.seal().expect("a two-node DAG is valid");
+    let dag = dag.seal().expect("the DAG is valid");
     let options = RunOptions {
         concurrency: 2,
         retry: RetryPolicy::fast(max_attempts),

@@ -11,7 +11,8 @@ use trailhub_steps::PolicyMode;
 /// Keys of the top level.
 pub(super) const TOP_KEYS: &[&str] = &["region", "policy", "archive", "source_defaults", "source"];
 /// Keys of `[archive]`.
-pub(super) const ARCHIVE_KEYS: &[&str] = &["account_id", "assume_role", "profile", "bucket"];
+pub(super) const ARCHIVE_KEYS: &[&str] =
+    &["account_id", "assume_role", "profile", "bucket", "kms_key"];
 /// Keys of `[source_defaults]` and of each `[[source]]`.
 pub(super) const SOURCE_KEYS: &[&str] = &[
     "account_id",
@@ -20,6 +21,8 @@ pub(super) const SOURCE_KEYS: &[&str] = &[
     "role_name",
     "stack_name",
     "prefix",
+    "region",
+    "trust_conditions",
     "storage_class",
     "replication_time_control",
     "assume_role",
@@ -96,6 +99,7 @@ pub(super) struct RawArchive {
     pub(super) assume_role: Field<String>,
     pub(super) profile: Field<String>,
     pub(super) bucket: Field<String>,
+    pub(super) kms_key: Field<String>,
     #[serde(flatten)]
     pub(super) unknown: UnknownKeys,
 }
@@ -111,6 +115,8 @@ pub(super) struct RawSource {
     pub(super) role_name: Field<String>,
     pub(super) stack_name: Field<String>,
     pub(super) prefix: Field<String>,
+    pub(super) region: Field<String>,
+    pub(super) trust_conditions: Field<bool>,
     pub(super) storage_class: Field<String>,
     pub(super) replication_time_control: Field<bool>,
     pub(super) assume_role: Field<String>,

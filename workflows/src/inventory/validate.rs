@@ -93,9 +93,11 @@ fn archive(field: &Field<RawArchive>, partition: &str, p: &mut Problems) -> Arch
         partition,
         p,
     );
+    let kms_key = p.string(&table.kms_key, "archive.kms_key");
     ArchiveSpec {
         account_id: id,
         bucket,
+        kms_key,
         credentials,
     }
 }
@@ -219,7 +221,9 @@ impl<'a> Sources<'a> {
                 "cloudtrail-replication-role",
                 names::stack_name,
             ),
-            prefix: keys.name(p, |s| &s.prefix, "prefix", "AWSLogs/", prefix_length),
+            prefix: keys.prefix(p),
+            region: keys.region(p),
+            trust_conditions: keys.trust_conditions(p),
             storage_class: keys.name(
                 p,
                 |s| &s.storage_class,
@@ -316,6 +320,35 @@ impl<'a> Keys<'a> {
         let (value, at) = self.text(p, pick, name, fallback);
         p.check(&at, valid(&value));
         value
+    }
+
+    /// The key prefix the trails must use, when the inventory sets one.
+    fn prefix(&self, p: &mut Problems) -> Option<String> {
+        let (field, at) = self.get(|s| &s.prefix, "prefix");
+        let prefix = p.template(field, &at, self.account)?;
+        p.check(&at, prefix_length(&prefix));
+        Some(prefix)
+    }
+
+    /// The bucket's region, when the inventory pins it.
+    fn region(&self, p: &mut Problems) -> Option<String> {
+        let (field, at) = self.get(|s| &s.region, "region");
+        let region = p.string(field, &at)?;
+        p.check(&at, names::region(&region));
+        Some(region)
+    }
+
+    /// Whether the role's trust policy carries the confused-deputy conditions (opt-in).
+    fn trust_conditions(&self, p: &mut Problems) -> bool {
+        let (field, at) = self.get(|s| &s.trust_conditions, "trust_conditions");
+        match field {
+            Field::Absent => false,
+            Field::Given(on) => *on,
+            Field::Wrong(_) => {
+                p.add(&at, "must be true or false");
+                false
+            }
+        }
     }
 
     /// The trail to check, if any.
