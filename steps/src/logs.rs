@@ -79,7 +79,10 @@ pub fn trail_prefix(s3_key_prefix: Option<&str>) -> String {
 /// could not copy them: no trail delivering to the bucket, a stopped trail, a prefix that
 /// contradicts the trails, a source key whose policy does not let IAM grant it.
 pub async fn discover(ctx: &StepContext, s: &SourceSpec) -> Result<SourceLogs, TaskError> {
-    let region = ctx.bucket_region(&s.account_id, &s.bucket).await?;
+    let region = ctx
+        .bucket_region(&s.account_id, &s.bucket)
+        .await
+        .map_err(|e| missing_bucket(s, e))?;
     let (encryption, trails) = tokio::join!(
         bucket_encryption(ctx, s, &region),
         delivering_trails(ctx, s)
@@ -121,9 +124,32 @@ pub async fn discover(ctx: &StepContext, s: &SourceSpec) -> Result<SourceLogs, T
     })
 }
 
+/// The source bucket does not exist: what to do, said for a source.
+fn missing_bucket(s: &SourceSpec, e: TaskError) -> TaskError {
+    if e.code.as_deref() != Some("NoSuchBucket") {
+        return e;
+    }
+    TaskError::fatal(format!(
+        "source bucket {} does not exist in account {}: HeadBucket answered 404",
+        s.bucket, s.account_id
+    ))
+    .with_code("NoSuchBucket")
+    .with_hint(format!(
+        "create the CloudTrail bucket {} in account {} (or set `bucket` for this source), then `trailhub resume`",
+        s.bucket, s.account_id
+    ))
+}
+
 /// No trail delivering to the bucket is logging: nothing reaches it, nor the archive.
 fn not_logging(s: &SourceSpec, trails: &[Delivering]) -> TaskError {
     let names: Vec<&str> = trails.iter().map(|t| t.arn.as_str()).collect();
+    let starts: Vec<String> = trails
+        .iter()
+        .map(|t| {
+            let name = t.arn.rsplit("trail/").next().unwrap_or(&t.arn);
+            format!("aws cloudtrail start-logging --name {name}")
+        })
+        .collect();
     TaskError::fatal(format!(
         "no trail delivering to bucket {} in account {} is logging ({}): nothing would reach its bucket, nor the archive",
         s.bucket,
@@ -131,7 +157,10 @@ fn not_logging(s: &SourceSpec, trails: &[Delivering]) -> TaskError {
         names.join(", ")
     ))
     .with_code("TrailNotLogging")
-    .with_hint("start it (aws cloudtrail start-logging --name TRAIL), then `trailhub resume`")
+    .with_hint(format!(
+        "start it ({}), then `trailhub resume`",
+        starts.join("; ")
+    ))
 }
 
 /// A bucket's default encryption.

@@ -79,7 +79,7 @@ fn graph_in_every_format_with_and_without_journaled_state() {
         .lines()
         .find(|l| {
             l.contains(&format!(
-                "<- {0}/role-stack, {0}/versioning, archive/versioning",
+                "<- {0}/role-stack, {0}/versioning, archive/grant/{0}, archive/key/{0}",
                 sources[0]
             ))
         })
@@ -165,7 +165,7 @@ fn history_lists_every_attempt_and_mutating_call_in_order() {
         .iter()
         .filter(|e| e["event"]["type"] == "attempt-started")
         .count();
-    assert_eq!(attempts, 3 + 7 * 3, "one attempt per node");
+    assert_eq!(attempts, 3 + 8 * 3, "one attempt per node");
     let times: Vec<u64> = events
         .iter()
         .map(|e| e["at_ms"].as_u64().unwrap())

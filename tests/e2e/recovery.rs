@@ -47,7 +47,7 @@ fn a_missing_bucket_fails_one_account_and_resume_finishes_only_it() {
         .iter()
         .filter(|n| n["state"] == "blocked" && n["account"] == broken.as_str())
         .count();
-    assert_eq!(blocked, 5, "the broken account's later steps are blocked");
+    assert_eq!(blocked, 6, "the broken account's later steps are blocked");
 
     let before: Vec<serde_json::Value> = ok.iter().map(|s| snapshot(&emu, s)).collect();
     emu.seed_source(&broken);

@@ -174,7 +174,8 @@ fn no_secret_reaches_the_journal_or_the_output_and_the_state_is_private() {
     let th = Trailhub::new(&emu);
     let secret = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY";
     // Members reached by assuming a role: session credentials exist in memory.
-    let inv = th.write_inventory(&inventory(&sources, "").replace(
+    // The trust conditions are an opt-in of their own (not in AWS's replication documentation).
+    let inv = th.write_inventory(&inventory(&sources, "trust_conditions = true").replace(
         "profile = \"acct-{account_id}\"",
         "assume_role = \"arn:aws:iam::{account_id}:role/OrganizationAccountAccessRole\"",
     ));
@@ -270,7 +271,8 @@ fn least_privilege_grants_only_what_replication_needs() {
     emu.seed_sources(&sources);
     let th = Trailhub::new(&emu);
     th.profiles(&sources);
-    let inv = th.write_inventory(&inventory(&sources, "").replace(
+    // The trust conditions are an opt-in of their own (not in AWS's replication documentation).
+    let inv = th.write_inventory(&inventory(&sources, "trust_conditions = true").replace(
         "region = \"ap-northeast-1\"",
         "region = \"ap-northeast-1\"\npolicy = \"least-privilege\"",
     ));
@@ -337,7 +339,8 @@ fn accounts_mode_names_each_account_once_and_rollback_takes_one_out() {
     emu.seed_sources(&sources);
     let th = Trailhub::new(&emu);
     th.profiles(&sources);
-    let inv = th.write_inventory(&inventory(&sources, "").replace(
+    // The trust conditions are an opt-in of their own (not in AWS's replication documentation).
+    let inv = th.write_inventory(&inventory(&sources, "trust_conditions = true").replace(
         "region = \"ap-northeast-1\"",
         "region = \"ap-northeast-1\"\npolicy = \"accounts\"",
     ));

@@ -154,7 +154,8 @@ pub fn assert_source(emu: &Emulator, account: &str) {
             json!([
                 {"Effect": "Allow", "Action": ["s3:GetReplicationConfiguration", "s3:ListBucket"],
                  "Resource": format!("arn:aws:s3:::{bucket}")},
-                {"Effect": "Allow", "Action": ["s3:GetObjectVersionForReplication", "s3:GetObjectVersionAcl", "s3:GetObjectVersionTagging"],
+                {"Effect": "Allow", "Action": ["s3:GetObjectVersionForReplication", "s3:GetObjectVersionAcl", "s3:GetObjectVersionTagging",
+                                               "s3:GetObjectRetention", "s3:GetObjectLegalHold"],
                  "Resource": format!("arn:aws:s3:::{bucket}/*")},
                 {"Effect": "Allow", "Action": ["s3:ReplicateObject", "s3:ReplicateTags", "s3:ReplicateDelete", "s3:ObjectOwnerOverrideToBucketOwner"],
                  "Resource": format!("arn:aws:s3:::{}/*", archive_bucket())}
