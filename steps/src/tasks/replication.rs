@@ -193,15 +193,17 @@ impl Task for Replication {
     type Output = ReplicationOutput;
 
     fn describe(&self) -> String {
-        format!(
-            "replicate s3://{}/{} to bucket {}",
-            self.source.bucket,
-            self.source
-                .prefix
-                .as_deref()
-                .unwrap_or("(the trails' prefixes)"),
-            self.ctx.setting.archive.bucket
-        )
+        let archive = &self.ctx.setting.archive.bucket;
+        match &self.source.prefix {
+            Some(prefix) => format!(
+                "replicate s3://{}/{prefix} to bucket {archive}",
+                self.source.bucket
+            ),
+            None => format!(
+                "replicate the trails' logs in s3://{} to bucket {archive}",
+                self.source.bucket
+            ),
+        }
     }
 
     async fn plan(&self, _ctx: &PlanCtx) -> Result<Plan, TaskError> {
