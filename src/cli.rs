@@ -40,7 +40,7 @@ const EXAMPLES: &str = "Examples:
   trailhub apply -c inventory.toml           onboard every account of the inventory
   trailhub status                            per account and step, of the latest run
   trailhub resume                            continue the latest run after fixing a failure
-  trailhub rollback --account 222222222222   undo one account's enrollment
+  trailhub rollback --account 222222222222   undo one account's enrollment, across runs
   trailhub verify -c inventory.toml          detect drift from the article's configuration";
 
 /// Output formats.
@@ -122,25 +122,37 @@ pub enum Command {
     /// Continue a run (default: the latest) from its journal; finished steps are not run again.
     #[command(after_help = "Examples:\n  trailhub resume\n  trailhub resume 20261128T101500Z-0001")]
     Resume {
-        /// The run (default: the most recently created).
+        /// The run (default: the latest).
         run: Option<String>,
         /// Node attempts in flight at most (default: the run's own).
         #[arg(long, value_parser = clap::value_parser!(u16).range(1..=1024))]
         concurrency: Option<u16>,
     },
-    /// Undo a run's journaled effects in reverse dependency order (log objects are never deleted).
+    /// Undo journaled effects in reverse dependency order (log objects are never deleted): an
+    /// account's enrollment across every run (--account without a run), or one run's changes.
     #[command(
-        after_help = "Examples:\n  trailhub rollback --account 222222222222\n  trailhub rollback --to role-stack\n  trailhub rollback 20261128T101500Z-0001"
+        long_about = "Undo journaled effects in reverse dependency order; log objects are never deleted.\n\n\
+With --account and no run, undo those accounts' enrollment across every run that touched them, \
+newest run first, back to the state found before the first of them (the archive's own steps are \
+not part of it).\n\n\
+With a run (or none: the latest run), undo that run's changes, limited by --account and --to. \
+A node that a later run changed again or relies on is not undone under it: the rollback is refused \
+(exit 2, nothing changed) naming the later runs, unless --force.",
+        after_help = "Examples:\n  trailhub rollback --account 222222222222                  undo the account across every run\n  trailhub rollback --account 222222222222 --to role-stack  only what came after its stack\n  trailhub rollback                                         the latest run\n  trailhub rollback 20261128T101500Z-0001                   one run, refused if a later run built on it\n  trailhub rollback 20261128T101500Z-0001 --force           that run anyway, over the later runs"
     )]
     Rollback {
-        /// The run (default: the most recently created).
+        /// The run (default: the latest; with --account and no run: every run of the accounts).
         run: Option<String>,
-        /// Only these accounts (repeatable); `archive` names the archive's own steps.
+        /// Only these accounts (repeatable); `archive` names the archive's own steps (with a run).
         #[arg(long = "account", value_name = "ID")]
         accounts: Vec<String>,
         /// Only the steps after this one (e.g. role-stack).
         #[arg(long = "to", value_name = "STEP")]
         to: Option<String>,
+        /// Undo the run's changes even where a later run changed them again or relies on them
+        /// (the later runs' journals then describe resources that are no longer so).
+        #[arg(long)]
+        force: bool,
         /// Node rollbacks in flight at most.
         #[arg(long, default_value_t = crate::DEFAULT_CONCURRENCY, value_parser = clap::value_parser!(u16).range(1..=1024))]
         concurrency: u16,
@@ -148,7 +160,7 @@ pub enum Command {
     /// Per account and step: state, attempts, last error and what to do, times.
     #[command(after_help = "Examples:\n  trailhub status\n  trailhub status --output json")]
     Status {
-        /// The run (default: the most recently created).
+        /// The run (default: the latest).
         run: Option<String>,
     },
     /// List the runs of the state directory.
@@ -156,7 +168,7 @@ pub enum Command {
     /// A run's event log: every attempt and every mutating AWS call, in order, with times.
     #[command(after_help = "Example:\n  trailhub history 20261128T101500Z-0001")]
     History {
-        /// The run (default: the most recently created).
+        /// The run (default: the latest).
         run: Option<String>,
     },
     /// Audit live state against the inventory (drift); exit 3 on drift.
@@ -182,7 +194,7 @@ pub enum Command {
         after_help = "Examples:\n  trailhub report -o report.html\n  trailhub report 20261128T101500Z-0001 -o run.html"
     )]
     Report {
-        /// The run (default: the most recently created).
+        /// The run (default: the latest).
         run: Option<String>,
         /// Where to write the report.
         #[arg(

@@ -5,10 +5,13 @@
 //! - [`execute`]: the scheduler. It alone writes the journal; task attempts report back over a
 //!   channel. Bounded concurrency, retries with backoff, failure isolation, resume.
 //! - [`rollback`]: undoes journaled effects in reverse dependency order, itself journaled.
+//! - [`later_runs`] and [`account_rollbacks`]: what a rollback must know of the other runs
+//!   (which later runs stand in the way; which runs touched an account, newest first).
 //! - [`plan`]: every node's read-only plan.
 //! - [`render`]: the DAG as text, DOT or Mermaid, optionally colored by journaled state.
 //! - [`summarize`]: one summary per group (account) of a run, from its journaled records.
 
+mod across_runs;
 mod dag;
 mod envelope;
 mod errors;
@@ -23,6 +26,7 @@ mod summary;
 mod task;
 mod walk;
 
+pub use across_runs::{LaterRun, RunPart, account_rollbacks, later_runs, refuse_later_runs};
 pub use dag::{Building, Built, Dag, NodeSpec, Shape};
 pub use errors::{EngineError, ErrorKind, TaskError, ValidationError};
 pub use events::{NullObserver, Observer, Progress};

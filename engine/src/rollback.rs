@@ -1,7 +1,7 @@
 //! `rollback`: undoes a run's journaled effects in reverse dependency order, scoped by group
 //! (account) and/or "everything after step X", journaled and resumable like an apply.
 
-use crate::dag::{Built, Dag};
+use crate::dag::{Built, Dag, Shape};
 use crate::envelope::Envelope;
 use crate::errors::EngineError;
 use crate::events::{Observer, Progress};
@@ -24,9 +24,10 @@ pub struct RollbackScope {
     pub after_step: Option<String>,
 }
 
+/// The marker a rollback journals on its run until it completes.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-struct PendingRollback {
-    scope: RollbackScope,
+pub(crate) struct PendingRollback {
+    pub(crate) scope: RollbackScope,
     previous_status: RunStatus,
 }
 
@@ -63,7 +64,7 @@ pub fn pending_rollback(
     Ok(pending(&journal.run(run_id)?).map(|p| p.scope))
 }
 
-fn pending(run: &RunRecord) -> Option<PendingRollback> {
+pub(crate) fn pending(run: &RunRecord) -> Option<PendingRollback> {
     run.pending_rollback
         .clone()
         .and_then(|v| serde_json::from_value::<PendingRollback>(v).ok())
@@ -75,6 +76,9 @@ fn pending(run: &RunRecord) -> Option<PendingRollback> {
 /// those fails, the nodes it depends on are left as they are (blocked). Nodes already rolled
 /// back are skipped, so a rollback that was stopped or killed continues where it stood when
 /// started again with the same scope. The run records the scope until the rollback completes.
+///
+/// It does not look at later runs: a caller that must not undo what a later run changed again
+/// or relies on asks [`refuse_later_runs`](crate::refuse_later_runs) first.
 pub async fn rollback(
     dag: &Dag<Built>,
     journal: &Journal,
@@ -151,8 +155,8 @@ pub async fn rollback(
 }
 
 /// Which nodes `scope` names, or why it names something the run does not have.
-fn scope_filter<'d>(
-    dag: &'d Dag<Built>,
+pub(crate) fn scope_filter<'d>(
+    dag: &'d Shape,
     run_id: &str,
     scope: &'d RollbackScope,
 ) -> Result<impl Fn(&NodeId) -> bool + 'd, EngineError> {
@@ -240,7 +244,7 @@ fn tally(
 }
 
 /// Whether a node may have changed something that a rollback should undo.
-fn has_effects(rec: &NodeRecord) -> bool {
+pub(crate) fn has_effects(rec: &NodeRecord) -> bool {
     match rec.state {
         NodeState::Done
         | NodeState::Running

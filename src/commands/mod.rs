@@ -36,8 +36,12 @@ pub async fn run(cli: &Cli) -> Result<Outcome, CliError> {
             run,
             accounts,
             to,
+            force,
             concurrency,
-        } => run::rollback(cli, run.as_deref(), accounts, to.as_deref(), *concurrency).await,
+        } => {
+            let to = to.as_deref();
+            run::rollback(cli, run.as_deref(), accounts, to, *force, *concurrency).await
+        }
         Command::Status { run } => status::status(cli, run.as_deref()),
         Command::Runs => status::runs(cli),
         Command::History { run } => status::history(cli, run.as_deref()),

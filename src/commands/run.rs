@@ -1,5 +1,10 @@
 //! `apply`, `resume` and `rollback`: run the workflow (or undo it) with progress, then a
 //! summary per account.
+//!
+//! `rollback` has two modes. With a run (or none, meaning the latest), it undoes that run's
+//! nodes in scope, refused when a later run changed them again or relies on them, unless
+//! `--force`. With `--account` and no run, it undoes the accounts' enrollment across every run
+//! that touched them, newest first.
 
 use super::common::{
     Prepared, load_inventory, open_existing_journal, open_journal, prepare, prepare_run, shutdown,
@@ -12,8 +17,8 @@ use serde_json::json;
 use std::path::Path;
 use std::time::Instant;
 use trailhub_engine::{
-    GroupResult, RetryPolicy, RollbackScope, RollbackSummary, RunOptions, RunStatus, execute,
-    pending_rollback,
+    GroupResult, RetryPolicy, RollbackScope, RollbackSummary, RunOptions, RunPart, RunStatus,
+    account_rollbacks, execute, pending_rollback, refuse_later_runs,
 };
 use trailhub_state::{EventKind, Journal, NewRun, Write};
 use trailhub_workflows::WORKFLOW_NAME;
@@ -95,6 +100,9 @@ pub async fn resume(
         .or_else(|| run.options["concurrency"].as_u64().map(|c| c as u16))
         .unwrap_or(crate::DEFAULT_CONCURRENCY);
     if let Some(scope) = pending_rollback(&journal, &run.id)? {
+        // A later run may have been applied since this rollback started: resume has no
+        // --force, so what `rollback` would refuse, it refuses too, and says how to force it.
+        refuse_later_runs(&journal, &run.id, &scope)?;
         announce(
             cli,
             &run.id,
@@ -128,41 +136,182 @@ pub async fn resume(
     execute_run(cli, &journal, &prepared, &run.id, "resume", concurrency).await
 }
 
+/// What `trailhub rollback` was asked.
+struct RollbackArgs<'a> {
+    accounts: &'a [String],
+    to: Option<&'a str>,
+    concurrency: u16,
+}
+
 pub async fn rollback(
     cli: &Cli,
     run: Option<&str>,
     accounts: &[String],
     to: Option<&str>,
+    force: bool,
     concurrency: u16,
 ) -> Result<Outcome, CliError> {
     let journal = open_existing_journal(cli)?;
+    if run.is_none() && !accounts.is_empty() {
+        let args = RollbackArgs {
+            accounts,
+            to,
+            concurrency,
+        };
+        return rollback_accounts(cli, &journal, &args).await;
+    }
     let run = journal.resolve_run(run)?;
-    let prepared = prepare_run(cli, &run)?;
     let asked = RollbackScope {
         groups: accounts.to_vec(),
         after_step: to.map(str::to_string),
     };
-    let scope = match pending_rollback(&journal, &run.id)? {
-        Some(pending) if accounts.is_empty() && to.is_none() => {
-            announce(
-                cli,
-                &run.id,
-                "rollback",
-                &format!("run {}: continuing its unfinished rollback", run.id),
-            );
-            pending
-        }
+    let (scope, message) = match pending_rollback(&journal, &run.id)? {
+        Some(pending) if accounts.is_empty() && to.is_none() => (
+            pending,
+            format!("run {}: continuing its unfinished rollback", run.id),
+        ),
         _ => {
-            announce(
-                cli,
-                &run.id,
-                "rollback",
-                &format!("run {}: rolling back {}", run.id, describe_scope(&asked)),
-            );
-            asked
+            let message = format!("run {}: rolling back {}", run.id, describe_scope(&asked));
+            (asked, message)
         }
     };
+    if !force {
+        refuse_later_runs(&journal, &run.id, &scope)?;
+    }
+    let prepared = prepare_run(cli, &run)?;
+    announce(cli, &run.id, "rollback", &message);
     rollback_run(cli, &journal, &prepared, &run.id, scope, concurrency).await
+}
+
+/// `rollback --account X…` without a run: every run that touched the accounts, newest first,
+/// each run's part journaled in that run. Everything that can be refused is refused before the
+/// first rollback starts; the first run whose part does not finish stops the rest, because the
+/// older runs' undo records describe a state under what it left.
+async fn rollback_accounts(
+    cli: &Cli,
+    journal: &Journal,
+    args: &RollbackArgs<'_>,
+) -> Result<Outcome, CliError> {
+    let parts = account_rollbacks(journal, args.accounts, args.to)?;
+    let prepared = parts
+        .iter()
+        .map(|p| prepare_run(cli, &p.run))
+        .collect::<Result<Vec<_>, _>>()?;
+    let who = args.accounts.join(", ");
+    announce_accounts(cli, &who, args.accounts, &parts);
+    let mut done = Vec::new();
+    for (i, (part, prepared)) in parts.iter().zip(&prepared).enumerate() {
+        let id = &part.run.id;
+        let message = match pending_rollback(journal, id)? {
+            Some(_) => format!(
+                "run {id}: continuing its unfinished rollback, as {}",
+                describe_scope(&part.scope)
+            ),
+            None => format!("run {id}: rolling back {}", describe_scope(&part.scope)),
+        };
+        announce(cli, id, "rollback", &message);
+        let outcome = rollback_run(
+            cli,
+            journal,
+            prepared,
+            id,
+            part.scope.clone(),
+            args.concurrency,
+        )
+        .await?;
+        if outcome != Outcome::Ok {
+            let left: Vec<&str> = parts[i + 1..].iter().map(|p| p.run.id.as_str()).collect();
+            accounts_finished(cli, args, &done, Some(id), &left);
+            return Ok(Outcome::Failed);
+        }
+        done.push(id.as_str());
+    }
+    accounts_finished(cli, args, &done, None, &[]);
+    Ok(Outcome::Ok)
+}
+
+/// Says which runs a rollback across runs takes, in order, before the first starts.
+fn announce_accounts(cli: &Cli, who: &str, accounts: &[String], parts: &[RunPart]) {
+    match cli.output {
+        OutputFormat::Json => json_line(&json!({
+            "type": "rollback-accounts", "accounts": accounts,
+            "runs": parts.iter().map(|p| json!({ "run": p.run.id, "accounts": p.scope.groups })).collect::<Vec<_>>(),
+        })),
+        OutputFormat::Text if cli.quiet => {}
+        OutputFormat::Text if parts.is_empty() => {}
+        OutputFormat::Text => eprintln!(
+            "{who}: rolling back {} run{}, newest first: {}",
+            parts.len(),
+            if parts.len() == 1 { "" } else { "s" },
+            parts
+                .iter()
+                .map(|p| p.run.id.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    }
+}
+
+/// The end of a rollback across runs: the runs rolled back, in order, and where it stopped.
+fn accounts_finished(
+    cli: &Cli,
+    args: &RollbackArgs<'_>,
+    done: &[&str],
+    stopped_at: Option<&str>,
+    left: &[&str],
+) {
+    if cli.output == OutputFormat::Json {
+        let status = if stopped_at.is_some() {
+            "stopped"
+        } else {
+            "rolled-back"
+        };
+        json_line(&json!({
+            "type": "rollback-accounts-finished", "accounts": args.accounts, "status": status,
+            "rolled_back": done, "stopped_at": stopped_at, "not_rolled_back": left,
+        }));
+        return;
+    }
+    let who = args.accounts.join(", ");
+    let runs = |ids: &[&str]| {
+        if ids.is_empty() {
+            "none".to_string()
+        } else {
+            ids.join(", ")
+        }
+    };
+    let Some(stopped) = stopped_at else {
+        if done.is_empty() {
+            println!("Nothing to roll back for {who}: no run has its steps left to undo.");
+        } else {
+            println!(
+                "\n{who} rolled back across {} run{}, newest first: {}.",
+                done.len(),
+                if done.len() == 1 { "" } else { "s" },
+                runs(done)
+            );
+        }
+        return;
+    };
+    let mut again: String = args
+        .accounts
+        .iter()
+        .map(|a| format!(" --account {a}"))
+        .collect();
+    if let Some(step) = args.to {
+        again.push_str(&format!(" --to {step}"));
+    }
+    println!("\nStopped: the rollback of run {stopped} did not finish for {who}.");
+    if !left.is_empty() {
+        println!(
+            "Older runs not rolled back, because their undo records describe the state under it: {}.",
+            runs(left)
+        );
+    }
+    println!(
+        "Rolled back before it: {}. Once the cause is fixed, `trailhub rollback{again}` continues where it stopped.",
+        runs(done)
+    );
 }
 
 fn describe_scope(scope: &RollbackScope) -> String {

@@ -239,8 +239,9 @@ impl Journal {
     /// Creates a run with status `pending` and journals its `run-created` event, durably.
     pub fn create_run(&self, new: NewRun<'_>) -> Result<RunRecord, StateError> {
         let now = now_ms();
-        // The lock makes this process the only writer, so the count of runs is a sequence.
-        let seq = self.runs.len() + 1;
+        // The lock makes this process the only writer, so one more than the highest sequence
+        // is unique, and orders this run after every other whatever the clock says.
+        let seq = self.runs()?.last().map_or(0, |r| r.sequence) + 1;
         let stamp = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
         let compact: String = stamp
             .chars()
@@ -248,6 +249,7 @@ impl Journal {
             .collect();
         let run = RunRecord {
             id: format!("{compact}-{seq:04}"),
+            sequence: seq,
             created_at_ms: now,
             updated_at_ms: now,
             workflow: new.workflow.to_string(),
@@ -272,12 +274,12 @@ impl Journal {
     /// The run with this id.
     pub fn run(&self, id: &str) -> Result<RunRecord, StateError> {
         match self.runs.get(id.as_bytes())? {
-            Some(bytes) => decode(id, &bytes),
+            Some(bytes) => decode_run(id, &bytes),
             None => Err(StateError::UnknownRun { id: id.to_string() }),
         }
     }
 
-    /// The run with this id, or the most recently created one when `id` is `None`.
+    /// The run with this id, or the latest one (the highest sequence) when `id` is `None`.
     pub fn resolve_run(&self, id: Option<&str>) -> Result<RunRecord, StateError> {
         match id {
             Some(id) => self.run(id),
@@ -285,14 +287,14 @@ impl Journal {
         }
     }
 
-    /// Every run, oldest first.
+    /// Every run, in sequence order: oldest first, whatever their creation times say.
     pub fn runs(&self) -> Result<Vec<RunRecord>, StateError> {
         let mut runs = Vec::new();
         for item in self.runs.iter() {
             let (key, value) = item?;
-            runs.push(decode::<RunRecord>(&String::from_utf8_lossy(&key), &value)?);
+            runs.push(decode_run(&String::from_utf8_lossy(&key), &value)?);
         }
-        runs.sort_by(|a, b| (a.created_at_ms, &a.id).cmp(&(b.created_at_ms, &b.id)));
+        runs.sort_by(|a, b| (a.sequence, &a.id).cmp(&(b.sequence, &b.id)));
         Ok(runs)
     }
 
@@ -563,6 +565,15 @@ fn encode<T: Serialize>(value: &T) -> Vec<u8> {
     serde_json::to_vec(value).expect("journal records should always serialize")
 }
 
+/// A run record, with the sequence of a run journaled before runs carried one taken from its id.
+fn decode_run(key: &str, bytes: &[u8]) -> Result<RunRecord, StateError> {
+    let mut run: RunRecord = decode(key, bytes)?;
+    if run.sequence == 0 {
+        run.sequence = RunRecord::sequence_in_id(&run.id).unwrap_or(0);
+    }
+    Ok(run)
+}
+
 fn decode<T: DeserializeOwned>(key: &str, bytes: &[u8]) -> Result<T, StateError> {
     serde_json::from_slice(bytes).map_err(|source| StateError::Decode {
         key: key.to_string(),
@@ -630,6 +641,58 @@ mod tests {
             journal.run("nope"),
             Err(StateError::UnknownRun { .. })
         ));
+    }
+
+    #[test]
+    fn the_latest_run_is_the_highest_sequence_even_when_the_clock_went_back() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let journal = Journal::open(dir.path()).expect("open");
+        let first = journal.create_run(new_run("first")).expect("run");
+        let mut second = journal.create_run(new_run("second")).expect("run");
+        assert_eq!((first.sequence, second.sequence), (1, 2));
+        // The clock was set back an hour between the two applies.
+        second.created_at_ms = first.created_at_ms - 3_600_000;
+        second.updated_at_ms = second.created_at_ms;
+        journal
+            .commit(vec![Write::Run(second.clone())])
+            .expect("commit");
+        let ids = |runs: Vec<RunRecord>| runs.into_iter().map(|r| r.id).collect::<Vec<_>>();
+        assert_eq!(
+            ids(journal.runs().expect("runs")),
+            [first.id.clone(), second.id.clone()]
+        );
+        assert_eq!(journal.resolve_run(None).expect("latest").id, second.id);
+        let third = journal.create_run(new_run("third")).expect("run");
+        assert_eq!(third.sequence, 3);
+        assert!(third.id.ends_with("-0003"), "{}", third.id);
+    }
+
+    #[test]
+    fn a_run_journaled_without_a_sequence_takes_it_from_its_id() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let journal = Journal::open(dir.path()).expect("open");
+        // Written before runs carried a sequence, with a clock that went back: -0002 is older
+        // by its creation time, and still the latest.
+        for (id, created) in [
+            ("20261128T101500Z-0001", 2_000),
+            ("20261128T091500Z-0002", 1_000),
+        ] {
+            let record = serde_json::json!({
+                "id": id, "created_at_ms": created, "updated_at_ms": created,
+                "workflow": "onboard", "definition": "", "status": "succeeded",
+            });
+            journal
+                .runs
+                .insert(id.as_bytes(), encode(&record))
+                .expect("insert");
+        }
+        assert_eq!(
+            journal.run("20261128T091500Z-0002").expect("run").sequence,
+            2
+        );
+        let latest = journal.resolve_run(None).expect("latest");
+        assert_eq!(latest.id, "20261128T091500Z-0002");
+        assert_eq!(journal.create_run(new_run("")).expect("run").sequence, 3);
     }
 
     #[test]

@@ -62,6 +62,12 @@ impl RunStatus {
 pub struct RunRecord {
     /// Sortable, unique id (creation time and a sequence number).
     pub id: String,
+    /// The run's place among the runs of its journal: 1 for the first run, each new run one
+    /// more. Runs are ordered by it, never by a time: a clock set back does not change which
+    /// run is the latest. Runs journaled before this field existed read as 0 here, and the
+    /// journal fills it in from their id ([`RunRecord::sequence_in_id`]) when it reads them.
+    #[serde(default)]
+    pub sequence: u64,
     /// When `apply` created it.
     pub created_at_ms: u64,
     /// Last status change.
@@ -85,6 +91,19 @@ pub struct RunRecord {
     /// migration for runs of format 1).
     #[serde(default)]
     pub graph: Option<GraphRecord>,
+}
+
+impl RunRecord {
+    /// The sequence number an id made by the journal ends with (`20261128T101500Z-0007`: 7),
+    /// if it ends with one. Ids have always carried the run's sequence, so this is the sequence
+    /// of a run journaled without the field.
+    pub fn sequence_in_id(id: &str) -> Option<u64> {
+        let (_, suffix) = id.rsplit_once('-')?;
+        if suffix.is_empty() || !suffix.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        suffix.parse().ok()
+    }
 }
 
 /// The state of one node of a run.
@@ -317,5 +336,32 @@ fn empty_as_none<'de, D: Deserializer<'de>>(d: D) -> Result<Option<NodeId>, D::E
         None => Ok(None),
         Some(text) if text.is_empty() => Ok(None),
         Some(text) => text.parse().map(Some).map_err(serde::de::Error::custom),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_sequence_is_the_suffix_of_the_ids_the_journal_makes() {
+        assert_eq!(RunRecord::sequence_in_id("20261128T101500Z-0007"), Some(7));
+        assert_eq!(
+            RunRecord::sequence_in_id("20261128T101500Z-12345"),
+            Some(12345)
+        );
+        for id in ["nope", "20261128T101500Z-", "20261128T101500Z-00a1", "-+1"] {
+            assert_eq!(RunRecord::sequence_in_id(id), None, "{id}");
+        }
+    }
+
+    #[test]
+    fn a_run_journaled_without_a_sequence_still_reads() {
+        let json = serde_json::json!({
+            "id": "20261128T101500Z-0003", "created_at_ms": 1, "updated_at_ms": 1,
+            "workflow": "onboard", "definition": "", "status": "succeeded",
+        });
+        let run: RunRecord = serde_json::from_value(json).expect("a run of format 2");
+        assert_eq!(run.sequence, 0, "left for the journal to fill in");
     }
 }

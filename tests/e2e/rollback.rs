@@ -1,5 +1,8 @@
 //! A bad day, part two (issue 4): rolling back one account, a whole run, the steps after one
-//! step, a rollback killed mid-way, and applying a rolled-back account again.
+//! step, a rollback killed mid-way, and applying a rolled-back account again. And across runs
+//! ("never touch what isn't ours", item 3): a run is not undone under a later run that changed
+//! it again, unless forced; `rollback --account` undoes an account across every run, newest
+//! first, and stops at the first run whose part fails.
 
 use crate::support::article::{
     archive_policy, assert_policy, assert_source, bucket_exists, principals, put_object, snapshot,
@@ -226,4 +229,194 @@ fn a_rollback_killed_mid_way_continues_to_the_same_end() {
         assert_undone(&emu, s);
     }
     assert!(!bucket_exists(&emu, ARCHIVE, &archive_bucket()));
+}
+
+/// The ids of the journal's runs, oldest first.
+fn run_ids(th: &Trailhub) -> Vec<String> {
+    th.json(&["runs"], 0)
+        .iter()
+        .filter(|l| l["type"] == "run")
+        .map(|l| l["run"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// The journaled state of every node of `run` for `account`'s steps, by node id.
+fn states(th: &Trailhub, run: &str, account: &str) -> Vec<(String, String)> {
+    th.json(&["status", run], 0)
+        .iter()
+        .filter(|l| l["type"] == "node" && l["account"] == account)
+        .map(|l| {
+            (
+                l["node"].as_str().unwrap().to_string(),
+                l["state"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+/// `sources` applied (run 1); the first one's replication rule deleted by hand, so that a second
+/// apply (run 2) puts it back: run 2 changed it again, and relies on everything else run 1 did.
+fn applied_twice(n: usize) -> (Emulator, Trailhub, Vec<String>, String, String) {
+    let (emu, th, sources, inv) = onboarded(n);
+    let s3 = emu.s3(&sources[0]);
+    emu.rt.block_on(async {
+        s3.delete_bucket_replication()
+            .bucket(source_bucket(&sources[0]))
+            .send()
+            .await
+            .unwrap();
+    });
+    th.expect(&["apply", "-c", inv.to_str().unwrap()], 0);
+    assert_source(&emu, &sources[0]);
+    let runs = run_ids(&th);
+    assert_eq!(runs.len(), 2, "{runs:?}");
+    (emu, th, sources, runs[0].clone(), runs[1].clone())
+}
+
+#[test]
+fn a_run_is_not_undone_under_a_later_one_and_an_account_is_undone_across_runs() {
+    let (emu, th, sources, run1, run2) = applied_twice(2);
+    let (a, b) = (&sources[0], &sources[1]);
+    let before = (snapshot(&emu, a), snapshot(&emu, b), archive_policy(&emu));
+
+    emu.start_recording();
+    let (_, stderr) = th.expect(&["rollback", &run1], 2);
+    let requests = emu.stop_recording();
+    assert!(
+        requests.is_empty(),
+        "refused before any request: {requests:?}"
+    );
+    for needle in [
+        format!("refusing to roll back run {run1}"),
+        format!("run {run2} changed again: {a}/replication"),
+        format!("run {run2} relies on: "),
+        format!("`trailhub rollback {run2}`"),
+        format!("`trailhub rollback --account {a} --account {b}`"),
+        format!("`trailhub rollback {run1} --force`"),
+        "nothing was changed".to_string(),
+    ] {
+        assert!(stderr.contains(&needle), "{needle:?} not in:\n{stderr}");
+    }
+    let (_, stderr) = th.expect(&["rollback", &run1, "--account", b], 2);
+    assert!(
+        stderr.contains(&format!("run {run2} relies on: {b}/")),
+        "run 2 found B as run 1 left it and relies on it: {stderr}"
+    );
+    assert_eq!(
+        (snapshot(&emu, a), snapshot(&emu, b), archive_policy(&emu)),
+        before,
+        "nothing changed"
+    );
+    for account in [a, b] {
+        assert!(
+            states(&th, &run1, account).iter().all(|(_, s)| s == "done"),
+            "run 1 journaled nothing"
+        );
+    }
+
+    let (stdout, stderr) = th.expect(&["rollback", "--account", a], 0);
+    assert!(
+        stderr.contains(&format!(
+            "{a}: rolling back 2 runs, newest first: {run2}, {run1}"
+        )),
+        "{stderr}"
+    );
+    let second = stdout.find(&format!("Rollback of run {run2} ({a})"));
+    let first = stdout.find(&format!("Rollback of run {run1} ({a})"));
+    assert!(
+        matches!((second, first), (Some(x), Some(y)) if x < y),
+        "run 2, then run 1, each with its summary: {stdout}"
+    );
+    assert!(
+        stdout.contains(&format!(
+            "{a} rolled back across 2 runs, newest first: {run2}, {run1}."
+        )),
+        "{stdout}"
+    );
+    assert_undone(&emu, a);
+    let policy = archive_policy(&emu).unwrap();
+    for sid in [
+        "AllowReplicationFromSourceAccount",
+        "AllowReplicationPolicyCheck",
+    ] {
+        assert_eq!(principals(&policy, sid), [role_arn(b)], "{sid}: {policy}");
+    }
+    assert_eq!(snapshot(&emu, b), before.1, "B untouched");
+    for run in [&run1, &run2] {
+        assert!(
+            states(&th, run, a)
+                .iter()
+                .all(|(_, s)| s == "rolled-back" || s == "pending"),
+            "{run}: every step of A is rolled back"
+        );
+        assert!(
+            states(&th, run, b).iter().all(|(_, s)| s == "done"),
+            "{run}: B's steps stand"
+        );
+    }
+}
+
+#[test]
+fn force_undoes_a_run_under_a_later_one() {
+    let (emu, th, sources, run1, run2) = applied_twice(1);
+    let a = &sources[0];
+    th.expect(&["rollback", &run1, "--account", a], 2);
+    let (stdout, _) = th.expect(&["rollback", &run1, "--account", a, "--force"], 0);
+    assert!(
+        stdout.contains(&format!("Rollback of run {run1} ({a})")),
+        "{stdout}"
+    );
+    assert_undone(&emu, a);
+    assert_eq!(
+        archive_policy(&emu),
+        None,
+        "the only principal taken out, then the policy"
+    );
+    assert!(
+        states(&th, &run2, a).iter().all(|(_, s)| s == "done"),
+        "run 2's journal still says done: what --force overrides"
+    );
+}
+
+#[test]
+fn a_rollback_across_runs_stops_at_the_first_run_whose_part_fails() {
+    let (emu, th, sources, run1, run2) = applied_twice(2);
+    let (a, b) = (&sources[0], &sources[1]);
+    // A's profile now reaches B: every step of A fails its identity check, and changes nothing.
+    let credentials = th.dir.path().join("aws-credentials");
+    let good = std::fs::read_to_string(&credentials).unwrap();
+    std::fs::write(&credentials, "").unwrap();
+    th.profile(a, b);
+    th.profile(b, b);
+
+    let lines = th.json(&["rollback", "--account", a], 1);
+    let plan = lines
+        .iter()
+        .find(|l| l["type"] == "rollback-accounts")
+        .unwrap();
+    assert_eq!(
+        plan["runs"],
+        json!([{"run": run2, "accounts": [a]}, {"run": run1, "accounts": [a]}])
+    );
+    let end = lines.last().unwrap();
+    assert_eq!(end["type"], "rollback-accounts-finished", "{lines:?}");
+    assert_eq!(end["status"], "stopped");
+    assert_eq!(end["stopped_at"], run2.as_str());
+    assert_eq!(end["rolled_back"], json!([]));
+    assert_eq!(end["not_rolled_back"], json!([run1]));
+    assert_source(&emu, a);
+    assert!(
+        states(&th, &run1, a).iter().all(|(_, s)| s == "done"),
+        "run 1 was not touched"
+    );
+
+    std::fs::write(&credentials, good).unwrap();
+    let (stdout, _) = th.expect(&["rollback", "--account", a], 0);
+    assert!(
+        stdout.contains(&format!(
+            "rolled back across 2 runs, newest first: {run2}, {run1}"
+        )),
+        "{stdout}"
+    );
+    assert_undone(&emu, a);
 }
