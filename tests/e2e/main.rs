@@ -11,6 +11,7 @@
 mod apply;
 mod bad_input;
 mod dryrun;
+mod layouts;
 mod migration;
 mod operator;
 mod recovery;

@@ -67,15 +67,38 @@ impl Emulator {
 
     /// The SDK configuration of `account`.
     pub fn config(&self, account: &str) -> SdkConfig {
+        self.config_in(account, "ap-northeast-1")
+    }
+
+    /// The SDK configuration of `account` in `region`.
+    pub fn config_in(&self, account: &str, region: &str) -> SdkConfig {
         let creds =
             aws_credential_types::Credentials::new(account, "emulator", None, None, "tests");
         self.rt.block_on(
             aws_config::defaults(BehaviorVersion::latest())
-                .region(Region::new("ap-northeast-1"))
+                .region(Region::new(region.to_string()))
                 .endpoint_url(&self.url)
                 .credentials_provider(creds)
                 .load(),
         )
+    }
+
+    /// S3 as `account` in `region` (path-style).
+    pub fn s3_in(&self, account: &str, region: &str) -> aws_sdk_s3::Client {
+        let conf = aws_sdk_s3::config::Builder::from(&self.config_in(account, region))
+            .force_path_style(true)
+            .build();
+        aws_sdk_s3::Client::from_conf(conf)
+    }
+
+    /// KMS as `account` in `region`.
+    pub fn kms_in(&self, account: &str, region: &str) -> aws_sdk_kms::Client {
+        aws_sdk_kms::Client::new(&self.config_in(account, region))
+    }
+
+    /// CloudTrail as `account` in `region`.
+    pub fn cloudtrail_in(&self, account: &str, region: &str) -> aws_sdk_cloudtrail::Client {
+        aws_sdk_cloudtrail::Client::new(&self.config_in(account, region))
     }
 
     /// S3 as `account` (path-style).
