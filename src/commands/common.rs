@@ -51,7 +51,14 @@ pub fn prepare(cli: &Cli, inventory: Inventory, only: &[String]) -> Result<Prepa
 
 fn prepare_workflow(cli: &Cli, workflow: Workflow) -> Result<Prepared, CliError> {
     let connector = Connector::new(&workflow.inventory.region, cli.endpoint_url.clone());
-    let ctx = step_context(&workflow.inventory, connector);
+    let mut ctx = step_context(&workflow.inventory, connector);
+    // Tests make the re-reads of eventually consistent state fast with it.
+    if let Some(ms) = std::env::var("TRAILHUB_CONSISTENCY_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        ctx.consistency = std::time::Duration::from_millis(ms);
+    }
     let dag = workflow.dag(&ctx)?;
     Ok(Prepared { workflow, ctx, dag })
 }

@@ -19,9 +19,13 @@ mod canary;
 mod classify;
 #[path = "mocks/grant.rs"]
 mod grant;
+#[path = "mocks/regions.rs"]
+mod regions;
 #[path = "mocks/replication.rs"]
 mod replication;
 #[path = "mocks/retries.rs"]
 mod retries;
 #[path = "mocks/role_stack.rs"]
 mod role_stack;
+#[path = "mocks/verify.rs"]
+mod verify;

@@ -25,6 +25,9 @@ pub struct StepContext {
     /// Each bucket's region (by name: the namespace is global), as the inventory pins it or
     /// `HeadBucket` answered: a bucket answers only in its own region.
     pub regions: Arc<Mutex<HashMap<String, String>>>,
+    /// The first delay of a re-read while S3 has not yet shown what was just written (its
+    /// configuration reads are eventually consistent); the delays double, four times at most.
+    pub consistency: Duration,
     /// Each source's logs, as read once by this process for `plan` and `verify` (a run's steps
     /// read bucket-check's journaled outputs instead).
     pub logs: Arc<Mutex<HashMap<String, Arc<tokio::sync::OnceCell<SourceLogs>>>>>,
@@ -40,7 +43,34 @@ impl StepContext {
             stack_timeout: Duration::from_secs(30 * 60),
             regions: Arc::default(),
             logs: Arc::default(),
+            consistency: Duration::from_millis(500),
         }
+    }
+
+    /// Reads with `read` until `settled` holds for what it returns, waiting between reads (S3
+    /// bucket configuration reads are eventually consistent: a read right after a write may
+    /// return the state before it); the last read and whether it settled.
+    pub(crate) async fn read_until<T, F, Fut>(
+        &self,
+        read: F,
+        settled: impl Fn(&T) -> bool,
+    ) -> Result<(T, bool), TaskError>
+    where
+        F: Fn() -> Fut,
+        Fut: Future<Output = Result<T, TaskError>>,
+    {
+        let mut delay = self.consistency;
+        let mut value = read().await?;
+        for _ in 0..4 {
+            if settled(&value) {
+                return Ok((value, true));
+            }
+            tokio::time::sleep(delay).await;
+            delay *= 2;
+            value = read().await?;
+        }
+        let ok = settled(&value);
+        Ok((value, ok))
     }
 
     /// Remembers `logs` as what this process knows of `account`'s logs (and its bucket's

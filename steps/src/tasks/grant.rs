@@ -68,6 +68,9 @@ pub struct PolicyWriter {
     /// The policy as this process last read or wrote it (this process alone writes it during
     /// a run: the state directory's lock), so that every grant does not read it again.
     known: tokio::sync::Mutex<Option<Option<Value>>>,
+    /// The policy as this process last wrote it, if it did: what a read must show before the
+    /// next write starts from it.
+    written: tokio::sync::Mutex<Option<Option<Value>>>,
 }
 
 impl std::fmt::Debug for PolicyWriter {
@@ -113,6 +116,7 @@ impl PolicyWriter {
             ctx,
             queue: Mutex::new(Vec::new()),
             known: tokio::sync::Mutex::new(None),
+            written: tokio::sync::Mutex::new(None),
         })
     }
 
@@ -202,14 +206,18 @@ impl PolicyWriter {
 
     /// One read-modify-write applying every change of `batch`; per change, whether it changed
     /// the policy.
+    ///
+    /// PutBucketPolicy has no conditional write and S3's reads are eventually consistent: the
+    /// read waits (bounded) until it shows what this process wrote last, so that a stale read
+    /// neither loses a principal nor brings back a removed one; after the write, the policy is
+    /// read back (bounded) until it shows the write. Another writer (an operator, Terraform,
+    /// another state directory) can still overwrite it between the two: `verify` detects that.
     async fn write(
         &self,
         ctx: &ApplyCtx<GrantUndo>,
         batch: &[Request],
     ) -> Result<Vec<bool>, TaskError> {
-        let archive = &self.ctx.setting.archive;
-        let mut current = read_policy(&self.ctx).await?;
-        *self.known.lock().await = Some(current.clone());
+        let mut current = self.read_after_own_write(ctx).await?;
         let mut flags = Vec::with_capacity(batch.len());
         for request in batch {
             let changed = match request.op {
@@ -232,56 +240,110 @@ impl PolicyWriter {
         if !flags.iter().any(|c| *c) {
             return Ok(flags);
         }
-        let clients = self.ctx.accounts.get(&archive.account_id).await?;
-        let current_after = current.clone();
         let who: Vec<&str> = batch.iter().map(|r| r.node.as_str()).collect();
-        let detail = format!("{} ({})", archive.bucket, who.join(", "));
-        match current {
-            Some(doc) => {
-                let text = policy::to_text(&doc).map_err(|e| {
-                    TaskError::fatal(e)
-                        .with_code("PolicyTooLarge")
-                        .with_hint("set `policy = \"accounts\"` in the inventory (one statement naming the source accounts: about 590 fit), or split the sources over several archive buckets (one inventory each)")
-                })?;
-                mutate(
-                    ctx,
-                    &archive.account_id,
-                    "s3",
-                    "PutBucketPolicy",
-                    &detail,
-                    clients
-                        .s3
-                        .put_bucket_policy()
-                        .bucket(&archive.bucket)
-                        .expected_bucket_owner(&archive.account_id)
-                        .policy(text)
-                        .send(),
-                )
-                .await
-                .map_err(|e| {
-                    classify("PutBucketPolicy", &archive.bucket, e, &["MalformedPolicy"])
-                })?;
-            }
-            None => {
-                mutate(
-                    ctx,
-                    &archive.account_id,
-                    "s3",
-                    "DeleteBucketPolicy",
-                    &detail,
-                    clients
-                        .s3
-                        .delete_bucket_policy()
-                        .bucket(&archive.bucket)
-                        .expected_bucket_owner(&archive.account_id)
-                        .send(),
-                )
-                .await
-                .map_err(|e| classify("DeleteBucketPolicy", &archive.bucket, e, &[]))?;
-            }
-        }
-        *self.known.lock().await = Some(current_after);
+        self.put(ctx, current.as_ref(), &who.join(", ")).await?;
+        *self.written.lock().await = Some(current.clone());
+        self.confirm(&current).await?;
+        *self.known.lock().await = Some(current);
         Ok(flags)
+    }
+
+    /// The policy, read until it shows this process's last write (if it made one).
+    async fn read_after_own_write(
+        &self,
+        ctx: &ApplyCtx<GrantUndo>,
+    ) -> Result<Option<Value>, TaskError> {
+        let written = self.written.lock().await.clone();
+        let (current, settled) = self
+            .ctx
+            .read_until(
+                || read_policy(&self.ctx),
+                |read| written.as_ref().is_none_or(|w| same(read, w)),
+            )
+            .await?;
+        if !settled {
+            ctx.note(format!(
+                "the policy of bucket {} changed since trailhub wrote it: another writer (`trailhub verify` shows what is missing)",
+                self.ctx.setting.archive.bucket
+            ));
+        }
+        *self.known.lock().await = Some(current.clone());
+        Ok(current)
+    }
+
+    /// Reads the policy back until it shows `wrote`; an error (retried with the step) when it
+    /// never does: S3 is slow to show it, or another writer replaced it.
+    async fn confirm(&self, wrote: &Option<Value>) -> Result<(), TaskError> {
+        let (_, settled) = self
+            .ctx
+            .read_until(|| read_policy(&self.ctx), |read| same(read, wrote))
+            .await?;
+        if settled {
+            return Ok(());
+        }
+        Err(TaskError::retryable(format!(
+            "the policy of bucket {} does not show trailhub's write: another writer may have replaced it",
+            self.ctx.setting.archive.bucket
+        ))
+        .with_code("PolicyNotVisible")
+        .with_hint("find who else writes the archive bucket policy (Terraform, another state directory); `trailhub verify` shows what is missing"))
+    }
+
+    /// Writes `doc` as the archive bucket policy, or deletes the policy when `doc` is `None`.
+    async fn put(
+        &self,
+        ctx: &ApplyCtx<GrantUndo>,
+        doc: Option<&Value>,
+        who: &str,
+    ) -> Result<(), TaskError> {
+        let archive = &self.ctx.setting.archive;
+        let s3 = self.ctx.accounts.get(&archive.account_id).await?.s3.clone();
+        let detail = format!("{} ({who})", archive.bucket);
+        let Some(doc) = doc else {
+            return mutate(
+                ctx,
+                &archive.account_id,
+                "s3",
+                "DeleteBucketPolicy",
+                &detail,
+                s3.delete_bucket_policy()
+                    .bucket(&archive.bucket)
+                    .expected_bucket_owner(&archive.account_id)
+                    .send(),
+            )
+            .await
+            .map(|_| ())
+            .map_err(|e| classify("DeleteBucketPolicy", &archive.bucket, e, &[]));
+        };
+        let text = policy::to_text(doc).map_err(|e| {
+            TaskError::fatal(e)
+                .with_code("PolicyTooLarge")
+                .with_hint("set `policy = \"accounts\"` in the inventory (one statement naming the source accounts: about 590 fit), or split the sources over several archive buckets (one inventory each)")
+        })?;
+        mutate(
+            ctx,
+            &archive.account_id,
+            "s3",
+            "PutBucketPolicy",
+            &detail,
+            s3.put_bucket_policy()
+                .bucket(&archive.bucket)
+                .expected_bucket_owner(&archive.account_id)
+                .policy(text)
+                .send(),
+        )
+        .await
+        .map(|_| ())
+        .map_err(|e| classify("PutBucketPolicy", &archive.bucket, e, &["MalformedPolicy"]))
+    }
+}
+
+/// Whether two policies (or their absence) mean the same.
+fn same(a: &Option<Value>, b: &Option<Value>) -> bool {
+    match (a, b) {
+        (Some(a), Some(b)) => policy::normalize(a) == policy::normalize(b),
+        (None, None) => true,
+        _ => false,
     }
 }
 

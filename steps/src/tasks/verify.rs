@@ -66,7 +66,15 @@ impl Task for Verify {
             grant: ctx.input_changed(&n.grant),
             key: ctx.input_changed(&n.key),
         };
-        let findings = source_findings(&self.ctx, &self.source, known, reads).await?;
+        // What was just written may not show yet (S3's configuration reads are eventually
+        // consistent): a difference counts only once it persists.
+        let (findings, _) = self
+            .ctx
+            .read_until(
+                || source_findings(&self.ctx, &self.source, known.clone(), reads),
+                Vec::is_empty,
+            )
+            .await?;
         if findings.is_empty() {
             // The account's last step in this run: its clients (and checked credentials) are
             // not needed any more, and with hundreds of accounts they are most of the memory.

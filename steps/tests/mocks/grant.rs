@@ -67,16 +67,23 @@ fn statement<'a>(policy: &'a Value, sid: &str) -> &'a Value {
 #[tokio::test]
 async fn a_grant_rejected_while_the_role_propagates_is_retried_and_succeeds() {
     let policy_text = existing_policy().to_string();
+    let written = Arc::new(Mutex::new(Vec::<String>::new()));
+    let stored = written.clone();
+    // What S3 holds: the operator's policy until the second PutBucketPolicy (the first is
+    // refused) stores its document.
     let get = mock!(Client::get_bucket_policy)
         .match_requests(|req| {
             req.bucket() == Some(ARCHIVE_BUCKET) && req.expected_bucket_owner() == Some(ARCHIVE)
         })
         .then_output(move || {
-            GetBucketPolicyOutput::builder()
-                .policy(policy_text.clone())
-                .build()
+            let puts = stored.lock().expect("written");
+            let policy = if puts.len() >= 2 {
+                puts[puts.len() - 1].clone()
+            } else {
+                policy_text.clone()
+            };
+            GetBucketPolicyOutput::builder().policy(policy).build()
         });
-    let written = Arc::new(Mutex::new(Vec::<String>::new()));
     let seen = written.clone();
     let put = mock!(Client::put_bucket_policy)
         .match_requests(move |req| {
@@ -155,7 +162,7 @@ async fn a_grant_rejected_while_the_role_propagates_is_retried_and_succeeds() {
         .count();
     assert_eq!(puts, 2, "each PutBucketPolicy is in the run's history");
     // The presence check reads the policy once for the run; each write reads it afresh under
-    // the exclusive resource, so the retry reads it once, not twice.
+    // the exclusive resource, so the retry reads it once, not twice; the write is read back.
     assert_eq!(
         calls.list(),
         [
@@ -164,6 +171,7 @@ async fn a_grant_rejected_while_the_role_propagates_is_retried_and_succeeds() {
             "s3:PutBucketPolicy",
             "s3:GetBucketPolicy",
             "s3:PutBucketPolicy",
+            "s3:GetBucketPolicy",
         ]
     );
 
@@ -192,4 +200,129 @@ async fn a_grant_rejected_while_the_role_propagates_is_retried_and_succeeds() {
             statement(&existing_policy(), sid)["Action"]
         );
     }
+}
+
+/// A grant of source `account` (role `S3ReplicationRole` there), as the workflow makes it.
+fn grant_of(
+    ctx: &trailhub_steps::tasks::StepContext,
+    account: &str,
+    writer: Arc<PolicyWriter>,
+) -> (
+    Grant,
+    trailhub_engine::ApplyCtx<trailhub_steps::tasks::GrantUndo>,
+) {
+    use trailhub_engine::{ApplyCtx, NodeId};
+    use trailhub_steps::tasks::{KeyGrantOutput, RoleStackOutput, SourceNodes};
+    let mut spec = source();
+    spec.account_id = account.into();
+    spec.bucket = format!("cm-members-cloudtrail-{account}");
+    let nodes = SourceNodes {
+        bucket_check: NodeId::new(account, "bucket-check"),
+        versioning: NodeId::new(account, "versioning"),
+        role_stack: NodeId::new(account, "role-stack"),
+        key: NodeId::hosted("archive", "key", account),
+        grant: NodeId::hosted("archive", "grant", account),
+        replication: NodeId::new(account, "replication"),
+    };
+    let mut logs = logs();
+    logs.bucket = spec.bucket.clone();
+    let role = RoleStackOutput {
+        role_arn: format!("arn:aws:iam::{account}:role/{ROLE}"),
+        role_name: ROLE.into(),
+        stack_id: None,
+    };
+    let inputs = [
+        (nodes.bucket_check.clone(), json_of(&logs)),
+        (nodes.role_stack.clone(), json_of(&role)),
+        (nodes.key.clone(), json_of(&KeyGrantOutput { key: None })),
+    ]
+    .into_iter()
+    .collect();
+    let (apply, _) = ApplyCtx::detached(&nodes.grant, inputs, None);
+    (Grant::new(ctx.clone(), spec, nodes, writer), apply)
+}
+
+/// An archive bucket policy as eventually consistent S3 keeps it: every version written, and
+/// how many of the next reads still answer the version before the last.
+#[derive(Default)]
+struct Eventual {
+    versions: Vec<Option<String>>,
+    stale_reads: usize,
+}
+
+#[tokio::test]
+async fn a_stale_read_after_a_write_neither_loses_nor_resurrects_a_principal() {
+    let state = Arc::new(Mutex::new(Eventual {
+        versions: vec![None],
+        stale_reads: 0,
+    }));
+    let reader = state.clone();
+    let get = mock!(Client::get_bucket_policy).then_compute_response(move |_| {
+        let mut s = reader.lock().expect("state");
+        let n = s.versions.len();
+        let version = if s.stale_reads > 0 && n >= 2 {
+            s.stale_reads -= 1;
+            s.versions[n - 2].clone()
+        } else {
+            s.versions[n - 1].clone()
+        };
+        match version {
+            Some(text) => aws_smithy_mocks::MockResponse::Output(
+                GetBucketPolicyOutput::builder().policy(text).build(),
+            ),
+            None => {
+                aws_smithy_mocks::MockResponse::Http(aws_smithy_runtime_api::http::Response::new(
+                    aws_smithy_runtime_api::http::StatusCode::try_from(404).expect("status"),
+                    aws_smithy_types::body::SdkBody::from(s3_error("NoSuchBucketPolicy", "none")),
+                ))
+            }
+        }
+    });
+    let writer_state = state.clone();
+    let put = mock!(Client::put_bucket_policy).then_compute_output(move |req| {
+        let mut s = writer_state.lock().expect("state");
+        s.versions.push(req.policy().map(str::to_string));
+        // The read right after a write still shows the policy before it.
+        s.stale_reads = 1;
+        PutBucketPolicyOutput::builder().build()
+    });
+    let calls = Calls::default();
+    let ctx = context(vec![account(
+        ARCHIVE,
+        Mocked {
+            s3: &[&get, &put],
+            ..Default::default()
+        },
+        &calls,
+    )]);
+    let writer = PolicyWriter::new(ctx.clone());
+    use trailhub_engine::Task;
+    let (first, apply) = grant_of(&ctx, "222222222222", writer.clone());
+    assert!(first.apply(&apply).await.expect("granted").changed);
+    // Later, the next write's read is stale again: it must not start from the policy before
+    // the first grant (that would lose it).
+    state.lock().expect("state").stale_reads = 1;
+    let (second, apply) = grant_of(&ctx, "333333333333", writer.clone());
+    assert!(second.apply(&apply).await.expect("granted").changed);
+
+    let s = state.lock().expect("state");
+    assert_eq!(s.versions.len(), 3, "two writes");
+    let last: Value =
+        serde_json::from_str(s.versions[2].as_deref().expect("a policy")).expect("JSON");
+    assert_eq!(
+        statement(&last, "AllowReplicationFromSourceAccount")["Principal"]["AWS"],
+        json!([
+            "arn:aws:iam::222222222222:role/S3ReplicationRole",
+            "arn:aws:iam::333333333333:role/S3ReplicationRole"
+        ]),
+        "the second write starts from the first one's policy, not from the stale read: {last}"
+    );
+    // Each write's stale read-back and the second write's stale read were read again.
+    assert_eq!(calls.count("s3:PutBucketPolicy"), 2);
+    assert_eq!(
+        calls.count("s3:GetBucketPolicy"),
+        1 + 1 + 2 + 2 + 2,
+        "{:?}",
+        calls.list()
+    );
 }

@@ -16,7 +16,7 @@ const NODE: &str = "222222222222/replication";
 
 /// The article's replication configuration for the source, rule status `status`, as
 /// GetBucketReplication returns it.
-fn article_xml(status: &str) -> String {
+pub(crate) fn article_xml(status: &str) -> String {
     format!(
         r#"<?xml version="1.0" encoding="UTF-8"?>
 <ReplicationConfiguration xmlns="http://s3.amazonaws.com/doc/2006-03-01/">

@@ -30,7 +30,7 @@ fn no_such_stack() -> String {
 }
 
 /// The stack in `status`, with the parameter the article's template takes.
-fn stack(status: StackStatus) -> DescribeStacksOutput {
+pub(crate) fn stack(status: StackStatus) -> DescribeStacksOutput {
     let mut stack = Stack::builder()
         .stack_name(STACK)
         .stack_id(STACK_ID)

@@ -305,6 +305,7 @@ pub fn context(accounts: Vec<AccountClients>) -> StepContext {
     let mut ctx = StepContext::new(setting(), Accounts::with_clients(accounts));
     ctx.stack_poll = Duration::from_millis(2);
     ctx.stack_timeout = Duration::from_secs(5);
+    ctx.consistency = Duration::from_millis(1);
     // As after bucket-check: the source's logs and both buckets' regions are known.
     ctx.remember_logs(SOURCE, logs());
     ctx.pin_region(ARCHIVE_BUCKET, REGION);

@@ -95,6 +95,7 @@ impl Trailhub {
             .env("AWS_EC2_METADATA_DISABLED", "true")
             .env("TRAILHUB_STATE", self.state())
             .env("TRAILHUB_RETRY_INITIAL_MS", "20")
+            .env("TRAILHUB_CONSISTENCY_MS", "20")
             .env("CI", "1");
         cmd
     }
