@@ -7,6 +7,7 @@
 //! - [`checks`]: reading live state back and comparing it with the specification (the
 //!   `S/verify` node and `trailhub verify`).
 //! - [`policy`]: merging principals into, and out of, the archive bucket policy.
+//! - [`rules`]: replication rules that are not trailhub's, refused or kept beside its own.
 
 pub mod canary;
 pub mod checks;
@@ -18,6 +19,7 @@ pub mod migrate;
 pub mod policy;
 mod replication_doc;
 mod retry_history;
+pub mod rules;
 mod source_keys;
 pub mod spec;
 pub mod tasks;
@@ -25,5 +27,5 @@ mod template;
 
 pub use clients::{AccountClients, Accounts, Connector};
 pub use errors::classify;
-pub use spec::{ArchiveSpec, Credentials, PolicyMode, Setting, SourceSpec};
+pub use spec::{ArchiveSpec, Credentials, ExistingReplication, PolicyMode, Setting, SourceSpec};
 pub use template::{resolved_inline_policy, role_template, trust_policy};

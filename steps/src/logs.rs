@@ -13,7 +13,8 @@
 //! objects SSE-KMS, which S3 replicates only when the rule opts in.
 
 use crate::errors::{classify, service_code};
-use crate::spec::SourceSpec;
+use crate::rules::KeptRules;
+use crate::spec::{ExistingReplication, SourceSpec};
 use crate::tasks::{StepContext, call};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -44,6 +45,10 @@ pub struct SourceLogs {
     /// context is then the bucket's ARN, not the object's).
     #[serde(default)]
     pub bucket_key: bool,
+    /// The replication rules found on the bucket that are not trailhub's and that it keeps
+    /// beside its own (`existing_replication = "merge"`): what the role must grant them.
+    #[serde(default)]
+    pub kept: Option<KeptRules>,
 }
 
 impl SourceLogs {
@@ -112,6 +117,7 @@ pub async fn discover(ctx: &StepContext, s: &SourceSpec) -> Result<SourceLogs, T
     kms_keys.sort();
     kms_keys.dedup();
     let kms_keys = crate::source_keys::check(ctx, s, kms_keys).await?;
+    let kept = kept_rules(ctx, s).await?;
     Ok(SourceLogs {
         bucket: s.bucket.clone(),
         encryption: encryption.algorithm,
@@ -121,7 +127,22 @@ pub async fn discover(ctx: &StepContext, s: &SourceSpec) -> Result<SourceLogs, T
         trails: logging.iter().map(|t| t.arn.clone()).collect(),
         kms_keys,
         bucket_key: encryption.bucket_key,
+        kept,
     })
+}
+
+/// For a source that merges, the rules that are not trailhub's on its bucket (read before the
+/// role is made, whose policy must grant what they need); refused when S3 would not let them
+/// sit beside trailhub's. A source that refuses them is checked by `S/replication` itself.
+async fn kept_rules(ctx: &StepContext, s: &SourceSpec) -> Result<Option<KeptRules>, TaskError> {
+    if s.existing_replication != ExistingReplication::Merge {
+        return Ok(None);
+    }
+    let live = crate::tasks::replication::live_replication(ctx, s).await?;
+    if let Some(e) = crate::rules::first_schema(s, live.as_ref()) {
+        return Err(e);
+    }
+    Ok(KeptRules::of(live.as_ref()))
 }
 
 /// The source bucket does not exist: what to do, said for a source.

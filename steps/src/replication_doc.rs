@@ -512,6 +512,7 @@ mod tests {
             prefix: None,
             region: None,
             trust_conditions: false,
+            existing_replication: Default::default(),
             storage_class: "STANDARD_IA".into(),
             replication_time_control: true,
             credentials: Credentials::Default,
@@ -525,6 +526,7 @@ mod tests {
             trails: vec![],
             kms_keys: vec![],
             bucket_key: false,
+            kept: None,
         };
         let doc = desired(
             &setting,

@@ -104,6 +104,31 @@ impl fmt::Display for UnknownPolicyMode {
 
 impl std::error::Error for UnknownPolicyMode {}
 
+/// What `S/replication` does with replication rules that are not trailhub's on a source bucket
+/// (a DR copy, another team's rule). A configuration has one IAM role for all its rules and
+/// `PutBucketReplication` replaces it whole, so keeping them changes their role.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ExistingReplication {
+    /// The account fails at `replication`, naming the rules and their role; nothing is written.
+    #[default]
+    Refuse,
+    /// trailhub's rules are added beside them (free priorities, their own IDs); the
+    /// configuration's role becomes trailhub's, whose policy also grants what their
+    /// destinations need; rollback puts their role back.
+    Merge,
+}
+
+impl ExistingReplication {
+    /// The name the inventory uses.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Refuse => "refuse",
+            Self::Merge => "merge",
+        }
+    }
+}
+
 /// The log-archive account and its bucket.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ArchiveSpec {
@@ -143,12 +168,36 @@ pub struct SourceSpec {
     /// (`aws:SourceAccount`, `aws:SourceArn`): an explicit opt-in, as AWS's replication
     /// documentation shows an unconditioned trust in S3.
     pub trust_conditions: bool,
+    /// What to do with replication rules on the bucket that are not trailhub's.
+    #[serde(default)]
+    pub existing_replication: ExistingReplication,
     /// Storage class of the replicas.
     pub storage_class: String,
     /// Replication Time Control and metrics, 15 minutes.
     pub replication_time_control: bool,
     /// Credentials for this account.
     pub credentials: Credentials,
+}
+
+#[cfg(test)]
+impl SourceSpec {
+    /// The article's source `222222222222`, for tests.
+    pub(crate) fn example() -> SourceSpec {
+        SourceSpec {
+            account_id: "222222222222".into(),
+            bucket: "cm-members-cloudtrail-222222222222".into(),
+            trail: None,
+            role_name: "S3ReplicationRole".into(),
+            stack_name: "cloudtrail-replication-role".into(),
+            prefix: None,
+            region: None,
+            trust_conditions: false,
+            existing_replication: ExistingReplication::Refuse,
+            storage_class: "STANDARD_IA".into(),
+            replication_time_control: true,
+            credentials: Credentials::Default,
+        }
+    }
 }
 
 /// Everything the steps of one run share.

@@ -11,6 +11,9 @@
 //! or the bucket's with S3 Bucket Keys), as AWS's "replicating encrypted objects" policy does.
 //! The archive key is named by its account and region (`key/*`): the role is made before the
 //! archive key admits it, and only a key whose own policy admits the role can be used.
+//!
+//! When a source keeps replication rules that are not trailhub's (`existing_replication =
+//! "merge"`), its role replicates for them too and also grants what their destinations need.
 
 use crate::logs::SourceLogs;
 use crate::spec::{Setting, SourceSpec};
@@ -51,6 +54,7 @@ pub fn role_template(
         ),
     ];
     statements.extend(kms_statements(setting, source, logs));
+    statements.extend(kept_statements(setting, source, logs));
     let template: Value = json!({
         "AWSTemplateFormatVersion": "2010-09-09",
         "Description": "CloudTrail S3 Replication IAM Role for cross-account log aggregation",
@@ -164,6 +168,37 @@ fn kms_statements(setting: &Setting, source: &SourceSpec, logs: &SourceLogs) -> 
     ]
 }
 
+/// For the replication rules kept beside trailhub's (`existing_replication = "merge"`), what
+/// their destinations need of the role that now replicates for them: writing replicas there,
+/// encrypting with their replica keys, decrypting the source's SSE-KMS objects through S3.
+fn kept_statements(setting: &Setting, source: &SourceSpec, logs: &SourceLogs) -> Vec<Value> {
+    let Some(kept) = &logs.kept else {
+        return Vec::new();
+    };
+    let mut statements = Vec::new();
+    if !kept.destinations.is_empty() {
+        let objects: Vec<String> = kept.destinations.iter().map(|d| format!("{d}/*")).collect();
+        statements.push(s3_statement(&REPLICA_ACTIONS, json!(objects)));
+    }
+    if !kept.replica_keys.is_empty() {
+        statements.push(json!({
+            "Effect": "Allow",
+            "Action": ["kms:Encrypt", "kms:GenerateDataKey"],
+            "Resource": kept.replica_keys,
+        }));
+    }
+    if kept.sse_kms {
+        let region = logs.region.as_deref().unwrap_or(&setting.region);
+        statements.push(json!({
+            "Effect": "Allow",
+            "Action": "kms:Decrypt",
+            "Resource": format!("arn:{}:kms:{region}:{}:key/*", setting.partition, source.account_id),
+            "Condition": {"StringLike": {"kms:ViaService": format!("s3.{region}.amazonaws.com")}}
+        }));
+    }
+    statements
+}
+
 /// The role's trust policy: S3 may assume it. With `trust_conditions`, only on behalf of the
 /// source account's own bucket (AWS's confused-deputy guidance for service roles, which its
 /// replication documentation does not show: an explicit opt-in).
@@ -195,6 +230,7 @@ pub fn resolved_inline_policy(setting: &Setting, source: &SourceSpec, logs: &Sou
         s3_statement(&REPLICA_ACTIONS, json!(format!("{dst}/*"))),
     ];
     statements.extend(kms_statements(setting, source, logs));
+    statements.extend(kept_statements(setting, source, logs));
     json!({"Version": "2012-10-17", "Statement": statements})
 }
 
@@ -227,6 +263,7 @@ mod tests {
             prefix: None,
             region: None,
             trust_conditions,
+            existing_replication: Default::default(),
             storage_class: "STANDARD_IA".into(),
             replication_time_control: true,
             credentials: Credentials::Default,
@@ -247,6 +284,7 @@ mod tests {
                 vec![]
             },
             bucket_key: false,
+            kept: None,
         }
     }
 
@@ -319,5 +357,36 @@ mod tests {
             inline["Statement"][3], kms["Statement"][3],
             "the template says the same"
         );
+    }
+
+    #[test]
+    fn kept_rules_add_their_destinations_and_keys_to_the_role() {
+        let mut merged = logs(false);
+        merged.kept = Some(crate::rules::KeptRules {
+            role: "arn:aws:iam::222222222222:role/dr".into(),
+            ids: vec!["dr".into()],
+            destinations: vec!["arn:aws:s3:::dr-bucket".into()],
+            replica_keys: vec!["arn:aws:kms:us-west-2:222222222222:key/dr".into()],
+            sse_kms: true,
+        });
+        let inline = resolved_inline_policy(&setting(), &source(false), &merged);
+        let statements = inline["Statement"].as_array().expect("statements");
+        assert_eq!(statements.len(), 6, "{inline:#}");
+        assert_eq!(
+            statements[3]["Resource"],
+            json!(["arn:aws:s3:::dr-bucket/*"])
+        );
+        assert_eq!(statements[3]["Action"][0], "s3:ReplicateObject");
+        assert_eq!(
+            statements[4]["Resource"],
+            json!(["arn:aws:kms:us-west-2:222222222222:key/dr"])
+        );
+        let region = merged.region.clone().unwrap_or("ap-northeast-1".into());
+        assert_eq!(
+            statements[5]["Resource"],
+            format!("arn:aws:kms:{region}:222222222222:key/*")
+        );
+        let (text, _) = role_template(&setting(), &source(false), &merged);
+        assert!(text.contains("arn:aws:s3:::dr-bucket/*"), "{text}");
     }
 }

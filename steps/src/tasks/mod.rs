@@ -90,6 +90,8 @@ mod tests {
         });
         round_trips(ReplicationUndo {
             previous: Some(json!({ "Role": "arn", "Rules": [] })),
+            wrote: Some(vec![json!({ "ID": "ReplicateCloudTrailLogs" })]),
+            role: Some("arn:aws:iam::222222222222:role/S3ReplicationRole".into()),
         });
         round_trips(GrantUndo {
             principal: "arn:aws:iam::222222222222:role/S3ReplicationRole".into(),
@@ -102,7 +104,11 @@ mod tests {
         reads(json!({ "status": null }), VersioningUndo { status: None });
         reads(
             json!({ "previous": null }),
-            ReplicationUndo { previous: None },
+            ReplicationUndo {
+                previous: None,
+                wrote: None,
+                role: None,
+            },
         );
         reads(
             json!({ "principal": "p", "present_before": false }),
@@ -129,6 +135,7 @@ mod tests {
             trails: vec!["arn:aws:cloudtrail:us-east-1:2:trail/Members".into()],
             kms_keys: vec!["arn:aws:kms:us-east-1:2:key/k".into()],
             bucket_key: true,
+            kept: None,
         });
         round_trips(KeyGrantOutput {
             key: Some("arn:aws:kms:ap-northeast-1:1:key/a".into()),

@@ -9,7 +9,8 @@ use crate::drift::Finding;
 use crate::errors::{classify, service_code};
 use crate::logs::SourceLogs;
 use crate::replication_doc::{RULE_ID, desired, diff, from_json, rule_id, to_json};
-use crate::spec::SourceSpec;
+use crate::rules::{self, KeptRules, Restore};
+use crate::spec::{ExistingReplication, SourceSpec};
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -27,11 +28,20 @@ pub struct Replication {
     key: Arc<ArchiveKey>,
 }
 
-/// The configuration found before trailhub's was put (`None`: there was none).
+/// The configuration found before trailhub's was put (`None`: there was none), and what
+/// trailhub wrote: rollback removes trailhub's rules by their ID, and only while they are what
+/// it wrote.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ReplicationUndo {
     /// The whole configuration, in the AWS CLI's JSON shape.
     pub previous: Option<Value>,
+    /// trailhub's rules as it put them (`None` in journals of before it was recorded: rollback
+    /// then puts `previous` back whole).
+    #[serde(default)]
+    pub wrote: Option<Vec<Value>>,
+    /// The role trailhub's configuration named.
+    #[serde(default)]
+    pub role: Option<String>,
 }
 
 /// The configuration in force.
@@ -45,25 +55,75 @@ pub struct ReplicationOutput {
     pub rule: String,
 }
 
-/// How the live configuration differs from the article's for `source` with role `role_arn`:
-/// the one comparison of this resource.
-pub(crate) fn drift(
-    ctx: &StepContext,
-    source: &SourceSpec,
-    want: &Wanted<'_>,
-    live: Option<&Value>,
-) -> Vec<Change> {
-    let want = desired(
-        &ctx.setting,
-        source,
-        want.logs,
-        want.role_arn,
-        want.replica_key,
-    );
-    diff(live, &want)
-        .into_iter()
-        .map(|(field, from, to)| Change::new(field, from, to))
-        .collect()
+/// What trailhub writes on a bucket given what is live, and the two sides it compares: the whole
+/// configuration, or, when the source merges, the role and trailhub's own rules only (the rules
+/// kept beside them are not trailhub's to compare).
+pub(crate) struct Target {
+    /// The configuration to put.
+    pub(crate) doc: Value,
+    want: Value,
+    have: Option<Value>,
+}
+
+impl Target {
+    /// The configuration `source` needs on its bucket, `live` being what is there: refused when
+    /// rules that are not trailhub's would be lost or cannot sit beside its own.
+    pub(crate) fn of(
+        ctx: &StepContext,
+        source: &SourceSpec,
+        want: &Wanted<'_>,
+        live: Option<&Value>,
+    ) -> Result<Target, TaskError> {
+        let ours = desired(
+            &ctx.setting,
+            source,
+            want.logs,
+            want.role_arn,
+            want.replica_key,
+        );
+        match source.existing_replication {
+            ExistingReplication::Refuse => match rules::refused(source, live) {
+                Some(e) => Err(e),
+                None => Ok(Target {
+                    doc: ours.clone(),
+                    want: ours,
+                    have: live.cloned(),
+                }),
+            },
+            ExistingReplication::Merge => match rules::first_schema(source, live) {
+                Some(e) => Err(e),
+                None => {
+                    let doc = rules::merge(&ours, live);
+                    Ok(Target {
+                        want: rules::ours_view(&doc),
+                        have: live.map(rules::ours_view),
+                        doc,
+                    })
+                }
+            },
+        }
+    }
+
+    /// How the live configuration differs from trailhub's: the one comparison of this
+    /// resource, for plan, apply and verify.
+    pub(crate) fn changes(&self) -> Vec<Change> {
+        diff(self.have.as_ref(), &self.want)
+            .into_iter()
+            .map(|(field, from, to)| Change::new(field, from, to))
+            .collect()
+    }
+
+    /// trailhub's rules in the configuration it puts.
+    fn ours(&self) -> Vec<Value> {
+        self.doc
+            .get("Rules")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter(|r| rules::is_ours(r.get("ID").and_then(Value::as_str)))
+            .cloned()
+            .collect()
+    }
 }
 
 /// The replication drift as verify reports it.
@@ -84,10 +144,23 @@ pub(crate) fn findings(
             "(none)",
         )];
     }
-    drift(ctx, source, want, live)
-        .into_iter()
-        .map(|c| Finding::from_change(account, &resource, "Replication.", "(absent)", c))
-        .collect()
+    match Target::of(ctx, source, want, live) {
+        Ok(target) => target
+            .changes()
+            .into_iter()
+            .map(|c| Finding::from_change(account, &resource, "Replication.", "(absent)", c))
+            .collect(),
+        Err(conflict) => vec![Finding::new(
+            account,
+            &resource,
+            "Replication.Rules",
+            format!(
+                "trailhub's rules (existing_replication = \"{}\")",
+                source.existing_replication.name()
+            ),
+            conflict.message,
+        )],
+    }
 }
 
 /// The bucket's replication configuration as JSON, `None` when it has none.
@@ -224,7 +297,7 @@ impl Task for Replication {
             replica_key: replica_key.as_deref(),
         };
         let live = live_replication(&self.ctx, &self.source).await?;
-        let changes = drift(&self.ctx, &self.source, &want, live.as_ref());
+        let changes = Target::of(&self.ctx, &self.source, &want, live.as_ref())?.changes();
         Ok(match (changes.is_empty(), live.is_some()) {
             (true, _) => Plan::new(PlanAction::NoOp),
             (false, true) => Plan::new(PlanAction::Update).changes(changes),
@@ -257,18 +330,18 @@ impl Task for Replication {
                 .first()
                 .map_or_else(|| RULE_ID.to_string(), |p| rule_id(p)),
         };
-        if drift(&self.ctx, &self.source, &want, live.as_ref()).is_empty() {
+        let target = Target::of(&self.ctx, &self.source, &want, live.as_ref())?;
+        if target.changes().is_empty() {
             return Ok(Applied::unchanged(outputs));
         }
-        ctx.record_undo(ReplicationUndo { previous: live }).await?;
-        let doc = desired(
-            &self.ctx.setting,
-            &self.source,
-            &logs,
-            &role_arn,
-            replica_key.as_deref(),
-        );
-        self.put(ctx, &doc).await?;
+        self.kept_rules_are_granted(&logs, live.as_ref())?;
+        ctx.record_undo(ReplicationUndo {
+            previous: live,
+            wrote: Some(target.ours()),
+            role: Some(role_arn.clone()),
+        })
+        .await?;
+        self.put(ctx, &target.doc).await?;
         Ok(Applied::changed(outputs))
     }
 
@@ -277,10 +350,85 @@ impl Task for Replication {
         undo: Option<ReplicationUndo>,
         ctx: &ApplyCtx<ReplicationUndo>,
     ) -> Result<RolledBack, TaskError> {
-        let Some(ReplicationUndo { previous }) = undo else {
+        let Some(undo) = undo else {
             return Ok(RolledBack::default());
         };
         let live = live_replication(&self.ctx, &self.source).await?;
+        let bucket = &self.source.bucket;
+        let (Some(wrote), Some(role)) = (&undo.wrote, &undo.role) else {
+            return self.restore_whole(undo.previous, live, ctx).await;
+        };
+        let (restore, notes) = rules::restore(undo.previous.as_ref(), live.as_ref(), wrote, role);
+        let notes = if notes.is_empty() {
+            String::new()
+        } else {
+            format!("; {}", notes.join("; "))
+        };
+        match restore {
+            Restore::Keep if notes.is_empty() => Ok(RolledBack::default()),
+            Restore::Keep => Ok(RolledBack::kept(format!(
+                "replication configuration of {bucket} kept{notes}"
+            ))),
+            Restore::Delete => {
+                self.delete(ctx).await?;
+                Ok(RolledBack::undone(format!(
+                    "replication configuration of {bucket} deleted (no rule is left but trailhub's){notes}"
+                )))
+            }
+            Restore::Put(doc) => {
+                self.put(ctx, &doc).await?;
+                Ok(RolledBack::undone(
+                    if undo.previous.as_ref() == Some(&doc) {
+                        format!(
+                            "replication configuration of {bucket} restored to the one found before{notes}"
+                        )
+                    } else {
+                        format!(
+                            "trailhub's rules removed from the replication configuration of {bucket}, the rest kept{notes}"
+                        )
+                    },
+                ))
+            }
+        }
+    }
+}
+
+impl Replication {
+    /// When the source merges, the rules kept beside trailhub's must be those whose needs the
+    /// role's policy was made with (read by `S/bucket-check`): a rule added since would write
+    /// with a role not granted its destination.
+    fn kept_rules_are_granted(
+        &self,
+        logs: &SourceLogs,
+        live: Option<&Value>,
+    ) -> Result<(), TaskError> {
+        let Some(now) = KeptRules::of(live) else {
+            return Ok(());
+        };
+        if logs
+            .kept
+            .as_ref()
+            .is_some_and(|granted| granted.covers(&now))
+        {
+            return Ok(());
+        }
+        Err(TaskError::fatal(format!(
+            "the replication rules of bucket {} changed since bucket-check read them (now {}): the role's policy does not grant their destinations",
+            self.source.bucket,
+            now.ids.join(", ")
+        ))
+        .with_code("ExistingReplication")
+        .with_hint("run `trailhub apply` again: a new run reads them first and grants them"))
+    }
+
+    /// Rollback of a journal that recorded only the configuration found before: put it back
+    /// whole (or delete trailhub's when there was none).
+    async fn restore_whole(
+        &self,
+        previous: Option<Value>,
+        live: Option<Value>,
+        ctx: &ApplyCtx<ReplicationUndo>,
+    ) -> Result<RolledBack, TaskError> {
         let bucket = &self.source.bucket;
         match previous {
             None if live.is_none() => Ok(RolledBack::default()),

@@ -160,7 +160,15 @@ async fn a_disabled_rule_is_journaled_replaced_and_put_back_by_rollback() {
         "the configuration found is journaled before it is replaced"
     );
     let undo = history.undo().remove(0);
-    assert_eq!(undo, json!({ "previous": article_json("Disabled") }));
+    assert_eq!(
+        undo,
+        json!({
+            "previous": article_json("Disabled"),
+            "wrote": article_json("Enabled")["Rules"],
+            "role": "arn:aws:iam::222222222222:role/S3ReplicationRole",
+        }),
+        "the undo record holds what was found and what trailhub wrote"
+    );
 
     let (rollback_ctx, rollback_history) = detached_with(NODE, SOURCE, Some(undo.clone()));
     let rolled = task

@@ -57,6 +57,7 @@ pub fn logs() -> SourceLogs {
         )],
         kms_keys: vec![],
         bucket_key: false,
+        kept: None,
     }
 }
 
@@ -160,6 +161,7 @@ pub fn source() -> SourceSpec {
         prefix: None,
         region: None,
         trust_conditions: false,
+        existing_replication: Default::default(),
         storage_class: "STANDARD_IA".into(),
         replication_time_control: true,
         credentials: Credentials::Default,

@@ -183,12 +183,12 @@ trail = ""
         let InventoryError::Invalid { problems, .. } = &err else {
             panic!("{err}");
         };
-        let source_keys = "account_id, bucket, trail, role_name, stack_name, prefix, storage_class, replication_time_control, assume_role, profile";
+        let source_keys = "account_id, bucket, trail, role_name, stack_name, prefix, region, trust_conditions, existing_replication, storage_class, replication_time_control, assume_role, profile";
         assert_eq!(
             problems,
             &[
                 "archive.bucket: must be a string, not datetime".to_string(),
-                "archive.shade: unknown key; known keys here: account_id, assume_role, profile, bucket".into(),
+                "archive.shade: unknown key; known keys here: account_id, assume_role, profile, bucket, kms_key".into(),
                 "colour: unknown key; known keys here: region, policy, archive, source_defaults, source".into(),
                 "policy: `strict` is not a policy; use \"article\", \"least-privilege\" or \"accounts\"".into(),
                 "region: is required (e.g. region = \"ap-northeast-1\")".into(),

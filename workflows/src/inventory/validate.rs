@@ -9,7 +9,7 @@ use crate::names;
 use std::collections::{BTreeMap, BTreeSet};
 use toml::Value;
 use trailhub_steps::spec::UnknownPolicyMode;
-use trailhub_steps::{ArchiveSpec, Credentials, PolicyMode, SourceSpec};
+use trailhub_steps::{ArchiveSpec, Credentials, ExistingReplication, PolicyMode, SourceSpec};
 
 /// Checks `raw` as a whole: the inventory, or every problem, each `key: message`, sorted by key
 /// (`source[10]` after `source[9]`).
@@ -224,6 +224,7 @@ impl<'a> Sources<'a> {
             prefix: keys.prefix(p),
             region: keys.region(p),
             trust_conditions: keys.trust_conditions(p),
+            existing_replication: keys.existing_replication(p),
             storage_class: keys.name(
                 p,
                 |s| &s.storage_class,
@@ -347,6 +348,25 @@ impl<'a> Keys<'a> {
             Field::Wrong(_) => {
                 p.add(&at, "must be true or false");
                 false
+            }
+        }
+    }
+
+    /// What to do with replication rules that are not trailhub's (`refuse` unless set).
+    fn existing_replication(&self, p: &mut Problems) -> ExistingReplication {
+        let (field, at) = self.get(|s| &s.existing_replication, "existing_replication");
+        let choice = p.string(field, &at);
+        match choice.as_deref() {
+            None | Some("refuse") => ExistingReplication::Refuse,
+            Some("merge") => ExistingReplication::Merge,
+            Some(other) => {
+                p.add(
+                    &at,
+                    &format!(
+                        "`{other}` is not a choice; use \"refuse\" (the default) or \"merge\""
+                    ),
+                );
+                ExistingReplication::Refuse
             }
         }
     }
