@@ -23,6 +23,9 @@ pub struct TaskError {
     pub code: Option<String>,
     /// What the operator can do about it.
     pub hint: Option<String>,
+    /// Whether it holds whatever earlier nodes do (a conflict with what is live, not a resource
+    /// that an earlier node is about to create): plan reports it even below a node it creates.
+    pub standing: bool,
 }
 
 impl TaskError {
@@ -33,6 +36,7 @@ impl TaskError {
             message: message.into(),
             code: None,
             hint: None,
+            standing: false,
         }
     }
 
@@ -43,12 +47,20 @@ impl TaskError {
             message: message.into(),
             code: None,
             hint: None,
+            standing: false,
         }
     }
 
     /// Sets the provider's error code.
     pub fn with_code(mut self, code: impl Into<String>) -> Self {
         self.code = Some(code.into());
+        self
+    }
+
+    /// Marks the error as holding whatever earlier nodes do (plan reports it even below a node
+    /// it creates, where other probe errors become "known once … is created").
+    pub fn standing(mut self) -> Self {
+        self.standing = true;
         self
     }
 

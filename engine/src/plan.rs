@@ -148,14 +148,15 @@ pub async fn plan(dag: &Dag<Built>, concurrency: usize) -> Vec<PlannedNode> {
     }
     let mut planned: Vec<PlannedNode> = out.into_iter().flatten().collect();
     // A probe that failed because an earlier node's resource does not exist yet (the archive
-    // bucket, say) is not an error of the plan: apply creates it first.
+    // bucket, say) is not an error of the plan: apply creates it first. A standing error (a
+    // conflict with what is live) is reported all the same.
     let creates: Vec<NodeId> = planned
         .iter()
         .filter(|p| matches!(&p.result, Ok(plan) if plan.action == PlanAction::Create))
         .map(|p| p.id.clone())
         .collect();
     for p in planned.iter_mut() {
-        if p.result.is_err()
+        if p.result.as_ref().is_err_and(|e| !e.standing)
             && let Some(first) = creates.iter().find(|c| dag.descendants(c).contains(&&p.id))
         {
             p.result =

@@ -143,7 +143,8 @@ pub fn refused(source: &SourceSpec, live: Option<&Value>) -> Option<TaskError> {
         .with_hint(format!(
             "set `existing_replication = \"merge\"` for source {} to keep them beside trailhub's rule (their role becomes trailhub's, granted their destinations), or remove them; then `trailhub apply`",
             source.account_id
-        )),
+        ))
+        .standing(),
     )
 }
 
@@ -164,7 +165,8 @@ pub fn first_schema(source: &SourceSpec, live: Option<&Value>) -> Option<TaskErr
             listing(&old)
         ))
         .with_code("ExistingReplication")
-        .with_hint("give each a `Filter` and a `Priority` (aws s3api put-bucket-replication), then `trailhub apply`"),
+        .with_hint("give each a `Filter` and a `Priority` (aws s3api put-bucket-replication), then `trailhub apply`")
+        .standing(),
     )
 }
 

@@ -14,6 +14,7 @@ mod dryrun;
 mod layouts;
 mod migration;
 mod operator;
+mod ownership;
 mod recovery;
 mod reliability;
 mod rollback;
