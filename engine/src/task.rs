@@ -121,6 +121,8 @@ pub(crate) enum Msg {
     Undo {
         node: NodeId,
         undo: Value,
+        /// Replace the node's record rather than keep the first one.
+        amend: bool,
         ack: oneshot::Sender<Value>,
     },
     Call {
@@ -258,6 +260,7 @@ pub(crate) struct Input {
 /// One attempt of one node, untyped: what the engine gives every task.
 pub(crate) struct Attempt {
     node: NodeId,
+    run: Arc<str>,
     attempt: u32,
     inputs: BTreeMap<NodeId, Input>,
     undo: Mutex<Option<Value>>,
@@ -268,6 +271,7 @@ pub(crate) struct Attempt {
 impl Attempt {
     pub(crate) fn new(
         node: NodeId,
+        run: Arc<str>,
         attempt: u32,
         inputs: BTreeMap<NodeId, Input>,
         undo: Option<Value>,
@@ -276,6 +280,7 @@ impl Attempt {
     ) -> Arc<Self> {
         Arc::new(Attempt {
             node,
+            run,
             attempt,
             inputs,
             undo: Mutex::new(undo),
@@ -338,6 +343,7 @@ impl<U> ApplyCtx<U> {
             .collect();
         let core = Arc::new(Attempt {
             node: node.clone(),
+            run: Arc::from("detached"),
             attempt: 1,
             inputs,
             undo: Mutex::new(prior_undo),
@@ -350,6 +356,12 @@ impl<U> ApplyCtx<U> {
     /// The node's id.
     pub fn node(&self) -> &NodeId {
         &self.core.node
+    }
+
+    /// The id of the run this attempt belongs to (`detached` outside a run): what trailhub
+    /// tags the resources it creates with, so that rollback can tell them from others'.
+    pub fn run(&self) -> &str {
+        &self.core.run
     }
 
     /// The node's group.
@@ -449,6 +461,17 @@ impl<U: Serialize + DeserializeOwned> ApplyCtx<U> {
         if let Some(existing) = self.prior_undo()? {
             return Ok(existing);
         }
+        self.journal_undo(undo, false).await
+    }
+
+    /// Journals `undo` in place of the node's record: for what the record can only learn from
+    /// the mutation it guards (the id of what was just created). The caller carries over what
+    /// the record said of the state before.
+    pub async fn amend_undo(&self, undo: U) -> Result<U, TaskError> {
+        self.journal_undo(undo, true).await
+    }
+
+    async fn journal_undo(&self, undo: U, amend: bool) -> Result<U, TaskError> {
         let value = serde_json::to_value(&undo).map_err(|e| {
             TaskError::fatal(format!(
                 "the undo record of {} cannot be written: {e}",
@@ -461,6 +484,7 @@ impl<U: Serialize + DeserializeOwned> ApplyCtx<U> {
                 tx.send(Msg::Undo {
                     node: self.core.node.clone(),
                     undo: value,
+                    amend,
                     ack,
                 })
                 .map_err(|_| TaskError::fatal("the run is shutting down"))?;

@@ -239,6 +239,7 @@ impl<'a> Drain<'a> {
             stop: wiring.stop.clone(),
             permits: wiring.permits.clone(),
             locks: wiring.locks.clone(),
+            run: Arc::from(self.walk.run),
         }
     }
 
@@ -258,7 +259,12 @@ impl<'a> Drain<'a> {
     fn handle(&mut self, msg: Msg) {
         match msg {
             Msg::AttemptStarted { node, ack } => self.attempt_started(node, ack),
-            Msg::Undo { node, undo, ack } => self.undo(node, undo, ack),
+            Msg::Undo {
+                node,
+                undo,
+                amend,
+                ack,
+            } => self.undo(node, undo, amend, ack),
             Msg::Call {
                 node,
                 service,
@@ -361,8 +367,8 @@ impl<'a> Drain<'a> {
             .push(Progress::NodeStarted { node, attempt });
     }
 
-    fn undo(&mut self, node: NodeId, undo: Value, ack: oneshot::Sender<Value>) {
-        if self.walk.records[&node].undo.is_none() {
+    fn undo(&mut self, node: NodeId, undo: Value, amend: bool, ack: oneshot::Sender<Value>) {
+        if amend || self.walk.records[&node].undo.is_none() {
             self.record(&node).undo = Some(undo);
             self.write_record(&node);
             self.event(&node, EventKind::UndoRecorded);
@@ -580,6 +586,7 @@ struct Executor {
     stop: watch::Receiver<bool>,
     permits: Arc<Semaphore>,
     locks: Arc<Locks>,
+    run: Arc<str>,
 }
 
 impl Executor {
@@ -606,6 +613,7 @@ impl Executor {
     async fn attempt(&self, attempt: u32, undo: Option<Value>) -> Result<Outcome, TaskError> {
         let core = Attempt::new(
             self.node.clone(),
+            self.run.clone(),
             attempt,
             self.inputs.clone(),
             undo.clone(),

@@ -22,6 +22,7 @@ mod retry_history;
 pub mod rules;
 mod source_keys;
 pub mod spec;
+pub mod tags;
 pub mod tasks;
 mod template;
 

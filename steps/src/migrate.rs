@@ -52,7 +52,7 @@ fn role_stack_undo(undo: &Value) -> Result<Value, String> {
         return Ok(undo.clone());
     }
     let migrated = match undo.get("existed").and_then(Value::as_bool) {
-        Some(false) => RoleStackUndo::Created,
+        Some(false) => RoleStackUndo::Created { stack_id: None },
         Some(true) if undo.get("role_inline").is_some() || undo.get("role_trust").is_some() => {
             RoleStackUndo::RoleDocuments {
                 inline: non_null(&undo["role_inline"]),
@@ -113,7 +113,7 @@ mod tests {
     fn every_role_stack_undo_shape_of_format_1_is_migrated() {
         assert_eq!(
             migrated(json!({ "existed": false })),
-            RoleStackUndo::Created
+            RoleStackUndo::Created { stack_id: None }
         );
         assert_eq!(
             migrated(json!({

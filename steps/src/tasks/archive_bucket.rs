@@ -5,7 +5,9 @@ use super::{StepContext, call, mutate};
 use crate::drift::Finding;
 use crate::errors::{classify, http_status, service_code};
 use async_trait::async_trait;
-use aws_sdk_s3::types::{BucketLocationConstraint, CreateBucketConfiguration, ObjectLockEnabled};
+use aws_sdk_s3::types::{
+    BucketLocationConstraint, CreateBucketConfiguration, ObjectLockEnabled, Tag, Tagging,
+};
 use serde::{Deserialize, Serialize};
 use trailhub_engine::{Applied, ApplyCtx, Plan, PlanAction, PlanCtx, RolledBack, Task, TaskError};
 
@@ -16,12 +18,17 @@ pub struct ArchiveBucket {
 }
 
 /// Journaled before the bucket is created: it did not exist, so rollback may delete it (if it
-/// is still empty).
+/// is still empty, and still the bucket trailhub created).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ArchiveBucketUndo {
     /// Whether the bucket existed before (always `false` when journaled: an existing bucket is
     /// adopted without an undo record).
     pub existed: bool,
+    /// Whether the bucket was tagged with the run's marks once created (`false` in journals of
+    /// before tags, and after a crash between CreateBucket and the tagging): rollback then
+    /// deletes it only if those tags are still on it.
+    #[serde(default)]
+    pub tagged: bool,
 }
 
 /// The archive bucket.
@@ -251,7 +258,15 @@ impl ArchiveBucket {
         )
         .await;
         match result {
-            Ok(_) => Ok(Applied::changed(self.outputs())),
+            Ok(_) => {
+                self.tag(ctx).await?;
+                ctx.amend_undo(ArchiveBucketUndo {
+                    existed: false,
+                    tagged: true,
+                })
+                .await?;
+                Ok(Applied::changed(self.outputs()))
+            }
             Err(e) if service_code(&e) == Some("BucketAlreadyOwnedByYou") => {
                 self.require_lock().await?;
                 Ok(Applied::unchanged(self.outputs()))
@@ -266,6 +281,74 @@ impl ArchiveBucket {
             }
             Err(e) => Err(classify("CreateBucket", self.bucket(), e, &[])),
         }
+    }
+
+    /// Tags the bucket just created with the run's marks (it has no tags yet: PutBucketTagging
+    /// replaces a bucket's whole tag set, so it is never called on a bucket found).
+    async fn tag(&self, ctx: &ApplyCtx<ArchiveBucketUndo>) -> Result<(), TaskError> {
+        let clients = self.ctx.accounts.get(self.account()).await?;
+        let tags = crate::tags::marks(ctx.run())
+            .into_iter()
+            .map(|(k, v)| Tag::builder().key(k).value(v).build())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| TaskError::fatal(format!("bucket tags: {e}")))?;
+        let tagging = Tagging::builder()
+            .set_tag_set(Some(tags))
+            .build()
+            .map_err(|e| TaskError::fatal(format!("bucket tags: {e}")))?;
+        mutate(
+            ctx,
+            self.account(),
+            "s3",
+            "PutBucketTagging",
+            self.bucket(),
+            clients
+                .s3
+                .put_bucket_tagging()
+                .bucket(self.bucket())
+                .expected_bucket_owner(self.account())
+                .tagging(tagging)
+                .send(),
+        )
+        .await
+        .map(|_| ())
+        .map_err(|e| classify("PutBucketTagging", self.bucket(), e, &[]))
+    }
+
+    /// Why the live bucket is not the one `run` created and tagged (`None`: it is).
+    async fn not_ours(&self, run: &str) -> Result<Option<String>, TaskError> {
+        let clients = self.ctx.accounts.get(self.account()).await?;
+        let result = call(
+            self.account(),
+            "s3",
+            "GetBucketTagging",
+            self.bucket(),
+            clients
+                .s3
+                .get_bucket_tagging()
+                .bucket(self.bucket())
+                .expected_bucket_owner(self.account())
+                .send(),
+        )
+        .await;
+        let tags: Vec<(String, String)> = match result {
+            Ok(out) => out
+                .tag_set()
+                .iter()
+                .map(|t| (t.key().to_string(), t.value().to_string()))
+                .collect(),
+            Err(e) if service_code(&e) == Some("NoSuchTagSet") => Vec::new(),
+            Err(e) if service_code(&e) == Some("NoSuchBucket") => return Ok(None),
+            Err(e) => return Err(classify("GetBucketTagging", self.bucket(), e, &[])),
+        };
+        let pairs: Vec<(&str, &str)> = tags.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        Ok((!crate::tags::made_by(&pairs, run)).then(|| {
+            format!(
+                "bucket {} kept: it does not carry the tag {}={run} of the run that created it (made again by someone else?)",
+                self.bucket(),
+                crate::tags::RUN
+            )
+        }))
     }
 
     /// Deletes the bucket this run created, if it is still empty; says why it is kept otherwise.
@@ -364,8 +447,11 @@ impl Task for ArchiveBucket {
             None => Ok(Applied::unchanged(self.outputs())),
             Some(ArchiveDrift::NoObjectLock) => Err(self.no_object_lock()),
             Some(ArchiveDrift::Missing) => {
-                ctx.record_undo(ArchiveBucketUndo { existed: false })
-                    .await?;
+                ctx.record_undo(ArchiveBucketUndo {
+                    existed: false,
+                    tagged: false,
+                })
+                .await?;
                 self.create(ctx).await
             }
         }
@@ -377,7 +463,15 @@ impl Task for ArchiveBucket {
         ctx: &ApplyCtx<ArchiveBucketUndo>,
     ) -> Result<RolledBack, TaskError> {
         match undo {
-            Some(ArchiveBucketUndo { existed: false }) => self.delete_if_empty(ctx).await,
+            Some(ArchiveBucketUndo {
+                existed: false,
+                tagged,
+            }) => {
+                if tagged && let Some(kept) = self.not_ours(ctx.run()).await? {
+                    return Ok(RolledBack::kept(kept));
+                }
+                self.delete_if_empty(ctx).await
+            }
             _ => Ok(RolledBack::kept(format!(
                 "bucket {} kept: it existed before this run",
                 self.bucket()

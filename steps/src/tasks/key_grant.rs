@@ -126,18 +126,20 @@ impl ArchiveKey {
         }
         let archive = &self.ctx.setting.archive;
         let kms = self.kms().await?;
-        let tag = |k: &str, v: &str| Tag::builder().tag_key(k).tag_value(v).build();
+        let mut tags = crate::tags::marks(ctx.run());
+        tags.push(("trailhub:bucket".into(), archive.bucket.clone()));
+        let tags = tags
+            .into_iter()
+            .map(|(k, v)| Tag::builder().tag_key(k).tag_value(v).build())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| TaskError::fatal(format!("key tags: {e}")))?;
         let request = kms
             .create_key()
             .description(format!(
                 "trailhub: encrypts the replicas of SSE-KMS CloudTrail logs in {}",
                 archive.bucket
             ))
-            .tags(tag("trailhub:managed", "true").map_err(|e| TaskError::fatal(e.to_string()))?)
-            .tags(
-                tag("trailhub:bucket", &archive.bucket)
-                    .map_err(|e| TaskError::fatal(e.to_string()))?,
-            );
+            .set_tags(Some(tags));
         let created = mutate(
             ctx,
             &archive.account_id,

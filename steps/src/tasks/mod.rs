@@ -74,12 +74,18 @@ mod tests {
 
     #[test]
     fn undo_records_round_trip_and_read_their_format_1_shapes() {
-        round_trips(ArchiveBucketUndo { existed: false });
+        round_trips(ArchiveBucketUndo {
+            existed: false,
+            tagged: true,
+        });
         round_trips(VersioningUndo { status: None });
         round_trips(VersioningUndo {
             status: Some("Suspended".into()),
         });
-        round_trips(RoleStackUndo::Created);
+        round_trips(RoleStackUndo::Created {
+            stack_id: Some("arn:aws:cloudformation:ap-northeast-1:222222222222:stack/s/1".into()),
+        });
+        round_trips(RoleStackUndo::Created { stack_id: None });
         round_trips(RoleStackUndo::Template {
             template: Some("{}".into()),
             parameters: vec![("DestinationAccountId".into(), "111111111111".into())],
@@ -99,7 +105,10 @@ mod tests {
         });
         reads(
             json!({ "existed": false }),
-            ArchiveBucketUndo { existed: false },
+            ArchiveBucketUndo {
+                existed: false,
+                tagged: false,
+            },
         );
         reads(json!({ "status": null }), VersioningUndo { status: None });
         reads(

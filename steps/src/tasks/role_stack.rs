@@ -18,7 +18,7 @@ use crate::policy;
 use crate::spec::SourceSpec;
 use crate::template::{resolved_inline_policy, role_template, trust_policy};
 use async_trait::async_trait;
-use aws_sdk_cloudformation::types::{Capability, Parameter, Stack, StackStatus};
+use aws_sdk_cloudformation::types::{Capability, Parameter, Stack, StackStatus, Tag};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::time::Instant;
@@ -41,9 +41,14 @@ pub struct RoleStack {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "kebab-case")]
 pub enum RoleStackUndo {
-    /// There was no stack (or a failed creation, or one whose role was deleted): rollback
-    /// deletes the stack, and its role with it.
-    Created,
+    /// There was no stack (or a failed creation): rollback deletes the stack trailhub created,
+    /// and its role with it, once the live stack is shown to be that one.
+    Created {
+        /// The StackId CreateStack answered (`None` until it answered, and in journals of
+        /// before it was recorded): a stack of the same name with another id is not deleted.
+        #[serde(default)]
+        stack_id: Option<String>,
+    },
     /// The stack existed with another template or parameters: rollback puts them back.
     Template {
         /// The earlier template's body (`None` when CloudFormation returned none).
@@ -336,6 +341,34 @@ impl RoleStack {
         &self.source.account_id
     }
 
+    /// Why the live stack is not the one trailhub created (`None`: it is): its StackId differs
+    /// from the one CreateStack answered or, where none was journaled (a crash right after
+    /// CreateStack, an older journal), it does not carry this run's tag.
+    fn not_ours(&self, live: &Stack, created: Option<&str>, run: &str) -> Option<String> {
+        let live_id = live.stack_id().unwrap_or_default();
+        let ours = match created {
+            Some(id) => id == live_id,
+            None => {
+                let tags: Vec<(&str, &str)> = live
+                    .tags()
+                    .iter()
+                    .filter_map(|t| Some((t.key()?, t.value()?)))
+                    .collect();
+                crate::tags::made_by(&tags, run)
+            }
+        };
+        (!ours).then(|| {
+            format!(
+                "stack {} kept: it is not the one trailhub created (StackId {live_id}{})",
+                self.name(),
+                created.map_or_else(
+                    || format!(", without the tag {}={run}", crate::tags::RUN),
+                    |id| format!(", trailhub created {id}")
+                )
+            )
+        })
+    }
+
     /// Polls until the stack is no longer changing; `None` once it is gone.
     async fn settle(&self) -> Result<Option<Stack>, TaskError> {
         let started = Instant::now();
@@ -496,20 +529,27 @@ impl RoleStack {
 
     /// Creates the stack; `Ok(false)` when it exists already (a CreateStack of an earlier
     /// attempt still in flight when its process died, say), to be waited for and compared.
+    /// Creates the stack, tagged with trailhub's marks (which CloudFormation gives its role
+    /// too); `Ok(None)` when a stack of the name already exists, else the new StackId.
     async fn create(
         &self,
         ctx: &ApplyCtx<RoleStackUndo>,
         logs: &SourceLogs,
-    ) -> Result<bool, TaskError> {
+    ) -> Result<Option<String>, TaskError> {
         let (template, params) = role_template(&self.ctx.setting, &self.source, logs);
         let clients = self.ctx.accounts.get(self.account()).await?;
+        let tags: Vec<Tag> = crate::tags::marks(ctx.run())
+            .into_iter()
+            .map(|(k, v)| Tag::builder().key(k).value(v).build())
+            .collect();
         let request = clients
             .cfn
             .create_stack()
             .stack_name(self.name())
             .template_body(template)
             .capabilities(Capability::CapabilityNamedIam)
-            .set_parameters(Some(parameters(params)));
+            .set_parameters(Some(parameters(params)))
+            .set_tags(Some(tags));
         let result = mutate(
             ctx,
             self.account(),
@@ -520,8 +560,8 @@ impl RoleStack {
         )
         .await;
         match result {
-            Ok(_) => Ok(true),
-            Err(e) if service_code(&e) == Some("AlreadyExistsException") => Ok(false),
+            Ok(out) => Ok(Some(out.stack_id().unwrap_or_default().to_string())),
+            Err(e) if service_code(&e) == Some("AlreadyExistsException") => Ok(None),
             Err(e) => Err(classify("CreateStack", self.name(), e, &[])),
         }
     }
@@ -643,13 +683,23 @@ impl RoleStack {
         ctx: &ApplyCtx<RoleStackUndo>,
         logs: &SourceLogs,
     ) -> Result<Option<Applied<RoleStackOutput>>, TaskError> {
-        ctx.record_undo(RoleStackUndo::Created).await?;
-        if !self.create(ctx, logs).await? {
+        let undo = ctx
+            .record_undo(RoleStackUndo::Created { stack_id: None })
+            .await?;
+        let Some(stack_id) = self.create(ctx, logs).await? else {
             ctx.note(format!(
                 "stack {} appeared meanwhile: waiting for it",
                 self.name()
             ));
             return Ok(None);
+        };
+        // The stack trailhub created, by its id: rollback deletes that one and no other. (An
+        // earlier record saying the stack existed stays: that is what rollback restores.)
+        if matches!(undo, RoleStackUndo::Created { .. }) && !stack_id.is_empty() {
+            ctx.amend_undo(RoleStackUndo::Created {
+                stack_id: Some(stack_id),
+            })
+            .await?;
         }
         match self.settle().await? {
             Some(s) if s.stack_status() == Some(&StackStatus::CreateComplete) => {
@@ -659,8 +709,10 @@ impl RoleStack {
         }
     }
 
-    /// A settled stack: updated when its template differs, its role restored when edited by
-    /// hand, deleted (to be created again) when its role is gone.
+    /// A settled stack: updated when its template differs; then, if its role is gone (deleted
+    /// outside CloudFormation, which an update does not notice), deleted to be created again,
+    /// the undo record keeping its earlier template so that rollback returns the stack to it
+    /// (with a role); else its role restored when edited by hand.
     async fn converge(
         &self,
         ctx: &ApplyCtx<RoleStackUndo>,
@@ -668,8 +720,9 @@ impl RoleStack {
         logs: &SourceLogs,
     ) -> Result<Next, TaskError> {
         let (changes, live_template) = self.template_drift(stack, logs).await?;
-        if !changes.is_empty() {
-            let parameters = stack
+        let earlier = RoleStackUndo::Template {
+            template: live_template,
+            parameters: stack
                 .parameters()
                 .iter()
                 .filter_map(|p| {
@@ -678,23 +731,18 @@ impl RoleStack {
                         p.parameter_value()?.to_string(),
                     ))
                 })
-                .collect();
-            ctx.record_undo(RoleStackUndo::Template {
-                template: live_template,
-                parameters,
-            })
-            .await?;
+                .collect(),
+        };
+        let mut updated = None;
+        if !changes.is_empty() {
+            ctx.record_undo(earlier.clone()).await?;
             let (template, params) = role_template(&self.ctx.setting, &self.source, logs);
-            let updated = self
+            updated = self
                 .update_and_wait(ctx, template, params, "UpdateStack")
                 .await?;
-            return Ok(Next::Finished(match updated {
-                Some(u) => Applied::changed(self.outputs(&u).await?),
-                None => Applied::unchanged(self.outputs(stack).await?),
-            }));
         }
         let Some(docs) = read_role(&self.ctx, &self.source).await? else {
-            ctx.record_undo(RoleStackUndo::Created).await?;
+            ctx.record_undo(earlier).await?;
             ctx.note(format!(
                 "role {} of stack {} was deleted outside CloudFormation: deleting the stack to create it again",
                 self.source.role_name,
@@ -703,6 +751,14 @@ impl RoleStack {
             self.delete(ctx).await?;
             return Ok(Next::Again);
         };
+        if let Some(u) = updated {
+            return Ok(Next::Finished(Applied::changed(self.outputs(&u).await?)));
+        }
+        if !changes.is_empty() {
+            return Ok(Next::Finished(Applied::unchanged(
+                self.outputs(stack).await?,
+            )));
+        }
         let drift = docs.drift(&self.ctx, &self.source, logs, None);
         if drift.is_empty() {
             return Ok(Next::Finished(Applied::unchanged(
@@ -865,7 +921,8 @@ impl Task for RoleStack {
                     None => changed = true,
                 },
                 Phase::RollbackComplete => {
-                    ctx.record_undo(RoleStackUndo::Created).await?;
+                    ctx.record_undo(RoleStackUndo::Created { stack_id: None })
+                        .await?;
                     ctx.note(format!(
                         "stack {} was ROLLBACK_COMPLETE: deleting it to create it again",
                         self.name()
@@ -901,12 +958,15 @@ impl Task for RoleStack {
         let Some(undo) = undo else {
             return Ok(RolledBack::default());
         };
-        if self.settle().await?.is_none() {
+        let Some(live) = self.settle().await? else {
             return Ok(RolledBack::default());
-        }
+        };
         let role = &self.source.role_name;
         match undo {
-            RoleStackUndo::Created => {
+            RoleStackUndo::Created { stack_id } => {
+                if let Some(other) = self.not_ours(&live, stack_id.as_deref(), ctx.run()) {
+                    return Ok(RolledBack::kept(other));
+                }
                 self.delete(ctx).await?;
                 Ok(RolledBack::undone(format!(
                     "stack {} deleted, and role {role} with it",

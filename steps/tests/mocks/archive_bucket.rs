@@ -69,7 +69,11 @@ async fn a_name_owned_by_another_account_fails_with_bucket_already_exists_and_a_
     );
     assert_eq!(calls.list(), ["s3:HeadBucket", "s3:CreateBucket"]);
     assert_eq!(history.steps(), ["undo", "s3:CreateBucket"]);
-    assert_eq!(history.undo(), [json!({ "existed": false })]);
+    assert_eq!(
+        history.undo(),
+        [json!({ "existed": false, "tagged": false })],
+        "nothing created, so nothing tagged"
+    );
     let requests = requests.lock().expect("requests");
     assert_eq!(requests.len(), 1);
     assert_eq!(requests[0].bucket(), Some(ARCHIVE_BUCKET));

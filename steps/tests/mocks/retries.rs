@@ -236,8 +236,8 @@ async fn a_throttled_stack_poll_after_create_stack_does_not_create_the_stack_twi
     );
     assert_eq!(
         run.node.undo,
-        Some(json!({ "kind": "created" })),
-        "the first attempt's undo record stands: rollback deletes the stack"
+        Some(json!({ "kind": "created", "stack_id": "stack-id" })),
+        "the first attempt's undo record stands, with the id of the stack it created: rollback deletes that stack"
     );
     assert_eq!(
         run.node.outputs.as_ref().map(|o| o["role_arn"].clone()),
@@ -248,5 +248,8 @@ async fn a_throttled_stack_poll_after_create_stack_does_not_create_the_stack_twi
         .iter()
         .filter(|e| matches!(e.kind, EventKind::UndoRecorded))
         .count();
-    assert_eq!(undo_events, 1);
+    assert_eq!(
+        undo_events, 2,
+        "journaled once before CreateStack, amended once with its StackId; not again on retry"
+    );
 }

@@ -163,10 +163,16 @@ async fn creates_a_missing_stack_with_named_iam_capability_after_journaling_its_
     assert!(applied.changed);
     assert_eq!(
         history.steps(),
-        ["undo", "cloudformation:CreateStack"],
-        "the undo record is journaled before the stack is created"
+        ["undo", "cloudformation:CreateStack", "undo"],
+        "the undo record is journaled before the stack is created, then given its StackId"
     );
-    assert_eq!(history.undo(), [json!({ "kind": "created" })]);
+    assert_eq!(
+        history.undo(),
+        [
+            json!({ "kind": "created", "stack_id": null }),
+            json!({ "kind": "created", "stack_id": STACK_ID })
+        ]
+    );
     assert_eq!(
         calls.list(),
         [
@@ -228,10 +234,17 @@ async fn deletes_a_rolled_back_stack_waits_until_it_is_gone_and_creates_it_again
         [
             "undo",
             "cloudformation:DeleteStack",
-            "cloudformation:CreateStack"
+            "cloudformation:CreateStack",
+            "undo"
         ]
     );
-    assert_eq!(history.undo(), [json!({ "kind": "created" })]);
+    assert_eq!(
+        history.undo(),
+        [
+            json!({ "kind": "created", "stack_id": null }),
+            json!({ "kind": "created", "stack_id": STACK_ID })
+        ]
+    );
     assert!(
         history
             .notes()
@@ -325,7 +338,10 @@ async fn a_creation_that_rolls_back_fails_with_the_stack_events_reasons() {
         err.message
     );
     assert!(err.hint.is_some());
-    assert_eq!(history.steps(), ["undo", "cloudformation:CreateStack"]);
+    assert_eq!(
+        history.steps(),
+        ["undo", "cloudformation:CreateStack", "undo"]
+    );
     assert_eq!(
         calls.list(),
         [
