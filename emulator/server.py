@@ -43,6 +43,14 @@ g. The recorder's lines: moto writes each recorded request as two writes (the JS
    newline) from the request's own thread, so two concurrent requests could land on one line
    (``{...}{...}\n\n``) and the recording no longer parsed. Recording is now serialized by a
    lock. (Test harness only: AWS has no recorder.)
+h. Deleting a stack whose role was deleted outside CloudFormation: moto's delete of the
+   ``AWS::IAM::Role`` resource raised NoSuchEntity, so DeleteStack failed. CloudFormation's
+   resource handler contract has a delete handler answer NotFound for a resource already gone,
+   which a stack deletion takes as deleted: the stack reaches DELETE_COMPLETE. The role's delete
+   now skips a role that no longer exists.
+i. UpdateStack to a template that declares fewer parameters: moto kept the earlier template's
+   parameters and failed (HTTP 500, KeyError) on one the new template no longer declares. On
+   AWS a stack's parameters are the template's: those it does not declare are dropped.
 """
 
 import argparse
@@ -61,6 +69,7 @@ import xmltodict
 from werkzeug.serving import make_server
 
 from moto.cloudformation.models import Stack
+from moto.cloudformation.parsing import ResourceMap
 from moto.core.responses import BaseResponse
 from moto.iam.models import Role, iam_backends
 from moto.moto_server.werkzeug_app import (
@@ -203,6 +212,35 @@ def patch_numeric_access_keys() -> None:
 
 
 # --- f. deleted stacks stay deleted ------------------------------------------------------------
+def patch_cfn_delete_missing_role() -> None:
+    """A stack's role already deleted outside CloudFormation counts as deleted (h)."""
+    original = Role.delete_from_cloudformation_json.__func__  # classmethod
+
+    def delete_from_cloudformation_json(cls, resource_name, cloudformation_json, account_id,  # type: ignore[no-untyped-def]
+                                        region_name):
+        backend = iam_backends[account_id][get_partition(region_name)]
+        if not any(role.name == resource_name for role in backend.roles.values()):
+            return None
+        return original(cls, resource_name, cloudformation_json, account_id, region_name)
+
+    Role.delete_from_cloudformation_json = classmethod(delete_from_cloudformation_json)
+
+
+def patch_cfn_dropped_parameters() -> None:
+    """Parameters the updated template no longer declares are dropped (i)."""
+    original = ResourceMap.load_parameters
+
+    def load_parameters(self: ResourceMap) -> None:
+        declared = self._template.get("Parameters", {})
+        self.input_parameters = {k: v for k, v in (self.input_parameters or {}).items() if k in declared}
+        for key in list(self.resolved_parameters):
+            if not key.startswith("AWS::") and key not in declared:
+                del self.resolved_parameters[key]
+        original(self)
+
+    ResourceMap.load_parameters = load_parameters
+
+
 def patch_deleted_stacks() -> None:
     """No Outputs/resources for a DELETE_COMPLETE stack, so describing it cannot re-create them."""
     outputs, resources = Stack.outputs.fget, Stack.stack_resources.fget
@@ -234,6 +272,8 @@ def apply_patches() -> None:
     patch_expected_bucket_owner()
     patch_numeric_access_keys()
     patch_deleted_stacks()
+    patch_cfn_delete_missing_role()
+    patch_cfn_dropped_parameters()
     patch_recorder_lines()
 
 

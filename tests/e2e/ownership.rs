@@ -2,7 +2,7 @@
 //! trailhub's, refused by default and kept beside its own on request; rollback that gives back
 //! what was there and deletes only what trailhub made, checked against live identity.
 
-use crate::support::article::snapshot;
+use crate::support::article::{bucket_exists, snapshot};
 use crate::support::*;
 use aws_sdk_s3::types::{
     BucketVersioningStatus, DeleteMarkerReplication, DeleteMarkerReplicationStatus, Destination,
@@ -190,4 +190,216 @@ fn a_bucket_that_already_replicates_is_refused_unless_merged_and_rollback_gives_
     th.expect(&["rollback", "--account", account], 0);
     assert_eq!(live(&emu, account), Some(dr), "as found before trailhub");
     assert_eq!(snapshot(&emu, account)["stacks"], serde_json::json!([]));
+}
+
+/// The ids of the journal's runs, oldest first.
+fn run_ids(th: &Trailhub) -> Vec<String> {
+    th.json(&["runs"], 0)
+        .iter()
+        .filter(|l| l["type"] == "run")
+        .map(|l| l["run"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// The stack's id and tags, `None` when there is no stack of the name.
+fn stack(emu: &Emulator, account: &str) -> Option<(String, Vec<(String, String)>)> {
+    let cfn = emu.cfn(account);
+    emu.rt.block_on(async {
+        let out = cfn
+            .describe_stacks()
+            .stack_name("cloudtrail-replication-role")
+            .send()
+            .await
+            .ok()?;
+        let s = out.stacks().first()?;
+        let tags = s
+            .tags()
+            .iter()
+            .map(|t| {
+                (
+                    t.key().unwrap_or("").to_string(),
+                    t.value().unwrap_or("").to_string(),
+                )
+            })
+            .collect();
+        Some((s.stack_id().unwrap_or("").to_string(), tags))
+    })
+}
+
+/// A role stack made by hand, its template not trailhub's (another description, a narrower
+/// policy), as an operator who followed the article loosely would have it.
+fn hand_made_stack(emu: &Emulator, account: &str) -> String {
+    let template = serde_json::json!({
+        "AWSTemplateFormatVersion": "2010-09-09",
+        "Description": "made by hand",
+        "Resources": {"S3ReplicationRole": {"Type": "AWS::IAM::Role", "Properties": {
+            "RoleName": "S3ReplicationRole",
+            "AssumeRolePolicyDocument": {"Version": "2012-10-17", "Statement": [{"Effect": "Allow",
+                "Principal": {"Service": "s3.amazonaws.com"}, "Action": "sts:AssumeRole"}]},
+            "Policies": [{"PolicyName": "S3ReplicationPolicy", "PolicyDocument": {
+                "Version": "2012-10-17", "Statement": [{"Effect": "Allow",
+                "Action": "s3:GetReplicationConfiguration", "Resource": "*"}]}}]}}}
+    })
+    .to_string();
+    let cfn = emu.cfn(account);
+    emu.rt.block_on(async {
+        cfn.create_stack()
+            .stack_name("cloudtrail-replication-role")
+            .template_body(&template)
+            .capabilities(aws_sdk_cloudformation::types::Capability::CapabilityNamedIam)
+            .send()
+            .await
+            .expect("the hand-made stack");
+    });
+    template
+}
+
+fn delete_stack(emu: &Emulator, account: &str) {
+    let cfn = emu.cfn(account);
+    emu.rt.block_on(async {
+        cfn.delete_stack()
+            .stack_name("cloudtrail-replication-role")
+            .send()
+            .await
+            .expect("delete stack");
+    });
+}
+
+fn role_exists(emu: &Emulator, account: &str) -> bool {
+    let iam = emu.iam(account);
+    emu.rt.block_on(async {
+        iam.get_role()
+            .role_name("S3ReplicationRole")
+            .send()
+            .await
+            .is_ok()
+    })
+}
+
+fn bucket_tags(emu: &Emulator) -> Vec<(String, String)> {
+    let s3 = emu.s3(ARCHIVE);
+    emu.rt.block_on(async {
+        s3.get_bucket_tagging()
+            .bucket(archive_bucket())
+            .send()
+            .await
+            .map(|o| {
+                o.tag_set()
+                    .iter()
+                    .map(|t| (t.key().to_string(), t.value().to_string()))
+                    .collect()
+            })
+            .unwrap_or_default()
+    })
+}
+
+#[test]
+fn rollback_deletes_only_what_the_run_created_as_its_id_and_tags_show() {
+    let emu = Emulator::start();
+    let sources = accounts(2);
+    let (replaced, kept) = (&sources[0], &sources[1]);
+    emu.seed_sources(&sources);
+    let th = Trailhub::new(&emu);
+    th.profiles(&sources);
+    let inv = th.write_inventory(&inventory(&sources, ""));
+    th.expect(&["apply", "-c", inv.to_str().unwrap()], 0);
+    let run = run_ids(&th).pop().unwrap();
+
+    // What the run created carries its marks: the stacks (CloudFormation passes them to the
+    // role) and the archive bucket.
+    let marks = [
+        ("trailhub:managed".to_string(), "true".to_string()),
+        ("trailhub:run".to_string(), run.clone()),
+    ];
+    for account in &sources {
+        let (_, tags) = stack(&emu, account).expect("a stack");
+        assert!(marks.iter().all(|m| tags.contains(m)), "{tags:?}");
+    }
+    let tags = bucket_tags(&emu);
+    assert!(marks.iter().all(|m| tags.contains(m)), "{tags:?}");
+
+    // Someone deletes one account's stack and makes one of the same name by hand; someone
+    // takes the tags off the archive bucket.
+    let (created, _) = stack(&emu, replaced).unwrap();
+    delete_stack(&emu, replaced);
+    hand_made_stack(&emu, replaced);
+    let (theirs, _) = stack(&emu, replaced).unwrap();
+    assert_ne!(created, theirs);
+    let s3 = emu.s3(ARCHIVE);
+    emu.rt.block_on(async {
+        s3.delete_bucket_tagging()
+            .bucket(archive_bucket())
+            .send()
+            .await
+            .expect("untag");
+    });
+
+    let (out, _) = th.expect(&["rollback"], 0);
+    assert_eq!(
+        stack(&emu, replaced).map(|(id, _)| id),
+        Some(theirs.clone()),
+        "the hand-made stack is kept"
+    );
+    assert!(
+        out.contains("not the one trailhub created") && out.contains(&theirs),
+        "{out}"
+    );
+    assert_eq!(
+        stack(&emu, kept),
+        None,
+        "the stack trailhub created is deleted"
+    );
+    assert!(
+        bucket_exists(&emu, ARCHIVE, &archive_bucket()),
+        "an archive bucket without the run's tag is kept"
+    );
+    assert!(out.contains("does not carry the tag trailhub:run"), "{out}");
+}
+
+#[test]
+fn an_adopted_stack_whose_role_was_deleted_gets_it_back_and_rollback_returns_its_template() {
+    let emu = Emulator::start();
+    let sources = accounts(1);
+    let account = &sources[0];
+    emu.seed_sources(&sources);
+    let template = hand_made_stack(&emu, account);
+    let iam = emu.iam(account);
+    emu.rt.block_on(async {
+        iam.delete_role_policy()
+            .role_name("S3ReplicationRole")
+            .policy_name("S3ReplicationPolicy")
+            .send()
+            .await
+            .expect("delete the inline policy");
+        iam.delete_role()
+            .role_name("S3ReplicationRole")
+            .send()
+            .await
+            .expect("delete the role");
+    });
+    let th = Trailhub::new(&emu);
+    th.profiles(&sources);
+    let inv = th.write_inventory(&inventory(&sources, ""));
+    th.expect(&["apply", "-c", inv.to_str().unwrap()], 0);
+    assert!(role_exists(&emu, account), "the role is back");
+    crate::support::article::assert_source(&emu, account);
+
+    th.expect(&["rollback", "--account", account], 0);
+    let cfn = emu.cfn(account);
+    let body = emu.rt.block_on(async {
+        cfn.get_template()
+            .stack_name("cloudtrail-replication-role")
+            .send()
+            .await
+            .expect("the stack is kept")
+            .template_body()
+            .map(str::to_string)
+    });
+    let body: Value = serde_json::from_str(&body.expect("a template")).unwrap();
+    assert_eq!(
+        body,
+        serde_json::from_str::<Value>(&template).unwrap(),
+        "returned to the template found"
+    );
+    assert!(role_exists(&emu, account), "with a role");
 }

@@ -709,10 +709,10 @@ impl RoleStack {
         }
     }
 
-    /// A settled stack: updated when its template differs; then, if its role is gone (deleted
-    /// outside CloudFormation, which an update does not notice), deleted to be created again,
-    /// the undo record keeping its earlier template so that rollback returns the stack to it
-    /// (with a role); else its role restored when edited by hand.
+    /// A settled stack: if its role is gone (deleted outside CloudFormation), deleted to be
+    /// created again, the undo record keeping its earlier template so that rollback returns the
+    /// stack to it (with a role); else updated when its template differs, else its role
+    /// restored when edited by hand.
     async fn converge(
         &self,
         ctx: &ApplyCtx<RoleStackUndo>,
@@ -733,14 +733,8 @@ impl RoleStack {
                 })
                 .collect(),
         };
-        let mut updated = None;
-        if !changes.is_empty() {
-            ctx.record_undo(earlier.clone()).await?;
-            let (template, params) = role_template(&self.ctx.setting, &self.source, logs);
-            updated = self
-                .update_and_wait(ctx, template, params, "UpdateStack")
-                .await?;
-        }
+        // The role first: CloudFormation cannot update a role deleted outside it (the update
+        // fails on the missing role), so a stack without its role is made again instead.
         let Some(docs) = read_role(&self.ctx, &self.source).await? else {
             ctx.record_undo(earlier).await?;
             ctx.note(format!(
@@ -751,13 +745,16 @@ impl RoleStack {
             self.delete(ctx).await?;
             return Ok(Next::Again);
         };
-        if let Some(u) = updated {
-            return Ok(Next::Finished(Applied::changed(self.outputs(&u).await?)));
-        }
         if !changes.is_empty() {
-            return Ok(Next::Finished(Applied::unchanged(
-                self.outputs(stack).await?,
-            )));
+            ctx.record_undo(earlier).await?;
+            let (template, params) = role_template(&self.ctx.setting, &self.source, logs);
+            let updated = self
+                .update_and_wait(ctx, template, params, "UpdateStack")
+                .await?;
+            return Ok(Next::Finished(match updated {
+                Some(u) => Applied::changed(self.outputs(&u).await?),
+                None => Applied::unchanged(self.outputs(stack).await?),
+            }));
         }
         let drift = docs.drift(&self.ctx, &self.source, logs, None);
         if drift.is_empty() {
