@@ -189,7 +189,9 @@ fn unreadable_logs(source: &SourceSpec, e: TaskError) -> Result<Vec<Finding>, Ta
     Ok(vec![finding])
 }
 
-/// Compares the archive with the inventory: bucket owned, Object Lock, versioning.
+/// Compares the archive with the inventory: bucket owned, Object Lock, versioning, and no
+/// deleted principal left in its policy (S3 refuses every policy that keeps one, so no grant
+/// could be written).
 pub async fn archive_findings(ctx: &StepContext) -> Result<Vec<Finding>, TaskError> {
     let archive = &ctx.setting.archive;
     let live = archive_bucket::read_archive(ctx).await?;
@@ -203,5 +205,27 @@ pub async fn archive_findings(ctx: &StepContext) -> Result<Vec<Finding>, TaskErr
         &archive.bucket,
         versioning.as_deref(),
     ));
+    if let Some(policy) = archive_policy(ctx).await? {
+        let (ours, theirs) = crate::policy::stale_principals(&policy);
+        let resource = format!("archive bucket {} policy", archive.bucket);
+        let fixes = ours
+            .into_iter()
+            .map(|s| (s, "no deleted principal (`trailhub apply` drops it)"))
+            .chain(theirs.into_iter().map(|s| {
+                (
+                    s,
+                    "no deleted principal (not trailhub's statement: remove it by hand)",
+                )
+            }));
+        for ((sid, id), fix) in fixes {
+            out.push(Finding::new(
+                &archive.account_id,
+                &resource,
+                &format!("Statement[{sid}].Principal.AWS"),
+                fix,
+                id,
+            ));
+        }
+    }
     Ok(out)
 }

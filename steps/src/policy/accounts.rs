@@ -151,13 +151,13 @@ mod tests {
         let (two, _) = add(Some(&policy), &other);
         assert_eq!(statements(&two).len(), 2);
 
-        let (after_a, changed) = remove(&two, &a);
+        let (after_a, changed) = remove(&two, &a, None);
         assert!(changed);
         let after_a = after_a.expect("b and the other role remain");
         assert_eq!(missing(Some(&after_a), &a), vec![statement_sid(&a)]);
         assert!(missing(Some(&after_a), &b).is_empty());
-        let (after_b, _) = remove(&after_a, &b);
-        let (none, _) = remove(&after_b.expect("the other role remains"), &other);
+        let (after_b, _) = remove(&after_a, &b, None);
+        let (none, _) = remove(&after_b.expect("the other role remains"), &other, None);
         assert_eq!(none, None);
     }
 

@@ -162,10 +162,10 @@ mod tests {
     fn removing_the_last_principal_removes_the_statement_and_then_the_policy() {
         let g = grant("222222222222", PolicyMode::Article);
         let (policy, _) = add(None, &g);
-        let (after, changed) = remove(&policy, &g);
+        let (after, changed) = remove(&policy, &g, None);
         assert!(changed);
         assert_eq!(after, None);
-        let (again, changed) = remove(&policy, &grant("999999999999", PolicyMode::Article));
+        let (again, changed) = remove(&policy, &grant("999999999999", PolicyMode::Article), None);
         assert!(!changed);
         assert_eq!(again, Some(policy));
     }

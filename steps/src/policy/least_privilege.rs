@@ -2,7 +2,12 @@
 //! the source's own key prefix, and a trust policy that lets S3 assume the role only for the
 //! source's own bucket.
 
-use super::{Grant, Layout, sid};
+use super::{Grant, Layout, aws_principals, sid};
+
+/// Start of the Sid of a source's objects statement (the account id follows).
+pub(crate) const OBJECTS_SID_PREFIX: &str = "TrailhubReplicateObjects";
+/// Start of the Sid of a source's versioning-check statement.
+pub(crate) const CHECK_SID_PREFIX: &str = "TrailhubVersioningCheck";
 use serde_json::{Value, json};
 
 /// `TrailhubReplicateObjects<account>` and `TrailhubVersioningCheck<account>`, each tied to the
@@ -48,6 +53,32 @@ impl Layout for LeastPrivilegeLayout {
         changed
     }
 
+    /// A statement of the grant's Sid is trailhub's when it names the grant's role or is tied to
+    /// its account (what an earlier trailhub wrote, for another prefix or an older role); any
+    /// other is someone else's, and is not overwritten.
+    fn conflict(&self, statements: &[&Value], grant: &Grant) -> Option<String> {
+        let (objects, check) = sids(grant);
+        statements
+            .iter()
+            .filter(|s| sid(s) == Some(objects.as_str()) || sid(s) == Some(check.as_str()))
+            .find(|s| {
+                let names_role = aws_principals(s).contains(&grant.principal.as_str());
+                let tied = s
+                    .pointer("/Condition/StringEquals/aws:PrincipalAccount")
+                    .and_then(Value::as_str)
+                    == Some(grant.account.as_str());
+                !(names_role || tied)
+            })
+            .map(|s| {
+                format!(
+                    "the archive bucket policy has a statement `{}` that trailhub did not write (principal {}): least-privilege mode writes that Sid for account {}",
+                    sid(s).unwrap_or_default(),
+                    s.get("Principal").map(Value::to_string).unwrap_or_else(|| "(none)".into()),
+                    grant.account
+                )
+            })
+    }
+
     fn remove(&self, statements: &mut Vec<Value>, grant: &Grant) -> bool {
         let (objects, check) = sids(grant);
         let before = statements.len();
@@ -73,8 +104,8 @@ fn resources(grant: &Grant) -> Value {
 /// The Sids of the grant's two statements (objects, then versioning check).
 fn sids(grant: &Grant) -> (String, String) {
     (
-        format!("TrailhubReplicateObjects{}", grant.account),
-        format!("TrailhubVersioningCheck{}", grant.account),
+        format!("{OBJECTS_SID_PREFIX}{}", grant.account),
+        format!("{CHECK_SID_PREFIX}{}", grant.account),
     )
 }
 
@@ -120,6 +151,6 @@ mod tests {
         assert!(missing(Some(&policy), &g).is_empty());
         let (_, changed) = add(Some(&policy), &g);
         assert!(!changed);
-        assert_eq!(remove(&policy, &g), (None, true));
+        assert_eq!(remove(&policy, &g, None), (None, true));
     }
 }

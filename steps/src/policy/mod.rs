@@ -119,6 +119,12 @@ pub(crate) trait Layout {
     /// Takes `grant` out of `statements`, dropping a statement left with no principal, so that
     /// `remove` undoes `add`. Returns whether anything changed.
     fn remove(&self, statements: &mut Vec<Value>, grant: &Grant) -> bool;
+
+    /// Why `grant` cannot be written into `statements` without overwriting what trailhub did not
+    /// write; `None` for layouts that only ever add principals to their statements.
+    fn conflict(&self, _statements: &[&Value], _grant: &Grant) -> Option<String> {
+        None
+    }
 }
 
 /// The statements of a policy, whether `Statement` is a list or a single object.
@@ -190,6 +196,69 @@ pub fn add(policy: Option<&Value>, grant: &Grant) -> (Value, bool) {
     (policy, changed)
 }
 
+/// Why `grant` cannot be written into `policy`: a statement of the Sid its layout writes that
+/// trailhub did not write (another principal, another shape) is not overwritten.
+pub fn conflict(policy: Option<&Value>, grant: &Grant) -> Option<String> {
+    let stmts = policy.map(statements).unwrap_or_default();
+    grant.mode.layout().conflict(&stmts, grant)
+}
+
+/// Whether a statement is one that a layout of trailhub writes (by its Sid).
+fn trailhubs(statement: &Value) -> bool {
+    sid(statement).is_some_and(|x| {
+        [OBJECTS_SID, OBJECTS_SID_ALT, CHECK_SID].contains(&x)
+            || x.starts_with(ACCOUNTS_SID_PREFIX)
+            || x.starts_with(least_privilege::OBJECTS_SID_PREFIX)
+            || x.starts_with(least_privilege::CHECK_SID_PREFIX)
+    })
+}
+
+/// Whether a principal is an IAM unique id (`AROA…` for a role, `AIDA…` for a user): how a
+/// policy shows a principal that was deleted, for good, even once one of the same name exists
+/// again. S3 refuses to save a policy that still names one.
+pub fn is_unique_id(principal: &str) -> bool {
+    (principal.starts_with("AROA") || principal.starts_with("AIDA"))
+        && principal.len() >= 16
+        && principal
+            .chars()
+            .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit())
+}
+
+/// The unique ids of deleted principals in `policy`, as `(Sid, id)`: first those in trailhub's
+/// statements, then those in others'.
+pub fn stale_principals(policy: &Value) -> (Vec<(String, String)>, Vec<(String, String)>) {
+    let (mut ours, mut theirs) = (Vec::new(), Vec::new());
+    for statement in statements(policy) {
+        let label = sid(statement).unwrap_or("(no Sid)").to_string();
+        for p in aws_principals(statement) {
+            if is_unique_id(p) {
+                let found = (label.clone(), p.to_string());
+                if trailhubs(statement) {
+                    ours.push(found);
+                } else {
+                    theirs.push(found);
+                }
+            }
+        }
+    }
+    (ours, theirs)
+}
+
+/// Drops from trailhub's statements the unique ids of deleted principals (they grant nothing,
+/// and S3 refuses every policy that keeps them), removing a statement left with no principal.
+/// Returns what was dropped, as `(Sid, id)`.
+pub fn drop_stale(policy: &mut Value) -> Vec<(String, String)> {
+    let (ours, _) = stale_principals(policy);
+    if ours.is_empty() {
+        return ours;
+    }
+    let list = statements_mut(policy);
+    for (_, id) in &ours {
+        remove_from(list, trailhubs, id);
+    }
+    ours
+}
+
 /// Adds a principal to a statement's `Principal.AWS`, turning a single string into a list only
 /// when a second principal joins it. Returns whether it changed.
 fn add_principal(statement: &mut Value, principal: &str) -> bool {
@@ -243,14 +312,50 @@ fn add_principal(statement: &mut Value, principal: &str) -> bool {
     }
 }
 
-/// Removes `grant` from `policy`. A statement whose principal list becomes empty is removed;
-/// `None` means no statement is left and the policy should be deleted. Returns whether it changed.
-pub fn remove(policy: &Value, grant: &Grant) -> (Option<Value>, bool) {
+/// Removes `grant` from `policy`: from every statement of its layout or, given `added_to`, only
+/// from the statements (by Sid) trailhub added it to (a principal that was already in one stays
+/// there). A statement whose principal list becomes empty is removed; `None` means no statement
+/// is left and the policy should be deleted. Returns whether it changed.
+pub fn remove(policy: &Value, grant: &Grant, added_to: Option<&[String]>) -> (Option<Value>, bool) {
     let mut policy = policy.clone();
-    let changed = grant
-        .mode
-        .layout()
-        .remove(statements_mut(&mut policy), grant);
+    let layout = grant.mode.layout();
+    let list = statements_mut(&mut policy);
+    let changed = match added_to {
+        None => layout.remove(list, grant),
+        Some(sids) => {
+            let in_scope = |s: &Value| {
+                sid(s).is_some_and(|x| {
+                    sids.iter()
+                        .any(|w| w == x || (w == OBJECTS_SID && x == OBJECTS_SID_ALT))
+                })
+            };
+            // The statements out of scope are set aside, by position, while the layout removes
+            // the grant from the others; the survivors go back to their own positions.
+            let mut aside = Vec::new();
+            let mut scoped = Vec::new();
+            let mut position = std::collections::BTreeMap::new();
+            for (i, s) in list.drain(..).enumerate() {
+                if in_scope(&s) {
+                    position.insert(sid(&s).unwrap_or_default().to_string(), i);
+                    scoped.push(s);
+                } else {
+                    aside.push((i, s));
+                }
+            }
+            let changed = layout.remove(&mut scoped, grant);
+            let mut all: Vec<(usize, Value)> = aside;
+            for s in scoped {
+                let at = sid(&s)
+                    .and_then(|x| position.get(x))
+                    .copied()
+                    .unwrap_or(usize::MAX);
+                all.push((at, s));
+            }
+            all.sort_by_key(|(i, _)| *i);
+            list.extend(all.into_iter().map(|(_, s)| s));
+            changed
+        }
+    };
     let empty = statements(&policy).is_empty();
     if empty {
         (None, changed)
@@ -387,6 +492,99 @@ mod tests {
         }
     }
 
+    #[test]
+    fn rollback_takes_a_principal_only_out_of_the_statements_it_was_added_to() {
+        let g = grant("222222222222", PolicyMode::Article);
+        // The role was already in the objects statement (written by hand); trailhub added it
+        // to the check statement only.
+        let before = json!({"Version": "2012-10-17", "Statement": [
+            {"Sid": "Other", "Effect": "Deny", "Principal": "*", "Action": "s3:DeleteBucket", "Resource": BUCKET},
+            {"Sid": OBJECTS_SID_ALT, "Effect": "Allow", "Principal": {"AWS": g.principal.clone()},
+             "Action": ["s3:ReplicateObject"], "Resource": format!("{BUCKET}/*")}]});
+        let added_to = missing(Some(&before), &g);
+        assert_eq!(added_to, [CHECK_SID]);
+        let (granted, _) = add(Some(&before), &g);
+        let (after, changed) = remove(&granted, &g, Some(&added_to));
+        assert!(changed);
+        assert_eq!(
+            after,
+            Some(before.clone()),
+            "back to the policy found, order kept"
+        );
+        let (all, _) = remove(&granted, &g, None);
+        assert_eq!(
+            statements(&all.expect("the Deny stays")).len(),
+            1,
+            "without the record, every statement of the layout"
+        );
+    }
+
+    #[test]
+    fn deleted_principals_are_dropped_from_trailhubs_statements_and_named_in_others() {
+        assert!(is_unique_id("AROAEXAMPLEID1234567"));
+        assert!(!is_unique_id(
+            "arn:aws:iam::222222222222:role/S3ReplicationRole"
+        ));
+        assert!(!is_unique_id("AROA"));
+        let g = grant("222222222222", PolicyMode::Article);
+        let (mut policy, _) = add(None, &g);
+        policy["Statement"][0]["Principal"]["AWS"]
+            .as_array_mut()
+            .expect("a list")
+            .push(json!("AROAEXAMPLEID1234567"));
+        policy["Statement"]
+            .as_array_mut()
+            .expect("a list")
+            .push(json!({
+            "Sid": "HandMade", "Effect": "Allow", "Principal": {"AWS": "AIDAEXAMPLEUSER12345"},
+            "Action": "s3:GetObject", "Resource": format!("{BUCKET}/*")}));
+        let (ours, theirs) = stale_principals(&policy);
+        assert_eq!(
+            ours,
+            [(OBJECTS_SID.to_string(), "AROAEXAMPLEID1234567".to_string())]
+        );
+        assert_eq!(
+            theirs,
+            [("HandMade".to_string(), "AIDAEXAMPLEUSER12345".to_string())]
+        );
+        let dropped = drop_stale(&mut policy);
+        assert_eq!(dropped, ours);
+        assert_eq!(
+            aws_principals(&policy["Statement"][0]),
+            [g.principal.as_str()]
+        );
+        assert_eq!(stale_principals(&policy).0, []);
+        assert_eq!(
+            stale_principals(&policy).1,
+            theirs,
+            "not trailhub's to drop"
+        );
+    }
+
+    #[test]
+    fn a_least_privilege_sid_written_by_someone_else_is_a_conflict() {
+        let g = grant("222222222222", PolicyMode::LeastPrivilege);
+        let theirs = json!({"Version": "2012-10-17", "Statement": [
+            {"Sid": "TrailhubReplicateObjects222222222222", "Effect": "Allow",
+             "Principal": {"AWS": "arn:aws:iam::999999999999:role/Other"},
+             "Action": "s3:*", "Resource": format!("{BUCKET}/*")}]});
+        let message = conflict(Some(&theirs), &g).expect("a conflict");
+        assert!(
+            message.contains("TrailhubReplicateObjects222222222222")
+                && message.contains("999999999999:role/Other"),
+            "{message}"
+        );
+        // trailhub's own statement of an earlier prefix is rewritten, not a conflict.
+        let (ours, _) = add(None, &g);
+        let mut older = ours.clone();
+        older["Statement"][0]["Resource"] = json!(format!("{BUCKET}/old/AWSLogs/222222222222/*"));
+        assert_eq!(conflict(Some(&older), &g), None);
+        assert_eq!(
+            conflict(Some(&theirs), &grant("222222222222", PolicyMode::Article)),
+            None
+        );
+    }
+
     /// Grants sources one after another until the policy would exceed S3's limit: how many
     /// fit, and the last policy that did.
     pub(super) fn fill(mode: PolicyMode) -> (usize, Option<Value>) {
@@ -474,7 +672,7 @@ mod tests {
             let (merged, changed) = add(Some(&policy), &g);
             prop_assert!(missing(Some(&merged), &g).is_empty());
             if changed {
-                let (back, changed) = remove(&merged, &g);
+                let (back, changed) = remove(&merged, &g, None);
                 prop_assert!(changed);
                 let back = back.expect("the original statements remain");
                 prop_assert_eq!(normalize(&back), normalize(&policy));

@@ -23,13 +23,18 @@ use trailhub_engine::{
 };
 
 /// Journaled before a grant is written: the principal added (it was not there before), which
-/// rollback takes out again.
+/// rollback takes out again, from the statements it was added to only.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GrantUndo {
     /// The role ARN granted.
     pub principal: String,
     /// Whether it was in the policy before (always `false` when journaled).
     pub present_before: bool,
+    /// The statements (Sids) the principal was added to; a statement that already named it is
+    /// not one of them, and keeps it on rollback (`None` in journals of before this was
+    /// recorded: rollback takes it out of all of the layout's statements).
+    #[serde(default)]
+    pub statements: Option<Vec<String>>,
 }
 
 /// The grant in force.
@@ -57,6 +62,8 @@ struct Written {
 struct Request {
     op: Op,
     grant: PolicyGrant,
+    /// For a removal, the statements to take the principal out of (`None`: all of the layout's).
+    added_to: Option<Vec<String>>,
     node: NodeId,
     done: oneshot::Sender<Result<Written, TaskError>>,
 }
@@ -143,6 +150,7 @@ impl PolicyWriter {
         ctx: &ApplyCtx<GrantUndo>,
         op: Op,
         grant: PolicyGrant,
+        added_to: Option<Vec<String>>,
     ) -> Result<Written, TaskError> {
         let (done, mut result) = oneshot::channel();
         self.queue
@@ -151,6 +159,7 @@ impl PolicyWriter {
             .push(Request {
                 op,
                 grant,
+                added_to,
                 node: ctx.node().clone(),
                 done,
             });
@@ -179,12 +188,13 @@ impl PolicyWriter {
                 if batch.len() > 1
                     && matches!(
                         e.code.as_deref(),
-                        Some("MalformedPolicy" | "PolicyTooLarge")
+                        Some("MalformedPolicy" | "PolicyTooLarge" | "StatementConflict")
                     ) =>
             {
-                // One principal AWS does not accept yet (IAM propagation, or a deleted role), or
-                // a batch too large for one policy, must not hold back the others: write them
-                // one by one (those that fit are written; the rest fail with the reason).
+                // One principal AWS does not accept yet (IAM propagation, or a deleted role), a
+                // statement that is not trailhub's, or a batch too large for one policy, must
+                // not hold back the others: write them one by one (those that can be are
+                // written; the rest fail with the reason).
                 for request in batch {
                     let one = self.write(ctx, std::slice::from_ref(&request)).await;
                     let _ = request.done.send(one.map(|flags| Written {
@@ -218,17 +228,27 @@ impl PolicyWriter {
         batch: &[Request],
     ) -> Result<Vec<bool>, TaskError> {
         let mut current = self.read_after_own_write(ctx).await?;
+        let dropped = match current.as_mut() {
+            Some(p) => policy::drop_stale(p),
+            None => Vec::new(),
+        };
         let mut flags = Vec::with_capacity(batch.len());
         for request in batch {
             let changed = match request.op {
                 Op::Add => {
+                    if let Some(conflict) = policy::conflict(current.as_ref(), &request.grant) {
+                        return Err(TaskError::fatal(conflict)
+                            .with_code("StatementConflict")
+                            .with_hint("rename or remove that statement (it is not trailhub's), or use another `policy` mode; then `trailhub apply`"));
+                    }
                     let (next, changed) = policy::add(current.as_ref(), &request.grant);
                     current = Some(next);
                     changed
                 }
                 Op::Remove => match &current {
                     Some(p) => {
-                        let (next, changed) = policy::remove(p, &request.grant);
+                        let (next, changed) =
+                            policy::remove(p, &request.grant, request.added_to.as_deref());
                         current = next;
                         changed
                     }
@@ -237,8 +257,19 @@ impl PolicyWriter {
             };
             flags.push(changed);
         }
-        if !flags.iter().any(|c| *c) {
+        if !flags.iter().any(|c| *c) && dropped.is_empty() {
             return Ok(flags);
+        }
+        if let Some(p) = &current {
+            let (_, theirs) = policy::stale_principals(p);
+            if !theirs.is_empty() {
+                return Err(stale_error(&self.ctx.setting.archive.bucket, &theirs));
+            }
+        }
+        for (sid, id) in &dropped {
+            ctx.note(format!(
+                "dropped {id} from statement {sid} of the archive bucket policy: the unique id of a deleted role, which S3 refuses to keep (the role's ARN is granted again where the role exists)"
+            ));
         }
         let who: Vec<&str> = batch.iter().map(|r| r.node.as_str()).collect();
         self.put(ctx, current.as_ref(), &who.join(", ")).await?;
@@ -338,6 +369,23 @@ impl PolicyWriter {
     }
 }
 
+/// The archive bucket policy names deleted principals in statements that are not trailhub's:
+/// S3 refuses every policy that keeps them, so no grant can be written until they are removed.
+fn stale_error(bucket: &str, stale: &[(String, String)]) -> TaskError {
+    let listed: Vec<String> = stale
+        .iter()
+        .map(|(sid, id)| format!("{id} in statement {sid}"))
+        .collect();
+    TaskError::fatal(format!(
+        "the policy of bucket {bucket} names deleted principals ({}) in statements that are not trailhub's: S3 refuses any policy that keeps them",
+        listed.join(", ")
+    ))
+    .with_code("StalePrincipal")
+    .with_hint(format!(
+        "remove them from the policy of {bucket} (aws s3api get-bucket-policy / put-bucket-policy), then `trailhub apply`"
+    ))
+}
+
 /// Whether two policies (or their absence) mean the same.
 fn same(a: &Option<Value>, b: &Option<Value>) -> bool {
     match (a, b) {
@@ -431,7 +479,44 @@ impl Grant {
     fn grant(&self, logs: &SourceLogs, principal: String) -> PolicyGrant {
         grant_of(&self.ctx, &self.source, logs, principal)
     }
+
+    /// S3 refused the policy as naming an invalid principal (`MalformedPolicy`): worth more
+    /// attempts only while IAM may not yet show a role this run created (propagation, a few
+    /// attempts); a role that existed before this run, or one still refused after them, fails
+    /// the step naming it, as retrying cannot help.
+    fn refused_principal(
+        &self,
+        ctx: &ApplyCtx<GrantUndo>,
+        principal: &str,
+        e: TaskError,
+    ) -> TaskError {
+        if e.code.as_deref() != Some("MalformedPolicy") {
+            return e;
+        }
+        let fresh = ctx.input_changed(&self.nodes.role_stack);
+        if fresh && ctx.attempt() < FRESH_PRINCIPAL_ATTEMPTS {
+            return e;
+        }
+        let why = if fresh {
+            format!("still refused after {} attempts", ctx.attempt())
+        } else {
+            "the role was not created by this run, so this is not IAM propagation".to_string()
+        };
+        TaskError::fatal(format!(
+            "S3 refuses the policy of bucket {} naming {principal}: {} ({why})",
+            self.ctx.setting.archive.bucket, e.message
+        ))
+        .with_code("MalformedPolicy")
+        .with_hint(format!(
+            "check that role {principal} exists (aws iam get-role --role-name {}), then `trailhub apply`",
+            self.source.role_name
+        ))
+    }
 }
+
+/// How many attempts a grant naming a role this run created gets while S3 refuses it as an
+/// invalid principal (IAM propagation takes seconds; the engine's backoff spaces them).
+const FRESH_PRINCIPAL_ATTEMPTS: u32 = 5;
 
 #[async_trait]
 impl Task for Grant {
@@ -472,15 +557,21 @@ impl Task for Grant {
             bucket: self.ctx.setting.archive.bucket.clone(),
         };
         let current = self.writer.known_policy().await?;
-        if drift(current.as_ref(), &grant).is_empty() {
+        let missing = policy::missing(current.as_ref(), &grant);
+        if missing.is_empty() {
             return Ok(Applied::unchanged(outputs));
         }
         ctx.record_undo(GrantUndo {
-            principal,
+            principal: principal.clone(),
             present_before: false,
+            statements: Some(missing),
         })
         .await?;
-        let written = self.writer.submit(ctx, Op::Add, grant).await?;
+        let written = self
+            .writer
+            .submit(ctx, Op::Add, grant, None)
+            .await
+            .map_err(|e| self.refused_principal(ctx, &principal, e))?;
         if written.by != *ctx.node() {
             ctx.note(format!("granted in the policy write of {}", written.by));
         }
@@ -498,6 +589,7 @@ impl Task for Grant {
         let Some(GrantUndo {
             principal,
             present_before: false,
+            statements,
         }) = undo
         else {
             return Ok(RolledBack::default());
@@ -505,7 +597,12 @@ impl Task for Grant {
         let logs: SourceLogs = ctx.input(&self.nodes.bucket_check)?;
         let written = self
             .writer
-            .submit(ctx, Op::Remove, self.grant(&logs, principal.clone()))
+            .submit(
+                ctx,
+                Op::Remove,
+                self.grant(&logs, principal.clone()),
+                statements,
+            )
             .await?;
         Ok(RolledBack {
             changed: written.changed,

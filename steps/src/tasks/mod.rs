@@ -102,6 +102,7 @@ mod tests {
         round_trips(GrantUndo {
             principal: "arn:aws:iam::222222222222:role/S3ReplicationRole".into(),
             present_before: false,
+            statements: Some(vec!["AllowReplicationPolicyCheck".into()]),
         });
         reads(
             json!({ "existed": false }),
@@ -124,6 +125,7 @@ mod tests {
             GrantUndo {
                 principal: "p".into(),
                 present_before: false,
+                statements: None,
             },
         );
     }

@@ -66,6 +66,7 @@ fn statement<'a>(policy: &'a Value, sid: &str) -> &'a Value {
 
 #[tokio::test]
 async fn a_grant_rejected_while_the_role_propagates_is_retried_and_succeeds() {
+    // The role stack changed in this run: the role is new, and IAM may not show it to S3 yet.
     let policy_text = existing_policy().to_string();
     let written = Arc::new(Mutex::new(Vec::<String>::new()));
     let stored = written.clone();
@@ -111,7 +112,8 @@ async fn a_grant_rejected_while_the_role_propagates_is_retried_and_succeeds() {
     // The role node is not in this one-node DAG: the grant names the role by its ARN.
     let grant = Grant::new(ctx.clone(), source(), nodes(), PolicyWriter::new(ctx));
 
-    let run = run_one(NODE, "archive", grant, 5).await;
+    let role = role_node();
+    let run = run_one_after(NODE, "archive", grant, 5, &[role.as_str()]).await;
 
     assert_eq!(
         run.summary.status,
@@ -126,7 +128,11 @@ async fn a_grant_rejected_while_the_role_propagates_is_retried_and_succeeds() {
     );
     assert_eq!(
         run.node.undo,
-        Some(json!({ "principal": role_arn(), "present_before": false }))
+        Some(json!({
+            "principal": role_arn(),
+            "present_before": false,
+            "statements": ["AllowReplicationFromSourceAccount", "AllowReplicationPolicyCheck"],
+        }))
     );
     assert_eq!(
         run.node.outputs,
@@ -248,6 +254,52 @@ fn grant_of(
 struct Eventual {
     versions: Vec<Option<String>>,
     stale_reads: usize,
+}
+
+#[tokio::test]
+async fn a_principal_refused_for_a_role_that_existed_before_the_run_fails_at_once_naming_it() {
+    let policy_text = existing_policy().to_string();
+    let get = mock!(Client::get_bucket_policy).then_output(move || {
+        GetBucketPolicyOutput::builder()
+            .policy(policy_text.clone())
+            .build()
+    });
+    let put = mock!(Client::put_bucket_policy).then_http_response(|| {
+        aws_smithy_runtime_api::http::Response::new(
+            aws_smithy_runtime_api::http::StatusCode::try_from(400).expect("status"),
+            aws_smithy_types::body::SdkBody::from(s3_error(
+                "MalformedPolicy",
+                "Invalid principal in policy",
+            )),
+        )
+    });
+    let calls = Calls::default();
+    let ctx = context(vec![account(
+        ARCHIVE,
+        Mocked {
+            s3: &[&get, &put],
+            ..Default::default()
+        },
+        &calls,
+    )]);
+    let grant = Grant::new(ctx.clone(), source(), nodes(), PolicyWriter::new(ctx));
+
+    // The role stack did not change in this run: no IAM propagation to wait for.
+    let run = run_one(NODE, "archive", grant, 5).await;
+
+    assert_eq!(run.node.state, NodeState::Failed);
+    assert_eq!(run.node.attempts, 1, "not retried: it cannot succeed");
+    let error = run.node.last_error.expect("an error");
+    assert_eq!(error.code.as_deref(), Some("MalformedPolicy"));
+    assert!(!error.retryable);
+    assert!(error.message.contains(&role_arn()), "{}", error.message);
+    assert!(
+        error
+            .hint
+            .as_deref()
+            .is_some_and(|h| h.contains("aws iam get-role")),
+        "{error:?}"
+    );
 }
 
 #[tokio::test]

@@ -113,8 +113,9 @@ pub fn role_output() -> RoleStackOutput {
     }
 }
 
-/// A step before the tested one, done: it hands on these outputs.
-struct Done(Value);
+/// A step before the tested one, done: it hands on these outputs, and says whether it changed
+/// anything in this run (a role stack just created, say).
+struct Done(Value, bool);
 
 #[async_trait::async_trait]
 impl Task for Done {
@@ -128,7 +129,10 @@ impl Task for Done {
         Ok(Plan::new(PlanAction::NoOp))
     }
     async fn apply(&self, _ctx: &ApplyCtx<()>) -> Result<Applied<Value>, TaskError> {
-        Ok(Applied::unchanged(self.0.clone()))
+        Ok(Applied {
+            outputs: self.0.clone(),
+            changed: self.1,
+        })
     }
     async fn rollback(&self, _: Option<()>, _: &ApplyCtx<()>) -> Result<RolledBack, TaskError> {
         Ok(RolledBack::default())
@@ -422,7 +426,19 @@ pub struct Run {
 /// Runs `task` as node `id` of a new run through the engine's scheduler, after the source's
 /// role stack (done, unless `id` is the role stack itself), with fast retries (at most
 /// `max_attempts` attempts), journaled in a temporary state directory.
-pub async fn run_one<T: Task>(id: &str, _group: &str, task: T, max_attempts: u32) -> Run {
+pub async fn run_one<T: Task>(id: &str, group: &str, task: T, max_attempts: u32) -> Run {
+    run_one_after(id, group, task, max_attempts, &[]).await
+}
+
+/// [`run_one`], the steps before it of `changed` (node ids) having changed something in this
+/// run.
+pub async fn run_one_after<T: Task>(
+    id: &str,
+    _group: &str,
+    task: T,
+    max_attempts: u32,
+    changed: &[&str],
+) -> Run {
     let state = tempfile::tempdir().expect("tempdir");
     let journal = Journal::open(state.path()).expect("journal");
     let run = journal
@@ -439,7 +455,8 @@ pub async fn run_one<T: Task>(id: &str, _group: &str, task: T, max_attempts: u32
     let mut deps = Vec::new();
     for (before, outputs) in done_before() {
         if before != id {
-            dag.add(NodeSpec::new(before.clone(), vec![], Done(outputs)));
+            let fresh = changed.contains(&before.as_str());
+            dag.add(NodeSpec::new(before.clone(), vec![], Done(outputs, fresh)));
             deps.push(before);
         }
     }
