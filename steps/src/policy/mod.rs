@@ -224,9 +224,12 @@ pub fn is_unique_id(principal: &str) -> bool {
             .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit())
 }
 
+/// Principals found in a policy, each as `(Sid, principal)`.
+pub type Found = Vec<(String, String)>;
+
 /// The unique ids of deleted principals in `policy`, as `(Sid, id)`: first those in trailhub's
 /// statements, then those in others'.
-pub fn stale_principals(policy: &Value) -> (Vec<(String, String)>, Vec<(String, String)>) {
+pub fn stale_principals(policy: &Value) -> (Found, Found) {
     let (mut ours, mut theirs) = (Vec::new(), Vec::new());
     for statement in statements(policy) {
         let label = sid(statement).unwrap_or("(no Sid)").to_string();
@@ -247,7 +250,7 @@ pub fn stale_principals(policy: &Value) -> (Vec<(String, String)>, Vec<(String, 
 /// Drops from trailhub's statements the unique ids of deleted principals (they grant nothing,
 /// and S3 refuses every policy that keeps them), removing a statement left with no principal.
 /// Returns what was dropped, as `(Sid, id)`.
-pub fn drop_stale(policy: &mut Value) -> Vec<(String, String)> {
+pub fn drop_stale(policy: &mut Value) -> Found {
     let (ours, _) = stale_principals(policy);
     if ours.is_empty() {
         return ours;
