@@ -2,7 +2,7 @@
 //! trailhub's, refused by default and kept beside its own on request; rollback that gives back
 //! what was there and deletes only what trailhub made, checked against live identity.
 
-use crate::support::article::{bucket_exists, snapshot};
+use crate::support::article::{archive_policy, bucket_exists, snapshot};
 use crate::support::*;
 use aws_sdk_s3::types::{
     BucketVersioningStatus, DeleteMarkerReplication, DeleteMarkerReplicationStatus, Destination,
@@ -402,4 +402,137 @@ fn an_adopted_stack_whose_role_was_deleted_gets_it_back_and_rollback_returns_its
         "returned to the template found"
     );
     assert!(role_exists(&emu, account), "with a role");
+}
+
+fn put_archive_policy(emu: &Emulator, policy: &Value) {
+    let s3 = emu.s3(ARCHIVE);
+    emu.rt.block_on(async {
+        s3.put_bucket_policy()
+            .bucket(archive_bucket())
+            .policy(policy.to_string())
+            .send()
+            .await
+            .expect("put the policy by hand");
+    });
+}
+
+#[test]
+fn deleted_principals_are_dropped_from_trailhubs_statements_and_others_are_named_with_the_fix() {
+    let emu = Emulator::start();
+    let sources = accounts(2);
+    emu.seed_sources(&sources);
+    let th = Trailhub::new(&emu);
+    th.profiles(&sources);
+    let first = th.write_inventory(&inventory(&sources[..1], ""));
+    th.expect(&["apply", "-c", first.to_str().unwrap()], 0);
+
+    // A role granted long ago was deleted: the policy shows its unique id, in trailhub's
+    // statement and in a statement someone else wrote.
+    let mut policy = archive_policy(&emu).expect("a policy");
+    let statements = policy["Statement"].as_array_mut().unwrap();
+    let objects = statements
+        .iter_mut()
+        .find(|s| s["Sid"] == "AllowReplicationFromSourceAccount")
+        .unwrap();
+    objects["Principal"]["AWS"]
+        .as_array_mut()
+        .unwrap()
+        .push("AROAEXAMPLEDELETED01".into());
+    statements.push(serde_json::json!({"Sid": "AuditorRead", "Effect": "Allow",
+        "Principal": {"AWS": "AROAEXAMPLEDELETED02"}, "Action": "s3:GetObject",
+        "Resource": format!("arn:aws:s3:::{}/*", archive_bucket())}));
+    let with_theirs = policy.clone();
+    put_archive_policy(&emu, &with_theirs);
+
+    // verify names both, with what to do.
+    let both = th.write_inventory(&inventory(&sources, ""));
+    let both = both.to_str().unwrap();
+    let drift = th.json(&["verify", "-c", both, "--output", "json"], 3);
+    let stale: Vec<&Value> = drift
+        .iter()
+        .filter(|l| {
+            l["type"] == "drift" && l["actual"].as_str().is_some_and(|a| a.starts_with("AROA"))
+        })
+        .collect();
+    assert_eq!(stale.len(), 2, "{drift:?}");
+    assert!(stale.iter().any(|f| {
+        f["expected"]
+            .as_str()
+            .unwrap()
+            .contains("remove it by hand")
+    }));
+
+    // The new source's grant cannot be written while someone else's statement keeps one: it
+    // fails at once, naming it, and nothing is written.
+    th.expect(&["apply", "-c", both], 1);
+    let failed = th
+        .json(&["status"], 0)
+        .into_iter()
+        .find(|l| l["type"] == "node" && l["state"] == "failed")
+        .expect("a failed step");
+    assert_eq!(failed["error"]["code"], "StalePrincipal");
+    assert!(
+        failed["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("AROAEXAMPLEDELETED02 in statement AuditorRead"),
+        "{failed}"
+    );
+    assert_eq!(failed["attempts"], 1, "not retried");
+    assert_eq!(archive_policy(&emu), Some(with_theirs));
+
+    // Once their statement is fixed, trailhub drops the id from its own and grants.
+    let statements = policy["Statement"].as_array_mut().unwrap();
+    statements.retain(|s| s["Sid"] != "AuditorRead");
+    put_archive_policy(&emu, &policy);
+    th.expect(&["apply", "-c", both], 0);
+    let after = archive_policy(&emu).unwrap();
+    assert!(!after.to_string().contains("AROA"), "{after}");
+    crate::support::article::assert_policy(&emu, &sources);
+    let (history, _) = th.expect(&["history"], 0);
+    assert!(
+        history.contains("dropped AROAEXAMPLEDELETED01"),
+        "{history}"
+    );
+}
+
+#[test]
+fn rollback_leaves_a_principal_in_the_statement_that_already_named_it() {
+    let emu = Emulator::start();
+    let sources = accounts(1);
+    let account = &sources[0];
+    emu.seed_sources(&sources);
+    let th = Trailhub::new(&emu);
+    th.profiles(&sources);
+    let inv = th.write_inventory(&inventory(&sources, ""));
+    let inv = inv.to_str().unwrap();
+    // The archive exists (made by an earlier run) and its policy names the role in the objects
+    // statement, written by hand from the article; the check statement is missing.
+    th.expect(&["apply", "-c", inv], 0);
+    th.expect(&["rollback", "--account", account], 0);
+    let by_hand = serde_json::json!({"Version": "2012-10-17", "Statement": [{
+        "Sid": "AllowReplicationFromSourceAccounts", "Effect": "Allow",
+        "Principal": {"AWS": role_arn(account)},
+        "Action": ["s3:ReplicateObject", "s3:ReplicateDelete"],
+        "Resource": format!("arn:aws:s3:::{}/*", archive_bucket())}]});
+    put_archive_policy(&emu, &by_hand);
+
+    th.expect(&["apply", "-c", inv], 0);
+    let granted = archive_policy(&emu).unwrap();
+    for sid in [
+        "AllowReplicationFromSourceAccounts",
+        "AllowReplicationPolicyCheck",
+    ] {
+        assert_eq!(
+            crate::support::article::principals(&granted, sid),
+            [role_arn(account)],
+            "{granted}"
+        );
+    }
+    th.expect(&["rollback", "--account", account], 0);
+    assert_eq!(
+        archive_policy(&emu),
+        Some(by_hand),
+        "only the statement trailhub added the role to loses it"
+    );
 }
