@@ -51,6 +51,15 @@ h. Deleting a stack whose role was deleted outside CloudFormation: moto's delete
 i. UpdateStack to a template that declares fewer parameters: moto kept the earlier template's
    parameters and failed (HTTP 500, KeyError) on one the new template no longer declares. On
    AWS a stack's parameters are the template's: those it does not declare are dropped.
+j. Object Lock configuration: GetObjectLockConfiguration answered a default retention with
+   both ``<Days>`` and ``<Years>``, the one never put as ``0`` (``Days 30`` read back as
+   ``Days 30, Years 0``); AWS answers the period that was put, and a default retention holds
+   days or years, never both (API Reference, DefaultRetention). PutObjectLockConfiguration
+   failed ``InvalidBucket: Bucket needs to be empty`` on a bucket holding objects; AWS sets,
+   changes or removes (a configuration without ``Rule``) the default retention of a bucket
+   with objects, the default applying to versions written after it (API Reference,
+   PutObjectLockConfiguration: Object Lock can even be enabled on existing buckets). Both now
+   answer like AWS; versioning is still required, as on AWS.
 """
 
 import argparse
@@ -77,8 +86,13 @@ from moto.moto_server.werkzeug_app import (
     MotoRequestHandler,
     create_backend_app,
 )
-from moto.s3.exceptions import ReplicationConfigurationNotFoundError, S3AccessDeniedError
-from moto.s3.models import s3_backends
+from moto.core.responses import ActionResult
+from moto.s3.exceptions import (
+    InvalidBucketState,
+    ReplicationConfigurationNotFoundError,
+    S3AccessDeniedError,
+)
+from moto.s3.models import S3Backend, s3_backends
 from moto.s3.responses import S3Response
 from moto.utilities.utils import get_partition
 
@@ -265,6 +279,43 @@ def patch_recorder_lines() -> None:
     Recorder._record_request = record_request
 
 
+# --- j. Object Lock configuration --------------------------------------------------------------
+def patch_object_lock_configuration() -> None:
+    """Answer the default retention's one period; set it on a bucket that holds objects."""
+
+    def get_object_lock_configuration(self: S3Response) -> Any:
+        enabled, mode, days, years = self.backend.get_object_lock_configuration(self.bucket_name)
+        config: dict[str, Any] = {"ObjectLockEnabled": "Enabled" if enabled else "Disabled"}
+        if mode:
+            retention: dict[str, Any] = {"Mode": mode}
+            if days:
+                retention["Days"] = days
+            if years:
+                retention["Years"] = years
+            config["Rule"] = {"DefaultRetention": retention}
+        self.data["Action"] = "GetObjectLockConfiguration"
+        return self.serialized(ActionResult({"ObjectLockConfiguration": config}))
+
+    S3Response.get_object_lock_configuration = get_object_lock_configuration
+
+    def put_object_lock_configuration(self: S3Backend, bucket_name: str, lock_enabled: bool,
+                                      mode: str | None = None, days: int | None = None,
+                                      years: int | None = None) -> None:
+        bucket = self.get_bucket(bucket_name)
+        if not bucket.is_versioned:
+            raise InvalidBucketState(
+                "Versioning must be 'Enabled' on the bucket to apply a Object Lock configuration"
+            )
+        if lock_enabled:
+            bucket.object_lock_enabled = True
+            bucket.versioning_status = "Enabled"
+        bucket.default_lock_mode = mode
+        bucket.default_lock_days = days
+        bucket.default_lock_years = years
+
+    S3Backend.put_object_lock_configuration = put_object_lock_configuration
+
+
 def apply_patches() -> None:
     patch_get_bucket_versioning()
     patch_get_bucket_replication()
@@ -275,6 +326,7 @@ def apply_patches() -> None:
     patch_cfn_delete_missing_role()
     patch_cfn_dropped_parameters()
     patch_recorder_lines()
+    patch_object_lock_configuration()
 
 
 def main() -> None:

@@ -186,6 +186,24 @@ expect_error AccessDenied aws222 s3api put-bucket-replication --bucket "$src" --
 aws222 s3api get-bucket-replication --bucket "$src" --expected-bucket-owner 222222222222 >/dev/null
 ok "Get/PutBucketVersioning, Get/PutBucketReplication, GetBucketEncryption, GetBucketPolicy: other owner -> AccessDenied"
 
+# --- j. Object Lock configuration -----------------------------------------------------------------
+lock=object-lock-111111111111
+aws111 s3api create-bucket --bucket "$lock" --object-lock-enabled-for-bucket \
+  --create-bucket-configuration LocationConstraint=ap-northeast-1 >/dev/null
+aws111 s3api put-object-lock-configuration --bucket "$lock" \
+  --object-lock-configuration '{"ObjectLockEnabled": "Enabled", "Rule": {"DefaultRetention": {"Mode": "GOVERNANCE", "Days": 30}}}'
+same_json "$(aws111 s3api get-object-lock-configuration --bucket "$lock")" \
+  '{"ObjectLockConfiguration": {"ObjectLockEnabled": "Enabled", "Rule": {"DefaultRetention": {"Mode": "GOVERNANCE", "Days": 30}}}}'
+echo log > "$tmp/object"
+aws111 s3api put-object --bucket "$lock" --key AWSLogs/one --body "$tmp/object" >/dev/null
+aws111 s3api put-object-lock-configuration --bucket "$lock" \
+  --object-lock-configuration '{"ObjectLockEnabled": "Enabled", "Rule": {"DefaultRetention": {"Mode": "COMPLIANCE", "Years": 7}}}'
+same_json "$(aws111 s3api get-object-lock-configuration --bucket "$lock")" \
+  '{"ObjectLockConfiguration": {"ObjectLockEnabled": "Enabled", "Rule": {"DefaultRetention": {"Mode": "COMPLIANCE", "Years": 7}}}}'
+aws111 s3api put-object-lock-configuration --bucket "$lock" --object-lock-configuration '{"ObjectLockEnabled": "Enabled"}'
+same_json "$(aws111 s3api get-object-lock-configuration --bucket "$lock")" '{"ObjectLockConfiguration": {"ObjectLockEnabled": "Enabled"}}'
+ok "object lock: the default retention reads back with its one period, and is changed and removed on a bucket with objects"
+
 # --- recorder -------------------------------------------------------------------------------------
 moto_api() { "$py" -c 'import sys, urllib.request as u; sys.stdout.write(u.urlopen(u.Request(sys.argv[1], method="POST")).read().decode())' "$endpoint/moto-api/recorder/$1"; }
 moto_api reset-recording >/dev/null
