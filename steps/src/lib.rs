@@ -28,5 +28,8 @@ mod template;
 
 pub use clients::{AccountClients, Accounts, Connector};
 pub use errors::classify;
-pub use spec::{ArchiveSpec, Credentials, ExistingReplication, PolicyMode, Setting, SourceSpec};
+pub use spec::{
+    ArchiveSpec, Credentials, ExistingReplication, Lifecycle, PolicyMode, Retention, RetentionMode,
+    RetentionPeriod, Setting, SourceSpec, Transition,
+};
 pub use template::{resolved_inline_policy, role_template, trust_policy};

@@ -499,6 +499,8 @@ mod tests {
                 account_id: "111111111111".into(),
                 bucket: "aggregation-cloudtrail-logs-111111111111".into(),
                 kms_key: None,
+                retention: None,
+                lifecycle: None,
                 credentials: Credentials::Default,
             },
             policy: PolicyMode::Article,

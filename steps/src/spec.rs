@@ -141,8 +141,118 @@ pub struct ArchiveSpec {
     /// source first needs it.
     #[serde(default)]
     pub kms_key: Option<String>,
+    /// The bucket's default Object Lock retention (`[archive] retention`); `None`: trailhub sets
+    /// none, and leaves the bucket's own as it is.
+    #[serde(default)]
+    pub retention: Option<Retention>,
+    /// trailhub's lifecycle rule on the bucket (`[archive] lifecycle`); `None`: no rule.
+    #[serde(default)]
+    pub lifecycle: Option<Lifecycle>,
     /// Credentials for the archive account.
     pub credentials: Credentials,
+}
+
+/// An Object Lock retention mode, as S3 names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum RetentionMode {
+    /// Users with `s3:BypassGovernanceRetention` may still shorten it or delete a version.
+    Governance,
+    /// Nobody, the account's root user included, can shorten it or delete a version before it
+    /// ends.
+    Compliance,
+}
+
+impl RetentionMode {
+    /// Both modes, in the order messages list them.
+    pub const ALL: [RetentionMode; 2] = [Self::Governance, Self::Compliance];
+
+    /// The mode's name in S3 and in the inventory: `GOVERNANCE` or `COMPLIANCE`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Governance => "GOVERNANCE",
+            Self::Compliance => "COMPLIANCE",
+        }
+    }
+}
+
+impl FromStr for RetentionMode {
+    type Err = String;
+
+    /// A mode by its S3 name; the message lists both.
+    fn from_str(name: &str) -> Result<Self, Self::Err> {
+        Self::ALL
+            .into_iter()
+            .find(|m| m.as_str() == name)
+            .ok_or_else(|| {
+                format!("`{name}` is not a retention mode; use \"GOVERNANCE\" or \"COMPLIANCE\"")
+            })
+    }
+}
+
+/// How long a default retention keeps each new object version: S3 takes a number of days or of
+/// years, never both.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RetentionPeriod {
+    /// So many days.
+    Days(i32),
+    /// So many years.
+    Years(i32),
+}
+
+impl RetentionPeriod {
+    /// The period in days, a year counted as 365 (the inventory compares lifecycle expiry with
+    /// it: `expire_days = 2555` matches `years = 7`).
+    pub fn days(self) -> i64 {
+        match self {
+            Self::Days(d) => i64::from(d),
+            Self::Years(y) => i64::from(y) * 365,
+        }
+    }
+}
+
+impl fmt::Display for RetentionPeriod {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Days(1) => f.write_str("1 day"),
+            Self::Days(d) => write!(f, "{d} days"),
+            Self::Years(1) => f.write_str("1 year"),
+            Self::Years(y) => write!(f, "{y} years"),
+        }
+    }
+}
+
+/// The archive bucket's default Object Lock retention: applied by S3 to every object version
+/// written after it is set (each version keeps the retain-until date it was written with).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Retention {
+    /// Governance or compliance.
+    pub mode: RetentionMode,
+    /// How long.
+    pub period: RetentionPeriod,
+}
+
+/// trailhub's one lifecycle rule on the archive bucket (every action optional, at least one
+/// set): where the logs go after a while, and when they expire.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Lifecycle {
+    /// Move objects to another storage class so many days after they were written.
+    pub transition: Option<Transition>,
+    /// Expire current versions so many days after they were written (on a versioned bucket S3
+    /// adds a delete marker; the version stays, noncurrent).
+    pub expire_days: Option<i32>,
+    /// Delete noncurrent versions so many days after they became noncurrent.
+    pub noncurrent_expire_days: Option<i32>,
+}
+
+/// A lifecycle transition: to `storage_class`, `days` after an object was written.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Transition {
+    /// Days after the object was written.
+    pub days: i32,
+    /// A storage class a lifecycle rule can move objects to (`GLACIER_IR`, …).
+    pub storage_class: String,
 }
 
 /// One member account whose CloudTrail bucket replicates to the archive.

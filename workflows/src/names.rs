@@ -55,6 +55,17 @@ pub(crate) const STORAGE_CLASSES: &[&str] = &[
     "GLACIER_IR",
 ];
 
+/// The storage classes a lifecycle rule can move objects to (API Reference, `Transition`:
+/// `StorageClass`).
+pub(crate) const LIFECYCLE_STORAGE_CLASSES: &[&str] = &[
+    "GLACIER_IR",
+    "GLACIER",
+    "DEEP_ARCHIVE",
+    "STANDARD_IA",
+    "ONEZONE_IA",
+    "INTELLIGENT_TIERING",
+];
+
 /// The ARN partition of a region.
 pub(crate) fn partition(region: &str) -> &'static str {
     if region.starts_with("cn-") {
@@ -181,6 +192,18 @@ pub(crate) fn storage_class(s: &str) -> Result<(), String> {
         Err(format!(
             "`{s}` is not a storage class; use one of {}",
             STORAGE_CLASSES.join(", ")
+        ))
+    }
+}
+
+/// A storage class a lifecycle rule can move objects to.
+pub(crate) fn lifecycle_storage_class(s: &str) -> Result<(), String> {
+    if LIFECYCLE_STORAGE_CLASSES.contains(&s) {
+        Ok(())
+    } else {
+        Err(format!(
+            "`{s}` is not a storage class a lifecycle rule moves objects to; use one of {}",
+            LIFECYCLE_STORAGE_CLASSES.join(", ")
         ))
     }
 }

@@ -148,6 +148,8 @@ pub fn setting() -> Setting {
             account_id: ARCHIVE.into(),
             bucket: ARCHIVE_BUCKET.into(),
             kms_key: None,
+            retention: None,
+            lifecycle: None,
             credentials: Credentials::Default,
         },
         policy: PolicyMode::Article,

@@ -66,7 +66,9 @@ pub fn parse(text: &str, origin: &str) -> Result<Inventory, InventoryError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use trailhub_steps::Credentials;
+    use trailhub_steps::{
+        Credentials, Lifecycle, Retention, RetentionMode, RetentionPeriod, Transition,
+    };
 
     const EXAMPLE: &str = r#"
 region = "ap-northeast-1"
@@ -188,7 +190,7 @@ trail = ""
             problems,
             &[
                 "archive.bucket: must be a string, not datetime".to_string(),
-                "archive.shade: unknown key; known keys here: account_id, assume_role, profile, bucket, kms_key".into(),
+                "archive.shade: unknown key; known keys here: account_id, assume_role, profile, bucket, kms_key, retention, lifecycle".into(),
                 "colour: unknown key; known keys here: region, policy, archive, source_defaults, source".into(),
                 "policy: `strict` is not a policy; use \"article\", \"least-privilege\" or \"accounts\"".into(),
                 "region: is required (e.g. region = \"ap-northeast-1\")".into(),
@@ -201,6 +203,183 @@ trail = ""
                 "source_defaults.prefix: unknown placeholder `{acount}`; only {account_id} is defined".into(),
                 "source_defaults.storage_class: must be a string, not integer".into(),
             ]
+        );
+    }
+
+    /// The problems of `archive`'s lines in an otherwise valid inventory.
+    fn archive_problems(archive: &str) -> Vec<String> {
+        let text = format!(
+            "region = \"ap-northeast-1\"\n[archive]\naccount_id = \"111111111111\"\n{archive}\n[[source]]\naccount_id = \"222222222222\"\n"
+        );
+        match parse(&text, "a.toml") {
+            Ok(_) => Vec::new(),
+            Err(InventoryError::Invalid { problems, .. }) => problems,
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    #[test]
+    fn retention_and_lifecycle_parse_into_the_archive() {
+        let text = format!(
+            "{EXAMPLE}\n[archive.retention]\nmode = \"COMPLIANCE\"\nyears = 7\n[archive.lifecycle]\ntransition_days = 90\nstorage_class = \"GLACIER_IR\"\nexpire_days = 2555\nnoncurrent_expire_days = 2555\n"
+        );
+        let inv = parse(&text, "x").expect("valid");
+        assert_eq!(
+            inv.archive.retention,
+            Some(Retention {
+                mode: RetentionMode::Compliance,
+                period: RetentionPeriod::Years(7),
+            })
+        );
+        assert_eq!(
+            inv.archive.lifecycle,
+            Some(Lifecycle {
+                transition: Some(Transition {
+                    days: 90,
+                    storage_class: "GLACIER_IR".into(),
+                }),
+                expire_days: Some(2555),
+                noncurrent_expire_days: Some(2555),
+            })
+        );
+        assert!(
+            archive_problems(
+                "retention = { mode = \"GOVERNANCE\", days = 30 }\nlifecycle = { noncurrent_expire_days = 30 }"
+            )
+            .is_empty()
+        );
+        let inv = parse(EXAMPLE, "x").expect("valid");
+        assert_eq!((inv.archive.retention, inv.archive.lifecycle), (None, None));
+    }
+
+    #[test]
+    fn retention_problems_name_their_key() {
+        for (lines, want) in [
+            (
+                "retention = { mode = \"STRICT\", days = 30 }",
+                vec![
+                    "archive.retention.mode: `STRICT` is not a retention mode; use \"GOVERNANCE\" or \"COMPLIANCE\"",
+                ],
+            ),
+            (
+                "retention = { days = 30 }",
+                vec!["archive.retention.mode: is required: \"GOVERNANCE\" or \"COMPLIANCE\""],
+            ),
+            (
+                "retention = { mode = \"GOVERNANCE\", days = 30, years = 1 }",
+                vec!["archive.retention: set either `days` or `years`, not both"],
+            ),
+            (
+                "retention = { mode = \"GOVERNANCE\" }",
+                vec!["archive.retention: needs a period: `days = N` or `years = N`"],
+            ),
+            (
+                "retention = { mode = \"GOVERNANCE\", days = 0 }",
+                vec!["archive.retention.days: must be a positive integer, not 0"],
+            ),
+            (
+                "retention = { mode = \"GOVERNANCE\", years = \"7\" }",
+                vec!["archive.retention.years: must be a positive integer, not string"],
+            ),
+            (
+                "retention = { mode = \"GOVERNANCE\", days = 1.5 }",
+                vec!["archive.retention.days: must be a positive integer, not float"],
+            ),
+            (
+                "retention = { mode = \"GOVERNANCE\", days = 3000000000 }",
+                vec!["archive.retention.days: must be a positive integer, not 3000000000"],
+            ),
+            (
+                "retention = { mode = \"GOVERNANCE\", days = 1, until = 2 }",
+                vec!["archive.retention.until: unknown key; known keys here: mode, days, years"],
+            ),
+            (
+                "retention = \"GOVERNANCE\"",
+                vec![
+                    "archive.retention: must be a table, e.g. retention = { mode = \"GOVERNANCE\", days = 365 }",
+                ],
+            ),
+        ] {
+            assert_eq!(archive_problems(lines), want, "{lines}");
+        }
+    }
+
+    #[test]
+    fn lifecycle_problems_name_their_key() {
+        for (lines, want) in [
+            (
+                "lifecycle = { transition_days = 90, storage_class = \"STANDARD\" }",
+                vec![
+                    "archive.lifecycle.storage_class: `STANDARD` is not a storage class a lifecycle rule moves objects to; use one of GLACIER_IR, GLACIER, DEEP_ARCHIVE, STANDARD_IA, ONEZONE_IA, INTELLIGENT_TIERING",
+                ],
+            ),
+            (
+                "lifecycle = { transition_days = 90 }",
+                vec![
+                    "archive.lifecycle.storage_class: is required with transition_days (e.g. \"GLACIER_IR\")",
+                ],
+            ),
+            (
+                "lifecycle = { storage_class = \"GLACIER\" }",
+                vec!["archive.lifecycle.transition_days: is required with storage_class"],
+            ),
+            (
+                "lifecycle = { transition_days = 10, storage_class = \"STANDARD_IA\" }",
+                vec![
+                    "archive.lifecycle.transition_days: S3 moves objects to STANDARD_IA no sooner than 30 days after they were written, not 10",
+                ],
+            ),
+            (
+                "lifecycle = { transition_days = 90, storage_class = \"GLACIER_IR\", expire_days = 90 }",
+                vec![
+                    "archive.lifecycle.expire_days: 90 days is not after transition_days (90): objects would expire before they move to GLACIER_IR",
+                ],
+            ),
+            (
+                "lifecycle = { expire_days = -1, noncurrent_expire_days = 0 }",
+                vec![
+                    "archive.lifecycle.expire_days: must be a positive integer, not -1",
+                    "archive.lifecycle.noncurrent_expire_days: must be a positive integer, not 0",
+                ],
+            ),
+            (
+                "lifecycle = {}",
+                vec![
+                    "archive.lifecycle: sets nothing: give transition_days with storage_class, expire_days or noncurrent_expire_days (or remove it)",
+                ],
+            ),
+            (
+                "lifecycle = { expire_days = 30, delete = true }",
+                vec![
+                    "archive.lifecycle.delete: unknown key; known keys here: transition_days, storage_class, expire_days, noncurrent_expire_days",
+                ],
+            ),
+        ] {
+            assert_eq!(archive_problems(lines), want, "{lines}");
+        }
+    }
+
+    #[test]
+    fn an_expiry_shorter_than_the_retention_names_both_keys() {
+        let problems = archive_problems(
+            "retention = { mode = \"COMPLIANCE\", years = 7 }\nlifecycle = { expire_days = 2554, noncurrent_expire_days = 30 }",
+        );
+        assert_eq!(problems.len(), 2, "{problems:?}");
+        for (problem, key) in problems
+            .iter()
+            .zip(["expire_days: 2554 days", "noncurrent_expire_days: 30 days"])
+        {
+            assert!(
+                problem.starts_with(&format!("archive.lifecycle.{key} is shorter than archive.retention (COMPLIANCE 7 years, 2555 days)")),
+                "{problem}"
+            );
+        }
+        assert!(
+            archive_problems(
+                "retention = { mode = \"GOVERNANCE\", days = 30 }\nlifecycle = { expire_days = 30 }"
+            )
+            .is_empty(),
+            "as long as the retention is enough"
         );
     }
 

@@ -11,8 +11,24 @@ use trailhub_steps::PolicyMode;
 /// Keys of the top level.
 pub(super) const TOP_KEYS: &[&str] = &["region", "policy", "archive", "source_defaults", "source"];
 /// Keys of `[archive]`.
-pub(super) const ARCHIVE_KEYS: &[&str] =
-    &["account_id", "assume_role", "profile", "bucket", "kms_key"];
+pub(super) const ARCHIVE_KEYS: &[&str] = &[
+    "account_id",
+    "assume_role",
+    "profile",
+    "bucket",
+    "kms_key",
+    "retention",
+    "lifecycle",
+];
+/// Keys of `[archive] retention`.
+pub(super) const RETENTION_KEYS: &[&str] = &["mode", "days", "years"];
+/// Keys of `[archive] lifecycle`.
+pub(super) const LIFECYCLE_KEYS: &[&str] = &[
+    "transition_days",
+    "storage_class",
+    "expire_days",
+    "noncurrent_expire_days",
+];
 /// Keys of `[source_defaults]` and of each `[[source]]`.
 pub(super) const SOURCE_KEYS: &[&str] = &[
     "account_id",
@@ -101,6 +117,32 @@ pub(super) struct RawArchive {
     pub(super) profile: Field<String>,
     pub(super) bucket: Field<String>,
     pub(super) kms_key: Field<String>,
+    pub(super) retention: Field<RawRetention>,
+    pub(super) lifecycle: Field<RawLifecycle>,
+    #[serde(flatten)]
+    pub(super) unknown: UnknownKeys,
+}
+
+/// `[archive] retention = { mode = "…", days = N }` (or `years = N`).
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub(super) struct RawRetention {
+    pub(super) mode: Field<String>,
+    pub(super) days: Field<i64>,
+    pub(super) years: Field<i64>,
+    #[serde(flatten)]
+    pub(super) unknown: UnknownKeys,
+}
+
+/// `[archive] lifecycle = { transition_days = N, storage_class = "…", expire_days = N,
+/// noncurrent_expire_days = N }`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub(super) struct RawLifecycle {
+    pub(super) transition_days: Field<i64>,
+    pub(super) storage_class: Field<String>,
+    pub(super) expire_days: Field<i64>,
+    pub(super) noncurrent_expire_days: Field<i64>,
     #[serde(flatten)]
     pub(super) unknown: UnknownKeys,
 }
@@ -146,6 +188,10 @@ mod tests {
         assert!(source.unknown.is_empty(), "{:?}", source.unknown);
         let top: RawInventory = toml::from_str(&table_of(TOP_KEYS)).expect("lenient");
         assert!(top.unknown.is_empty(), "{:?}", top.unknown);
+        let retention: RawRetention = toml::from_str(&table_of(RETENTION_KEYS)).expect("lenient");
+        assert!(retention.unknown.is_empty(), "{:?}", retention.unknown);
+        let lifecycle: RawLifecycle = toml::from_str(&table_of(LIFECYCLE_KEYS)).expect("lenient");
+        assert!(lifecycle.unknown.is_empty(), "{:?}", lifecycle.unknown);
     }
 
     #[test]

@@ -3,13 +3,17 @@
 
 use super::Inventory;
 use super::raw::{
-    ARCHIVE_KEYS, Field, RawArchive, RawInventory, RawSource, SOURCE_KEYS, TOP_KEYS, UnknownKeys,
+    ARCHIVE_KEYS, Field, LIFECYCLE_KEYS, RETENTION_KEYS, RawArchive, RawInventory, RawLifecycle,
+    RawRetention, RawSource, SOURCE_KEYS, TOP_KEYS, UnknownKeys,
 };
 use crate::names;
 use std::collections::{BTreeMap, BTreeSet};
 use toml::Value;
 use trailhub_steps::spec::UnknownPolicyMode;
-use trailhub_steps::{ArchiveSpec, Credentials, ExistingReplication, PolicyMode, SourceSpec};
+use trailhub_steps::{
+    ArchiveSpec, Credentials, ExistingReplication, Lifecycle, PolicyMode, Retention, RetentionMode,
+    RetentionPeriod, SourceSpec, Transition,
+};
 
 /// Checks `raw` as a whole: the inventory, or every problem, each `key: message`, sorted by key
 /// (`source[10]` after `source[9]`).
@@ -94,12 +98,180 @@ fn archive(field: &Field<RawArchive>, partition: &str, p: &mut Problems) -> Arch
         p,
     );
     let kms_key = p.string(&table.kms_key, "archive.kms_key");
+    let retention = retention(&table.retention, p);
+    let lifecycle = lifecycle(&table.lifecycle, retention.as_ref(), p);
     ArchiveSpec {
         account_id: id,
         bucket,
         kms_key,
+        retention,
+        lifecycle,
         credentials,
     }
+}
+
+/// `[archive] retention`: a mode, and a number of days or of years (S3 takes one, never both).
+fn retention(field: &Field<RawRetention>, p: &mut Problems) -> Option<Retention> {
+    const AT: &str = "archive.retention";
+    let table = match field {
+        Field::Absent => return None,
+        Field::Wrong(_) => {
+            p.add(
+                AT,
+                "must be a table, e.g. retention = { mode = \"GOVERNANCE\", days = 365 }",
+            );
+            return None;
+        }
+        Field::Given(table) => table,
+    };
+    p.unknown_keys(&table.unknown, RETENTION_KEYS, "archive.retention.");
+    let mode_at = "archive.retention.mode";
+    let mode = match p.string(&table.mode, mode_at) {
+        Some(name) => name
+            .parse::<RetentionMode>()
+            .map_err(|e| p.add(mode_at, &e))
+            .ok(),
+        None => {
+            if !table.mode.is_present() {
+                p.add(mode_at, "is required: \"GOVERNANCE\" or \"COMPLIANCE\"");
+            }
+            None
+        }
+    };
+    let period = match (table.days.is_present(), table.years.is_present()) {
+        (true, true) => {
+            p.add(AT, "set either `days` or `years`, not both");
+            None
+        }
+        (false, false) => {
+            p.add(AT, "needs a period: `days = N` or `years = N`");
+            None
+        }
+        (true, false) => p
+            .positive(&table.days, "archive.retention.days")
+            .map(RetentionPeriod::Days),
+        (false, true) => p
+            .positive(&table.years, "archive.retention.years")
+            .map(RetentionPeriod::Years),
+    };
+    Some(Retention {
+        mode: mode?,
+        period: period?,
+    })
+}
+
+/// `[archive] lifecycle`: trailhub's rule on the archive bucket, checked against itself and
+/// against the retention (an expiry shorter than the retention would ask S3 to delete what
+/// Object Lock keeps).
+fn lifecycle(
+    field: &Field<RawLifecycle>,
+    retention: Option<&Retention>,
+    p: &mut Problems,
+) -> Option<Lifecycle> {
+    const AT: &str = "archive.lifecycle";
+    let table = match field {
+        Field::Absent => return None,
+        Field::Wrong(_) => {
+            p.add(
+                AT,
+                "must be a table, e.g. lifecycle = { transition_days = 90, storage_class = \"GLACIER_IR\" }",
+            );
+            return None;
+        }
+        Field::Given(table) => table,
+    };
+    p.unknown_keys(&table.unknown, LIFECYCLE_KEYS, "archive.lifecycle.");
+    let days_at = "archive.lifecycle.transition_days";
+    let class_at = "archive.lifecycle.storage_class";
+    let transition_days = p.positive(&table.transition_days, days_at);
+    let storage_class = p.string(&table.storage_class, class_at);
+    if let Some(class) = &storage_class {
+        p.check(class_at, names::lifecycle_storage_class(class));
+    }
+    let transition = match (table.transition_days.is_present(), &storage_class) {
+        (true, None) if !table.storage_class.is_present() => {
+            p.add(
+                class_at,
+                "is required with transition_days (e.g. \"GLACIER_IR\")",
+            );
+            None
+        }
+        (false, Some(_)) => {
+            p.add(days_at, "is required with storage_class");
+            None
+        }
+        (_, Some(class)) => transition_days.map(|days| Transition {
+            days,
+            storage_class: class.clone(),
+        }),
+        (_, None) => None,
+    };
+    // API Reference, `Transition`: S3 moves objects to STANDARD_IA or ONEZONE_IA no sooner than
+    // 30 days after they were written; the other classes take any number of days.
+    if let Some(t) = &transition
+        && ["STANDARD_IA", "ONEZONE_IA"].contains(&t.storage_class.as_str())
+        && t.days < 30
+    {
+        p.add(
+            days_at,
+            &format!(
+                "S3 moves objects to {} no sooner than 30 days after they were written, not {}",
+                t.storage_class, t.days
+            ),
+        );
+    }
+    let expire_days = p.positive(&table.expire_days, "archive.lifecycle.expire_days");
+    let noncurrent_expire_days = p.positive(
+        &table.noncurrent_expire_days,
+        "archive.lifecycle.noncurrent_expire_days",
+    );
+    if !table.transition_days.is_present()
+        && !table.storage_class.is_present()
+        && !table.expire_days.is_present()
+        && !table.noncurrent_expire_days.is_present()
+    {
+        p.add(
+            AT,
+            "sets nothing: give transition_days with storage_class, expire_days or noncurrent_expire_days (or remove it)",
+        );
+    }
+    if let (Some(t), Some(expire)) = (&transition, expire_days)
+        && expire <= t.days
+    {
+        p.add(
+            "archive.lifecycle.expire_days",
+            &format!(
+                "{expire} days is not after transition_days ({}): objects would expire before they move to {}",
+                t.days, t.storage_class
+            ),
+        );
+    }
+    if let Some(retention) = retention {
+        for (key, days) in [
+            ("expire_days", expire_days),
+            ("noncurrent_expire_days", noncurrent_expire_days),
+        ] {
+            if let Some(days) = days
+                && i64::from(days) < retention.period.days()
+            {
+                p.add(
+                    &format!("archive.lifecycle.{key}"),
+                    &format!(
+                        "{days} days is shorter than archive.retention ({} {}, {} days): S3 would be asked to expire logs that Object Lock still retains; set it to at least {} or shorten the retention",
+                        retention.mode.as_str(),
+                        retention.period,
+                        retention.period.days(),
+                        retention.period.days()
+                    ),
+                );
+            }
+        }
+    }
+    Some(Lifecycle {
+        transition,
+        expire_days,
+        noncurrent_expire_days,
+    })
 }
 
 /// `[source_defaults]`, if it is a table.
@@ -526,6 +698,21 @@ impl Problems {
             }
         }
         Some(raw.replace("{account_id}", account))
+    }
+
+    /// A positive whole number that fits S3's 32-bit fields (days, years), or `None` with the
+    /// problem recorded (or when the key is absent).
+    fn positive(&mut self, field: &Field<i64>, key: &str) -> Option<i32> {
+        let problem = match field {
+            Field::Absent => return None,
+            Field::Given(n) => match i32::try_from(*n) {
+                Ok(n) if n > 0 => return Some(n),
+                _ => format!("must be a positive integer, not {n}"),
+            },
+            Field::Wrong(other) => format!("must be a positive integer, not {}", other.type_str()),
+        };
+        self.add(key, &problem);
+        None
     }
 
     /// A valid account id, or `""` with the problem recorded.
