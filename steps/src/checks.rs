@@ -9,7 +9,8 @@ use crate::logs::{SourceLogs, is_trail_drift};
 use crate::spec::SourceSpec;
 use crate::tasks::replication::Wanted;
 use crate::tasks::{
-    ArchiveKey, StepContext, archive_bucket, grant, key_grant, replication, role_stack,
+    ArchiveKey, StepContext, archive_bucket, grant, key_grant, lifecycle, replication, retention,
+    role_stack,
 };
 use crate::tasks::{archive_policy, bucket_versioning};
 use trailhub_engine::TaskError;
@@ -189,22 +190,25 @@ fn unreadable_logs(source: &SourceSpec, e: TaskError) -> Result<Vec<Finding>, Ta
     Ok(vec![finding])
 }
 
-/// Compares the archive with the inventory: bucket owned, Object Lock, versioning, and no
-/// deleted principal left in its policy (S3 refuses every policy that keeps one, so no grant
-/// could be written).
+/// Compares the archive with the inventory: bucket owned, Object Lock, versioning, the default
+/// retention and trailhub's lifecycle rule (when the inventory sets them), and no deleted
+/// principal left in its policy (S3 refuses every policy that keeps one, so no grant could be
+/// written).
 pub async fn archive_findings(ctx: &StepContext) -> Result<Vec<Finding>, TaskError> {
     let archive = &ctx.setting.archive;
     let live = archive_bucket::read_archive(ctx).await?;
-    let mut out = archive_bucket::findings(ctx, live);
-    if live == archive_bucket::ArchiveLive::Missing {
+    let mut out = archive_bucket::findings(ctx, &live);
+    let archive_bucket::ArchiveLive::Owned { lock } = &live else {
         return Ok(out);
-    }
+    };
     let versioning = bucket_versioning(ctx, &archive.account_id, &archive.bucket).await?;
     out.extend(crate::tasks::versioning::findings(
         &archive.account_id,
         &archive.bucket,
         versioning.as_deref(),
     ));
+    out.extend(retention::findings(ctx, lock));
+    out.extend(lifecycle::findings(ctx).await?);
     if let Some(policy) = archive_policy(ctx).await? {
         let (ours, theirs) = crate::policy::stale_principals(&policy);
         let resource = format!("archive bucket {} policy", archive.bucket);

@@ -8,12 +8,14 @@
 //!   `S/verify` node and `trailhub verify`).
 //! - [`policy`]: merging principals into, and out of, the archive bucket policy.
 //! - [`rules`]: replication rules that are not trailhub's, refused or kept beside its own.
+//! - [`lifecycle_doc`]: lifecycle rules as journaled records, and trailhub's own rule.
 
 pub mod canary;
 pub mod checks;
 pub mod clients;
 mod drift;
 mod errors;
+pub mod lifecycle_doc;
 pub mod logs;
 pub mod migrate;
 pub mod policy;

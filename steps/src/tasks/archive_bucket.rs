@@ -1,6 +1,7 @@
 //! `archive/bucket`: the aggregation bucket, created with Object Lock in the region (article
 //! section 1.1), or adopted when the archive account already owns it.
 
+use super::retention::DefaultRule;
 use super::{StepContext, call, mutate};
 use crate::drift::Finding;
 use crate::errors::{classify, http_status, service_code};
@@ -38,11 +39,19 @@ pub struct BucketOutput {
     pub bucket: String,
 }
 
-/// The archive bucket as found: absent, or owned with or without Object Lock.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// The archive bucket as found: absent, or owned, with its Object Lock configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum ArchiveLive {
     Missing,
-    Owned { object_lock: bool },
+    Owned { lock: ObjectLock },
+}
+
+/// A bucket's Object Lock configuration (GetObjectLockConfiguration): whether it is enabled,
+/// and its default retention rule if it has one.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct ObjectLock {
+    pub(crate) enabled: bool,
+    pub(crate) rule: Option<DefaultRule>,
 }
 
 /// How the archive bucket differs from the article's: the one comparison of this resource.
@@ -53,11 +62,11 @@ pub(crate) enum ArchiveDrift {
 }
 
 impl ArchiveLive {
-    pub(crate) fn drift(self) -> Option<ArchiveDrift> {
+    pub(crate) fn drift(&self) -> Option<ArchiveDrift> {
         match self {
             ArchiveLive::Missing => Some(ArchiveDrift::Missing),
-            ArchiveLive::Owned { object_lock: false } => Some(ArchiveDrift::NoObjectLock),
-            ArchiveLive::Owned { object_lock: true } => None,
+            ArchiveLive::Owned { lock } if !lock.enabled => Some(ArchiveDrift::NoObjectLock),
+            ArchiveLive::Owned { .. } => None,
         }
     }
 }
@@ -68,13 +77,13 @@ pub(crate) async fn read_archive(ctx: &StepContext) -> Result<ArchiveLive, TaskE
     match presence(ctx, &archive.account_id, &archive.bucket).await? {
         Presence::Missing => Ok(ArchiveLive::Missing),
         Presence::Owned => Ok(ArchiveLive::Owned {
-            object_lock: object_lock_enabled(ctx, &archive.account_id, &archive.bucket).await?,
+            lock: object_lock(ctx, &archive.account_id, &archive.bucket).await?,
         }),
     }
 }
 
 /// The archive bucket's drift as verify reports it.
-pub(crate) fn findings(ctx: &StepContext, live: ArchiveLive) -> Vec<Finding> {
+pub(crate) fn findings(ctx: &StepContext, live: &ArchiveLive) -> Vec<Finding> {
     let archive = &ctx.setting.archive;
     let resource = format!("bucket {}", archive.bucket);
     let finding = |field: &str, expected: &str, actual: &str| {
@@ -169,11 +178,22 @@ fn header<E>(
         .map(str::to_string)
 }
 
+/// Whether `bucket` has Object Lock enabled.
 pub(crate) async fn object_lock_enabled(
     ctx: &StepContext,
     account: &str,
     bucket: &str,
 ) -> Result<bool, TaskError> {
+    Ok(object_lock(ctx, account, bucket).await?.enabled)
+}
+
+/// `bucket`'s Object Lock configuration: S3 answers `ObjectLockConfigurationNotFoundError` for
+/// a bucket without Object Lock, which reads as not enabled.
+pub(crate) async fn object_lock(
+    ctx: &StepContext,
+    account: &str,
+    bucket: &str,
+) -> Result<ObjectLock, TaskError> {
     let s3 = ctx.s3_for(account, bucket).await?;
     let result = call(
         account,
@@ -187,11 +207,20 @@ pub(crate) async fn object_lock_enabled(
     )
     .await;
     match result {
-        Ok(out) => Ok(out
-            .object_lock_configuration()
-            .and_then(|c| c.object_lock_enabled())
-            == Some(&ObjectLockEnabled::Enabled)),
-        Err(e) if service_code(&e) == Some("ObjectLockConfigurationNotFoundError") => Ok(false),
+        Ok(out) => {
+            let config = out.object_lock_configuration();
+            Ok(ObjectLock {
+                enabled: config.and_then(|c| c.object_lock_enabled())
+                    == Some(&ObjectLockEnabled::Enabled),
+                rule: config
+                    .and_then(|c| c.rule())
+                    .and_then(|r| r.default_retention())
+                    .map(DefaultRule::from_sdk),
+            })
+        }
+        Err(e) if service_code(&e) == Some("ObjectLockConfigurationNotFoundError") => {
+            Ok(ObjectLock::default())
+        }
         Err(e) => Err(classify("GetObjectLockConfiguration", bucket, e, &[])),
     }
 }

@@ -12,7 +12,9 @@ mod context;
 pub(crate) mod grant;
 mod identity;
 pub(crate) mod key_grant;
+pub(crate) mod lifecycle;
 pub(crate) mod replication;
+pub(crate) mod retention;
 pub(crate) mod role_stack;
 mod verify;
 pub(crate) mod versioning;
@@ -22,7 +24,9 @@ pub use bucket_check::{BucketCheck, BucketCheckOutput};
 pub use grant::{Grant, GrantOutput, GrantUndo, PolicyWriter};
 pub use identity::{Identity, IdentityOutput};
 pub use key_grant::{ArchiveKey, KeyGrant, KeyGrantOutput, KeyGrantUndo};
+pub use lifecycle::{ArchiveLifecycle, LifecycleOutput, LifecycleUndo};
 pub use replication::{Replication, ReplicationOutput, ReplicationUndo};
+pub use retention::{ArchiveRetention, DefaultRule, RetentionOutput, RetentionUndo};
 pub use role_stack::{RoleStack, RoleStackOutput, RoleStackUndo};
 pub use verify::{Verify, VerifyOutput};
 pub use versioning::{Versioning, VersioningOutput, VersioningUndo};
@@ -104,6 +108,38 @@ mod tests {
             present_before: false,
             statements: Some(vec!["AllowReplicationPolicyCheck".into()]),
         });
+        round_trips(RetentionUndo {
+            previous: None,
+            wrote: DefaultRule {
+                mode: "COMPLIANCE".into(),
+                days: None,
+                years: Some(7),
+            },
+        });
+        round_trips(RetentionUndo {
+            previous: Some(DefaultRule {
+                mode: "GOVERNANCE".into(),
+                days: Some(30),
+                years: None,
+            }),
+            wrote: DefaultRule {
+                mode: "GOVERNANCE".into(),
+                days: Some(365),
+                years: None,
+            },
+        });
+        round_trips(LifecycleUndo {
+            previous: Some(crate::lifecycle_doc::RuleDoc {
+                id: Some("trailhub-archive".into()),
+                status: "Disabled".into(),
+                ..Default::default()
+            }),
+            wrote: crate::lifecycle_doc::desired(&crate::spec::Lifecycle {
+                transition: None,
+                expire_days: Some(400),
+                noncurrent_expire_days: None,
+            }),
+        });
         reads(
             json!({ "existed": false }),
             ArchiveBucketUndo {
@@ -169,6 +205,14 @@ mod tests {
             bucket: "a".into(),
         });
         round_trips(VerifyOutput { checked: true });
+        round_trips(RetentionOutput {
+            bucket: "a".into(),
+            rule: None,
+        });
+        round_trips(LifecycleOutput {
+            bucket: "a".into(),
+            rule: Some("trailhub-archive".into()),
+        });
         reads(
             json!({ "role_arn": "r", "role_name": "S3ReplicationRole", "stack_id": "arn:stack" }),
             RoleStackOutput {
