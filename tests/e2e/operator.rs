@@ -183,7 +183,7 @@ fn the_report_renders_in_a_browser() {
         .unwrap()
         .find_iter(&dom)
         .count();
-    assert_eq!(graph_nodes, 3 + 8 * 2, "the DAG as SVG, one shape per node");
+    assert_eq!(graph_nodes, 5 + 8 * 2, "the DAG as SVG, one shape per node");
     assert!(dom.contains("#f4a3a3"), "the failed node is colored");
     let bars = Regex::new(r#"<rect class="bar (done|failed|retried)""#)
         .unwrap()

@@ -1,6 +1,8 @@
 //! The onboarding workflow's DAG (DESIGN.md, "The DAG of one run"), built from an inventory.
 //!
-//! Archive: `archive/identity → archive/bucket → archive/versioning`.
+//! Archive: `archive/identity → archive/bucket → {archive/versioning, archive/retention,
+//! archive/lifecycle}` (the default Object Lock retention and trailhub's lifecycle rule, each
+//! doing nothing unless the inventory sets it; the grants wait for versioning only).
 //! Per source S: `S/identity → S/bucket-check → S/versioning`, `S/bucket-check → S/role-stack`,
 //! `{S/role-stack, archive/versioning} → archive/grant/S`, `{S/role-stack, archive/identity} →
 //! archive/key/S` (the archive KMS key admits the role, for SSE-KMS logs; nothing otherwise),
@@ -17,8 +19,8 @@ use trailhub_engine::{Built, Dag, EngineError, GraphRecord, NodeId, NodeSpec, Sh
 use trailhub_state::RunRecord;
 use trailhub_steps::spec::{Setting, SourceSpec};
 use trailhub_steps::tasks::{
-    ArchiveBucket, ArchiveKey, BucketCheck, Grant, Identity, KeyGrant, PolicyWriter, Replication,
-    RoleStack, SourceNodes, StepContext, Verify, Versioning,
+    ArchiveBucket, ArchiveKey, ArchiveLifecycle, ArchiveRetention, BucketCheck, Grant, Identity,
+    KeyGrant, PolicyWriter, Replication, RoleStack, SourceNodes, StepContext, Verify, Versioning,
 };
 use trailhub_steps::{Accounts, Connector};
 
@@ -74,6 +76,10 @@ pub enum StepKind<'a> {
     ArchiveBucket,
     /// The archive bucket's versioning.
     ArchiveVersioning,
+    /// The archive bucket's default Object Lock retention.
+    ArchiveRetention,
+    /// trailhub's lifecycle rule on the archive bucket.
+    ArchiveLifecycle,
     /// A source's preconditions.
     BucketCheck(&'a SourceSpec),
     /// A source bucket's versioning.
@@ -163,6 +169,16 @@ impl Workflow {
                 vec![archive("bucket")],
                 StepKind::ArchiveVersioning,
             ),
+            node(
+                archive("retention"),
+                vec![archive("bucket")],
+                StepKind::ArchiveRetention,
+            ),
+            node(
+                archive("lifecycle"),
+                vec![archive("bucket")],
+                StepKind::ArchiveLifecycle,
+            ),
         ];
         for s in self.sources() {
             out.extend(source_layout(s));
@@ -198,6 +214,8 @@ impl Workflow {
                     let a = &self.inventory.archive;
                     NodeSpec::new(id, deps, Versioning::new(c, &a.account_id, &a.bucket))
                 }
+                StepKind::ArchiveRetention => NodeSpec::new(id, deps, ArchiveRetention::new(c)),
+                StepKind::ArchiveLifecycle => NodeSpec::new(id, deps, ArchiveLifecycle::new(c)),
                 StepKind::BucketCheck(s) => NodeSpec::new(id, deps, BucketCheck::new(c, s.clone())),
                 StepKind::SourceVersioning(s) => {
                     NodeSpec::new(id, deps, Versioning::new(c, &s.account_id, &s.bucket))
