@@ -9,6 +9,7 @@
 #![allow(clippy::unwrap_used, reason = "in tests a panic is the failure report")]
 
 mod apply;
+mod archive_retention;
 mod bad_input;
 mod dryrun;
 mod layouts;
