@@ -58,7 +58,9 @@ fn twelve_sources_in_one_run_then_a_converged_reapply_changes_nothing() {
         mutating.is_empty(),
         "a converged re-apply mutates nothing: {mutating:?}"
     );
-    // Each resource is read once: verify reuses what the steps read and did not change.
+    // Each resource is read once: verify reuses what the steps read and did not change. (The
+    // archive's retention and lifecycle steps read nothing without `[archive] retention` or
+    // `lifecycle`, and one configuration each with them: archive_retention.rs counts those.)
     for s in &sources {
         let mine: Vec<&str> = requests
             .iter()

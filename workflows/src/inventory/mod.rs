@@ -437,5 +437,13 @@ mod examples {
             Credentials::Profile("sandbox".into())
         );
         assert!(!overrides.sources[2].replication_time_control);
+        assert_eq!(
+            overrides.archive.retention.map(|r| r.period.days()),
+            Some(400)
+        );
+        assert_eq!(
+            overrides.archive.lifecycle.and_then(|l| l.expire_days),
+            Some(400)
+        );
     }
 }
