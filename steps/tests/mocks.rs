@@ -19,6 +19,8 @@ mod canary;
 mod classify;
 #[path = "mocks/grant.rs"]
 mod grant;
+#[path = "mocks/lifecycle.rs"]
+mod lifecycle;
 #[path = "mocks/regions.rs"]
 mod regions;
 #[path = "mocks/replication.rs"]
