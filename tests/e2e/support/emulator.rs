@@ -65,7 +65,9 @@ impl Emulator {
         }
     }
 
-    /// The SDK configuration of `account`.
+    /// The SDK configuration of `account`. Its HTTP client is given: the SDK crates have no
+    /// default one (trailhub builds its own, see the root Cargo.toml), and the emulator is plain
+    /// HTTP on loopback.
     pub fn config(&self, account: &str) -> SdkConfig {
         let creds =
             aws_credential_types::Credentials::new(account, "emulator", None, None, "tests");
@@ -74,6 +76,7 @@ impl Emulator {
                 .region(Region::new("ap-northeast-1"))
                 .endpoint_url(&self.url)
                 .credentials_provider(creds)
+                .http_client(aws_smithy_http_client::Builder::new().build_http())
                 .load(),
         )
     }
