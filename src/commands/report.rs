@@ -290,3 +290,74 @@ fn accounts_html(view: &RunView) -> (String, String) {
     }
     (accounts, errors)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use trailhub_state::{GraphRecord, Journal, NewRun};
+
+    fn id(text: &str) -> NodeId {
+        text.parse().expect("a node id")
+    }
+
+    fn event(seq: u64, at_ms: u64, node: &str, kind: EventKind) -> Event {
+        Event {
+            seq,
+            at_ms,
+            node: Some(id(node)),
+            kind,
+        }
+    }
+
+    /// A run of two nodes whose events were journaled while the clock was set back: an attempt
+    /// ends before it started, and the last event is older than the first.
+    #[test]
+    fn a_report_over_a_clock_set_back_renders_without_panicking() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let journal = Journal::open(dir.path()).expect("open");
+        let graph = GraphRecord {
+            nodes: vec![id("a/role"), id("a/versioning")],
+            edges: vec![(id("a/versioning"), id("a/role"))],
+        };
+        journal
+            .create_run(NewRun {
+                workflow: "onboard",
+                definition: "",
+                source: None,
+                options: serde_json::Value::Null,
+                graph: Some(graph),
+            })
+            .expect("run");
+        let view = RunView::read(&journal, None).expect("view");
+        let events = vec![
+            event(
+                1,
+                50_000,
+                "a/versioning",
+                EventKind::AttemptStarted { attempt: 1 },
+            ),
+            event(
+                2,
+                10_000,
+                "a/versioning",
+                EventKind::NodeDone { changed: true },
+            ),
+            event(3, 9_000, "a/role", EventKind::AttemptStarted { attempt: 1 }),
+        ];
+        let bars = bars(&events, 9_000);
+        assert_eq!(bars.len(), 2);
+        assert!(
+            bars.iter().all(|b| b.end >= b.start),
+            "no bar ends before it starts"
+        );
+        let html = render_report(&view, &events);
+        assert!(
+            html.contains("did not report back"),
+            "the open attempt is drawn"
+        );
+        assert!(
+            !html.contains("\"NaN\"") && !html.contains("\"inf\""),
+            "every coordinate is a number: {html}"
+        );
+    }
+}

@@ -103,9 +103,18 @@ impl Connector {
             Credentials::Default => self.base().await.clone(),
             Credentials::Profile(name) => {
                 // The profile's credentials only: in the default chain, environment credentials
-                // would come first and silently win over the profile the inventory names.
+                // would come first and silently win over the profile the inventory names. Built
+                // outside the loader, it must be given trailhub's HTTPS client (the SDK crates
+                // have no default one, see the root Cargo.toml) and the region: a profile that
+                // assumes a role (`role_arn`, `source_profile`) calls STS through them, and
+                // without a region that call failed with "missing signing region".
                 let provider = aws_config::profile::ProfileFileCredentialsProvider::builder()
                     .profile_name(name)
+                    .configure(
+                        &aws_config::provider_config::ProviderConfig::default()
+                            .with_http_client(self.http.clone())
+                            .with_region(Some(Region::new(self.region.clone()))),
+                    )
                     .build();
                 self.loader()
                     .profile_name(name)

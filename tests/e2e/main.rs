@@ -10,6 +10,7 @@
 
 mod apply;
 mod bad_input;
+mod corruption;
 mod dryrun;
 mod layouts;
 mod migration;
