@@ -199,6 +199,15 @@ fn render_report(view: &RunView, events: &[Event]) -> String {
     if errors.is_empty() {
         errors = "<li>None.</li>".into();
     }
+    let jobs: String = crate::output::backfill_jobs(&view.records)
+        .iter()
+        .map(|(account, job)| format!("<li>{}: {}</li>", esc(account), esc(&job.describe())))
+        .collect();
+    let jobs = if jobs.is_empty() {
+        String::new()
+    } else {
+        format!("<h2>Backfill jobs</h2>\n<ul id=\"jobs\">{jobs}</ul>\n")
+    };
     format!(
         r##"<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
@@ -223,7 +232,7 @@ tr.failed td {{ background: #f8d7da; }} tr.succeeded td:nth-child(2) {{ color: #
 <table id="accounts"><thead><tr><th>Account</th><th>Result</th><th>Steps done</th><th>Attempts</th><th>First error</th></tr></thead><tbody>{accounts}</tbody></table>
 <h2>Errors</h2>
 <ul id="errors">{errors}</ul>
-</body></html>
+{jobs}</body></html>
 "##,
         id = esc(&view.run.id),
         status = view.run.status.as_str(),
@@ -241,6 +250,7 @@ tr.failed td {{ background: #f8d7da; }} tr.succeeded td:nth-child(2) {{ color: #
         timeline = timeline_svg(view, events),
         accounts = accounts,
         errors = errors,
+        jobs = jobs,
     )
 }
 
