@@ -77,7 +77,7 @@ pub struct RoleStackOutput {
     pub stack_id: Option<String>,
     /// The role S3 Batch Replication assumes (`trailhub backfill`), from the stack's
     /// `BackfillRoleArn` output (`None` for stacks made before it was in the template).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backfill_role_arn: Option<String>,
 }
 
