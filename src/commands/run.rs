@@ -72,28 +72,8 @@ pub async fn backfill(
         .map_err(CliError::Usage)?
         .backfilling(options);
     let prepared = prepare_workflow(cli, workflow)?;
-    let journal = open_journal(cli)?;
-    let run = journal.create_run(NewRun {
-        workflow: prepared.workflow.name(),
-        definition: &prepared.workflow.inventory.text,
-        source: Some(config.display().to_string()),
-        options: json!({ "accounts": accounts, "concurrency": concurrency, "backfill": options }),
-        graph: Some(prepared.dag.record()),
-    })?;
-    let sources = prepared.workflow.sources().count();
-    announce(
-        cli,
-        &run.id,
-        "backfill",
-        &format!(
-            "run {}: backfilling {sources} account{} into {} (journal in {})",
-            run.id,
-            if sources == 1 { "" } else { "s" },
-            prepared.workflow.inventory.archive.bucket,
-            cli.state.display()
-        ),
-    );
-    execute_run(cli, &journal, &prepared, &run.id, "backfill", concurrency).await
+    let extra = json!({ "backfill": options });
+    start(cli, config, &prepared, accounts, concurrency, extra).await
 }
 
 pub async fn apply(
@@ -104,28 +84,49 @@ pub async fn apply(
 ) -> Result<Outcome, CliError> {
     let inventory = load_inventory(config)?;
     let prepared = prepare(cli, inventory, accounts)?;
+    start(cli, config, &prepared, accounts, concurrency, json!({})).await
+}
+
+/// Journals a new run of `prepared` (its frozen inventory, graph and options, `extra` among
+/// them), says so, and runs it.
+async fn start(
+    cli: &Cli,
+    config: &Path,
+    prepared: &Prepared,
+    accounts: &[String],
+    concurrency: u16,
+    extra: serde_json::Value,
+) -> Result<Outcome, CliError> {
     let journal = open_journal(cli)?;
+    let mut options = json!({ "accounts": accounts, "concurrency": concurrency });
+    if let (Some(all), Some(more)) = (options.as_object_mut(), extra.as_object()) {
+        all.extend(more.clone());
+    }
     let run = journal.create_run(NewRun {
         workflow: prepared.workflow.name(),
         definition: &prepared.workflow.inventory.text,
         source: Some(config.display().to_string()),
-        options: json!({ "accounts": accounts, "concurrency": concurrency }),
+        options,
         graph: Some(prepared.dag.record()),
     })?;
     let sources = prepared.workflow.sources().count();
+    let (operation, doing) = match prepared.workflow.backfill {
+        Some(_) => ("backfill", "backfilling"),
+        None => ("apply", "onboarding"),
+    };
     announce(
         cli,
         &run.id,
-        "apply",
+        operation,
         &format!(
-            "run {}: onboarding {sources} account{} into {} (journal in {})",
+            "run {}: {doing} {sources} account{} into {} (journal in {})",
             run.id,
             if sources == 1 { "" } else { "s" },
             prepared.workflow.inventory.archive.bucket,
             cli.state.display()
         ),
     );
-    execute_run(cli, &journal, &prepared, &run.id, "apply", concurrency).await
+    execute_run(cli, &journal, prepared, &run.id, operation, concurrency).await
 }
 
 pub async fn resume(

@@ -317,18 +317,8 @@ mod tests {
 
     fn source(trust_conditions: bool) -> SourceSpec {
         SourceSpec {
-            account_id: "222222222222".into(),
-            bucket: "cm-members-cloudtrail-222222222222".into(),
-            trail: None,
-            role_name: "S3ReplicationRole".into(),
-            stack_name: "cloudtrail-replication-role".into(),
-            prefix: None,
-            region: None,
             trust_conditions,
-            existing_replication: Default::default(),
-            storage_class: "STANDARD_IA".into(),
-            replication_time_control: true,
-            credentials: Credentials::Default,
+            ..SourceSpec::example()
         }
     }
 

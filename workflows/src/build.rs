@@ -311,28 +311,18 @@ fn source_nodes(s: &SourceSpec) -> SourceNodes {
 /// updated to a template that does), then the job.
 fn backfill_layout(s: &SourceSpec, options: BackfillOptions) -> Vec<LaidOut<'_>> {
     let id = |step: &str| source_node(s, step);
-    vec![
-        node(id("identity"), vec![], StepKind::Identity(&s.account_id)),
-        node(
-            id("bucket-check"),
-            vec![id("identity")],
-            StepKind::BucketCheck(s),
-        ),
-        node(
-            id("role-stack"),
-            vec![id("bucket-check")],
-            StepKind::RoleStack(s),
-        ),
-        node(
-            id("backfill"),
-            vec![id("bucket-check"), id("role-stack")],
-            StepKind::Backfill(s, options),
-        ),
-    ]
+    let mut nodes = checks_and_stack(s);
+    nodes.push(node(
+        id("backfill"),
+        vec![id("bucket-check"), id("role-stack")],
+        StepKind::Backfill(s, options),
+    ));
+    nodes
 }
 
-/// One source's nodes.
-fn source_layout(s: &SourceSpec) -> Vec<LaidOut<'_>> {
+/// What every layout does first in a source account: its identity, its bucket and trails, its
+/// role stack.
+fn checks_and_stack(s: &SourceSpec) -> Vec<LaidOut<'_>> {
     let id = |step: &str| source_node(s, step);
     vec![
         node(id("identity"), vec![], StepKind::Identity(&s.account_id)),
@@ -342,14 +332,22 @@ fn source_layout(s: &SourceSpec) -> Vec<LaidOut<'_>> {
             StepKind::BucketCheck(s),
         ),
         node(
-            id("versioning"),
-            vec![id("bucket-check")],
-            StepKind::SourceVersioning(s),
-        ),
-        node(
             id("role-stack"),
             vec![id("bucket-check")],
             StepKind::RoleStack(s),
+        ),
+    ]
+}
+
+/// One source's nodes.
+fn source_layout(s: &SourceSpec) -> Vec<LaidOut<'_>> {
+    let id = |step: &str| source_node(s, step);
+    let mut nodes = checks_and_stack(s);
+    nodes.extend([
+        node(
+            id("versioning"),
+            vec![id("bucket-check")],
+            StepKind::SourceVersioning(s),
         ),
         node(
             grant_node(s),
@@ -376,7 +374,8 @@ fn source_layout(s: &SourceSpec) -> Vec<LaidOut<'_>> {
             vec![id("replication"), grant_node(s)],
             StepKind::Verify(s),
         ),
-    ]
+    ]);
+    nodes
 }
 
 /// The account filter a run was created with (`apply --account`).
