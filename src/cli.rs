@@ -119,6 +119,32 @@ pub enum Command {
         #[arg(long = "account", value_name = "ID")]
         accounts: Vec<String>,
     },
+    /// Copy to the archive the logs that live replication never copied (written before the
+    /// account was onboarded; with --include-failed, those whose replication failed): one S3
+    /// Batch Replication job per source, journaled like any run.
+    #[command(
+        after_help = "Examples:\n  trailhub backfill -c inventory.toml\n  trailhub backfill -c inventory.toml --account 222222222222 --include-failed --yes --wait"
+    )]
+    Backfill {
+        #[command(flatten)]
+        inventory: InventoryArg,
+        /// Only these source accounts (repeatable).
+        #[arg(long = "account", value_name = "ID")]
+        accounts: Vec<String>,
+        /// Also replicate objects whose replication failed (status FAILED).
+        #[arg(long)]
+        include_failed: bool,
+        /// Start the jobs at once; without it each job waits for a confirmation (S3 Batch
+        /// Operations' own), which `status` shows how to give.
+        #[arg(long)]
+        yes: bool,
+        /// Wait until each job has finished (or waits for its confirmation), showing progress.
+        #[arg(long)]
+        wait: bool,
+        /// Node attempts in flight at most.
+        #[arg(long, default_value_t = crate::DEFAULT_CONCURRENCY, value_parser = clap::value_parser!(u16).range(1..=1024))]
+        concurrency: u16,
+    },
     /// Continue a run (default: the latest) from its journal; finished steps are not run again.
     #[command(after_help = "Examples:\n  trailhub resume\n  trailhub resume 20261128T101500Z-0001")]
     Resume {

@@ -120,6 +120,49 @@ pub fn truncate(s: &str, max: usize) -> String {
     }
 }
 
+/// The Batch Replication jobs of a run (its `backfill` nodes' journaled outputs), by account.
+pub fn backfill_jobs(
+    records: &std::collections::BTreeMap<trailhub_engine::NodeId, trailhub_engine::NodeRecord>,
+) -> Vec<(String, trailhub_steps::tasks::BackfillOutput)> {
+    records
+        .iter()
+        .filter(|(id, _)| id.step() == "backfill")
+        .filter_map(|(id, rec)| {
+            let job = serde_json::from_value(rec.outputs.clone()?).ok()?;
+            Some((id.group().to_string(), job))
+        })
+        .collect()
+}
+
+/// Prints a run's backfill jobs: one line each (a JSON `backfill-job` line with `--output
+/// json`), and how to confirm a job that waits for it.
+pub fn print_jobs(run: &str, jobs: &[(String, trailhub_steps::tasks::BackfillOutput)], json: bool) {
+    if json {
+        for (account, job) in jobs {
+            json_line(&serde_json::json!({
+                "type": "backfill-job", "run": run, "account": account, "job_id": job.job_id,
+                "status": job.status, "total": job.total, "succeeded": job.succeeded,
+                "failed": job.failed, "awaiting_confirmation": job.awaiting_confirmation,
+                "report": job.report, "region": job.region,
+            }));
+        }
+        return;
+    }
+    if jobs.is_empty() {
+        return;
+    }
+    println!("\nBackfill jobs:");
+    for (account, job) in jobs {
+        println!("  {account}  {}", job.describe());
+        if job.awaiting_confirmation {
+            println!(
+                "      confirm: aws s3control update-job-status --region {} --account-id {account} --job-id {} --requested-job-status Ready   (or cancel it: trailhub rollback {run} --account {account})",
+                job.region, job.job_id
+            );
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

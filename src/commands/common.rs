@@ -49,7 +49,8 @@ pub fn prepare(cli: &Cli, inventory: Inventory, only: &[String]) -> Result<Prepa
     prepare_workflow(cli, workflow)
 }
 
-fn prepare_workflow(cli: &Cli, workflow: Workflow) -> Result<Prepared, CliError> {
+/// Builds a workflow's clients and DAG. Makes no AWS request.
+pub fn prepare_workflow(cli: &Cli, workflow: Workflow) -> Result<Prepared, CliError> {
     let connector = Connector::new(&workflow.inventory.region, cli.endpoint_url.clone());
     let mut ctx = step_context(&workflow.inventory, connector);
     // Tests make the re-reads of eventually consistent state fast with it.

@@ -29,6 +29,21 @@ pub async fn run(cli: &Cli) -> Result<Outcome, CliError> {
             concurrency,
             accounts,
         } => run::apply(cli, &inventory.config, *concurrency, accounts).await,
+        Command::Backfill {
+            inventory,
+            accounts,
+            include_failed,
+            yes,
+            wait,
+            concurrency,
+        } => {
+            let options = trailhub_steps::tasks::BackfillOptions {
+                include_failed: *include_failed,
+                confirmed: *yes,
+                wait: *wait,
+            };
+            run::backfill(cli, &inventory.config, *concurrency, accounts, options).await
+        }
         Command::Resume { run, concurrency } => {
             run::resume(cli, run.as_deref(), *concurrency).await
         }

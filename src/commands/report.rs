@@ -199,6 +199,15 @@ fn render_report(view: &RunView, events: &[Event]) -> String {
     if errors.is_empty() {
         errors = "<li>None.</li>".into();
     }
+    let jobs: String = crate::output::backfill_jobs(&view.records)
+        .iter()
+        .map(|(account, job)| format!("<li>{}: {}</li>", esc(account), esc(&job.describe())))
+        .collect();
+    let jobs = if jobs.is_empty() {
+        String::new()
+    } else {
+        format!("<h2>Backfill jobs</h2>\n<ul id=\"jobs\">{jobs}</ul>\n")
+    };
     format!(
         r##"<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
@@ -223,7 +232,7 @@ tr.failed td {{ background: #f8d7da; }} tr.succeeded td:nth-child(2) {{ color: #
 <table id="accounts"><thead><tr><th>Account</th><th>Result</th><th>Steps done</th><th>Attempts</th><th>First error</th></tr></thead><tbody>{accounts}</tbody></table>
 <h2>Errors</h2>
 <ul id="errors">{errors}</ul>
-</body></html>
+{jobs}</body></html>
 "##,
         id = esc(&view.run.id),
         status = view.run.status.as_str(),
@@ -241,6 +250,7 @@ tr.failed td {{ background: #f8d7da; }} tr.succeeded td:nth-child(2) {{ color: #
         timeline = timeline_svg(view, events),
         accounts = accounts,
         errors = errors,
+        jobs = jobs,
     )
 }
 
@@ -289,4 +299,75 @@ fn accounts_html(view: &RunView) -> (String, String) {
         }
     }
     (accounts, errors)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use trailhub_state::{GraphRecord, Journal, NewRun};
+
+    fn id(text: &str) -> NodeId {
+        text.parse().expect("a node id")
+    }
+
+    fn event(seq: u64, at_ms: u64, node: &str, kind: EventKind) -> Event {
+        Event {
+            seq,
+            at_ms,
+            node: Some(id(node)),
+            kind,
+        }
+    }
+
+    /// A run of two nodes whose events were journaled while the clock was set back: an attempt
+    /// ends before it started, and the last event is older than the first.
+    #[test]
+    fn a_report_over_a_clock_set_back_renders_without_panicking() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let journal = Journal::open(dir.path()).expect("open");
+        let graph = GraphRecord {
+            nodes: vec![id("a/role"), id("a/versioning")],
+            edges: vec![(id("a/versioning"), id("a/role"))],
+        };
+        journal
+            .create_run(NewRun {
+                workflow: "onboard",
+                definition: "",
+                source: None,
+                options: serde_json::Value::Null,
+                graph: Some(graph),
+            })
+            .expect("run");
+        let view = RunView::read(&journal, None).expect("view");
+        let events = vec![
+            event(
+                1,
+                50_000,
+                "a/versioning",
+                EventKind::AttemptStarted { attempt: 1 },
+            ),
+            event(
+                2,
+                10_000,
+                "a/versioning",
+                EventKind::NodeDone { changed: true },
+            ),
+            event(3, 9_000, "a/role", EventKind::AttemptStarted { attempt: 1 }),
+        ];
+        let bars = bars(&events, 9_000);
+        assert_eq!(bars.len(), 2);
+        assert!(
+            bars.iter().all(|b| b.end >= b.start),
+            "no bar ends before it starts"
+        );
+        let html = render_report(&view, &events);
+        assert!(
+            html.contains("did not report back"),
+            "the open attempt is drawn"
+        );
+        assert!(
+            !html.contains("\"NaN\"") && !html.contains("\"inf\""),
+            "every coordinate is a number: {html}"
+        );
+    }
 }

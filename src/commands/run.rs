@@ -7,7 +7,8 @@
 //! that touched them, newest first.
 
 use super::common::{
-    Prepared, load_inventory, open_existing_journal, open_journal, prepare, prepare_run, shutdown,
+    Prepared, load_inventory, open_existing_journal, open_journal, prepare, prepare_run,
+    prepare_workflow, shutdown,
 };
 use crate::cli::{Cli, OutputFormat};
 use crate::errors::{CliError, Outcome};
@@ -21,7 +22,8 @@ use trailhub_engine::{
     account_rollbacks, execute, pending_rollback, refuse_later_runs,
 };
 use trailhub_state::{EventKind, Journal, NewRun, Write};
-use trailhub_workflows::WORKFLOW_NAME;
+use trailhub_steps::tasks::BackfillOptions;
+use trailhub_workflows::Workflow;
 
 fn options(concurrency: u16) -> RunOptions {
     RunOptions {
@@ -56,6 +58,24 @@ fn style(cli: &Cli) -> Style {
     Style::detect(cli.output == OutputFormat::Json, cli.quiet)
 }
 
+/// `trailhub backfill`: a run of the backfill layout (per source, its checks, its stack, then
+/// its Batch Replication job), then the jobs.
+pub async fn backfill(
+    cli: &Cli,
+    config: &Path,
+    concurrency: u16,
+    accounts: &[String],
+    options: BackfillOptions,
+) -> Result<Outcome, CliError> {
+    let inventory = load_inventory(config)?;
+    let workflow = Workflow::new(inventory, accounts.to_vec())
+        .map_err(CliError::Usage)?
+        .backfilling(options);
+    let prepared = prepare_workflow(cli, workflow)?;
+    let extra = json!({ "backfill": options });
+    start(cli, config, &prepared, accounts, concurrency, extra).await
+}
+
 pub async fn apply(
     cli: &Cli,
     config: &Path,
@@ -64,28 +84,49 @@ pub async fn apply(
 ) -> Result<Outcome, CliError> {
     let inventory = load_inventory(config)?;
     let prepared = prepare(cli, inventory, accounts)?;
+    start(cli, config, &prepared, accounts, concurrency, json!({})).await
+}
+
+/// Journals a new run of `prepared` (its frozen inventory, graph and options, `extra` among
+/// them), says so, and runs it.
+async fn start(
+    cli: &Cli,
+    config: &Path,
+    prepared: &Prepared,
+    accounts: &[String],
+    concurrency: u16,
+    extra: serde_json::Value,
+) -> Result<Outcome, CliError> {
     let journal = open_journal(cli)?;
+    let mut options = json!({ "accounts": accounts, "concurrency": concurrency });
+    if let (Some(all), Some(more)) = (options.as_object_mut(), extra.as_object()) {
+        all.extend(more.clone());
+    }
     let run = journal.create_run(NewRun {
-        workflow: WORKFLOW_NAME,
+        workflow: prepared.workflow.name(),
         definition: &prepared.workflow.inventory.text,
         source: Some(config.display().to_string()),
-        options: json!({ "accounts": accounts, "concurrency": concurrency }),
+        options,
         graph: Some(prepared.dag.record()),
     })?;
     let sources = prepared.workflow.sources().count();
+    let (operation, doing) = match prepared.workflow.backfill {
+        Some(_) => ("backfill", "backfilling"),
+        None => ("apply", "onboarding"),
+    };
     announce(
         cli,
         &run.id,
-        "apply",
+        operation,
         &format!(
-            "run {}: onboarding {sources} account{} into {} (journal in {})",
+            "run {}: {doing} {sources} account{} into {} (journal in {})",
             run.id,
             if sources == 1 { "" } else { "s" },
             prepared.workflow.inventory.archive.bucket,
             cli.state.display()
         ),
     );
-    execute_run(cli, &journal, &prepared, &run.id, "apply", concurrency).await
+    execute_run(cli, &journal, prepared, &run.id, operation, concurrency).await
 }
 
 pub async fn resume(
@@ -357,6 +398,13 @@ async fn execute_run(
     )
     .await?;
     reporter.finish();
+    if prepared.workflow.backfill.is_some() {
+        crate::output::print_jobs(
+            run,
+            &crate::output::backfill_jobs(&journal.nodes(run)?),
+            cli.output == OutputFormat::Json,
+        );
+    }
     let elapsed = started.elapsed().as_millis() as u64;
     let count = |r: GroupResult| summary.groups.iter().filter(|g| g.result == r).count();
     let (ok, failed, blocked) = (

@@ -30,6 +30,7 @@ pub fn status(cli: &Cli, run: Option<&str>) -> Result<Outcome, CliError> {
                 "error": rec.last_error, "rollback_note": rec.rollback_note,
             }));
         }
+        crate::output::print_jobs(&run.id, &crate::output::backfill_jobs(&view.records), true);
         return Ok(Outcome::Ok);
     }
     println!(
@@ -41,6 +42,7 @@ pub fn status(cli: &Cli, run: Option<&str>) -> Result<Outcome, CliError> {
     );
     println!("{}", accounts_table(&view.groups()));
     status_nodes(&view);
+    crate::output::print_jobs(&run.id, &crate::output::backfill_jobs(&view.records), false);
     Ok(Outcome::Ok)
 }
 

@@ -25,6 +25,24 @@ pub enum StateError {
         /// The directory.
         path: PathBuf,
     },
+    /// Group or others can write to the state directory, and it is another user's, so trailhub
+    /// cannot make it private.
+    #[error(
+        "state directory {path} can be written by its group or others (mode {mode:03o}) and \
+         belongs to uid {owner}, not to this user (uid {user}), so trailhub cannot make it \
+         private: anyone who can write there could change what trailhub undoes; pass --state \
+         with a directory of your own"
+    )]
+    NotPrivate {
+        /// The state directory.
+        path: PathBuf,
+        /// Its permission bits.
+        mode: u32,
+        /// The uid that owns it.
+        owner: u32,
+        /// This process's effective uid.
+        user: u32,
+    },
     /// The marker exists but cannot be understood.
     #[error(
         "{path} has an unreadable trailhub.json marker ({reason}); it is not a journal this trailhub can open"
@@ -103,6 +121,17 @@ pub enum StateError {
         /// The underlying error.
         #[source]
         source: sled::Error,
+    },
+    /// sled found its files damaged when opening them (a checksum that does not match).
+    #[error(
+        "journal at {path} is damaged: its files fail sled's checksums (a disk error, or a file \
+         changed by hand), and trailhub cannot read it; restore the state directory from a copy, \
+         or pass a new --state: `apply` then finds in AWS what is already done, but what this \
+         journal kept for rollback is lost"
+    )]
+    Corrupt {
+        /// The state directory.
+        path: PathBuf,
     },
     /// A read or write of the database failed.
     #[error("journal read or write failed")]

@@ -59,6 +59,8 @@ pub struct NewRun<'a> {
 }
 
 const MARKER: &str = "trailhub.json";
+/// The marker's new text before it is renamed over the marker.
+const MARKER_TMP: &str = "trailhub.json.new";
 const DB_DIR: &str = "journal";
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -109,6 +111,13 @@ pub struct Journal {
 impl Journal {
     /// Opens the journal in `dir`, creating the directory (mode 0700) and the journal if needed.
     ///
+    /// A directory that existed before is made as private as a new one once it is known to be a
+    /// journal or empty (every opening does this, [`Journal::open_existing`]'s too): this
+    /// user's own is set to 0700 if group or others had any access to it; another user's that
+    /// group or others can write to is refused with [`StateError::NotPrivate`], since whoever
+    /// can write there could change what trailhub later undoes. A directory holding other files
+    /// is refused before anything in it is changed, its mode included.
+    ///
     /// Fails with [`StateError::Locked`] if another process has it open,
     /// [`StateError::NotAJournal`] if `dir` holds other files, [`StateError::NewerFormat`] if a
     /// newer trailhub wrote it, and [`StateError::OlderFormat`] if an older one did (open it
@@ -144,7 +153,7 @@ impl Journal {
         if dir.join(MARKER).exists() {
             return Ok(());
         }
-        if dir.is_dir() && !is_empty_dir(dir)? {
+        if dir.is_dir() && !is_empty_dir(dir)? && !only_first_open_leftovers(dir)? {
             return Err(StateError::NotAJournal {
                 path: dir.to_path_buf(),
             });
@@ -158,7 +167,7 @@ impl Journal {
         let marker_path = dir.join(MARKER);
         let found = if marker_path.exists() {
             Some(check_marker(&marker_path, dir)?)
-        } else if is_empty_dir(dir)? || only_lock_file(dir)? {
+        } else if is_empty_dir(dir)? || only_first_open_leftovers(dir)? {
             None
         } else {
             return Err(StateError::NotAJournal {
@@ -174,12 +183,13 @@ impl Journal {
                 found: version,
             });
         }
+        make_private(dir)?;
         let lock = DirLock::acquire(dir)?;
         if found.is_none() {
             write_marker(&marker_path)?;
         }
         let db_path = dir.join(DB_DIR);
-        let db = open_db(&db_path)?;
+        let db = open_db(dir, &db_path)?;
         let runs = db.open_tree("runs")?;
         let nodes = db.open_tree("nodes")?;
         let events = db.open_tree("events")?;
@@ -399,8 +409,9 @@ impl Journal {
 /// Opens sled's database. Our directory lock is held, so no other process has it open; sled's
 /// own lock can still be held for a moment by a `Db` of this process being dropped (its flusher
 /// thread lets go of it on its next tick), which happens when one process closes a journal and
-/// opens it again. That wait is bounded (2 s); any other error is returned at once.
-fn open_db(db_path: &Path) -> Result<sled::Db, StateError> {
+/// opens it again. That wait is bounded (2 s); any other error is returned at once, a failed
+/// checksum as [`StateError::Corrupt`] (sled checks its files when it opens them).
+fn open_db(dir: &Path, db_path: &Path) -> Result<sled::Db, StateError> {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
     loop {
         let opened = sled::Config::new()
@@ -414,6 +425,11 @@ fn open_db(db_path: &Path) -> Result<sled::Db, StateError> {
                     && std::time::Instant::now() < deadline =>
             {
                 std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            Err(sled::Error::Corruption { .. }) => {
+                return Err(StateError::Corrupt {
+                    path: dir.to_path_buf(),
+                });
             }
             other => {
                 return other.map_err(|source| StateError::Open {
@@ -498,9 +514,12 @@ fn is_empty_dir(dir: &Path) -> Result<bool, StateError> {
     }
 }
 
-/// Whether the directory holds nothing but a lock file: a process that died between taking the
-/// lock and writing the marker left it, and it is not someone else's data.
-fn only_lock_file(dir: &Path) -> Result<bool, StateError> {
+/// Whether the directory holds nothing but what a first opening writes before its marker is in
+/// place: the lock file, and the marker's temporary file (see [`write_marker`]). A process that
+/// died between taking the lock and renaming the marker left them; they are not someone else's
+/// data, and a later opening takes the directory as new (the lock tells whether the process
+/// that wrote them is still alive).
+fn only_first_open_leftovers(dir: &Path) -> Result<bool, StateError> {
     let io = |source| StateError::Io {
         path: dir.to_path_buf(),
         source,
@@ -510,7 +529,47 @@ fn only_lock_file(dir: &Path) -> Result<bool, StateError> {
         .map(|e| e.map(|e| e.file_name()))
         .collect::<Result<_, _>>()
         .map_err(io)?;
-    Ok(names.len() == 1 && names[0] == "lock")
+    Ok(!names.is_empty()
+        && names
+            .iter()
+            .all(|name| *name == "lock" || *name == MARKER_TMP))
+}
+
+/// Makes the state directory private (see [`Journal::open`]): 0700 when it is this user's,
+/// refused when it is another user's and group or others can write to it. Called only once
+/// the directory is known to be a journal or empty.
+#[cfg(unix)]
+fn make_private(dir: &Path) -> Result<(), StateError> {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let io = |source| StateError::Io {
+        path: dir.to_path_buf(),
+        source,
+    };
+    let meta = std::fs::metadata(dir).map_err(io)?;
+    let mode = meta.permissions().mode() & 0o7777;
+    if mode & 0o077 == 0 {
+        return Ok(());
+    }
+    let user = rustix::process::geteuid().as_raw();
+    if meta.uid() == user {
+        return std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(io);
+    }
+    if mode & 0o022 != 0 {
+        return Err(StateError::NotPrivate {
+            path: dir.to_path_buf(),
+            mode: mode & 0o777,
+            owner: meta.uid(),
+            user,
+        });
+    }
+    // Another user's directory that only they can write to (root reading a user's journal, say)
+    // is theirs to keep as it is.
+    Ok(())
+}
+
+#[cfg(not(unix))]
+fn make_private(_dir: &Path) -> Result<(), StateError> {
+    Ok(())
 }
 
 /// Writes the marker of this format, durably (a new file, then renamed over the old one).
@@ -520,7 +579,7 @@ fn write_marker(marker_path: &Path) -> Result<(), StateError> {
         version: FORMAT_VERSION,
     };
     let text = serde_json::to_string_pretty(&marker).expect("marker should serialize");
-    let tmp = marker_path.with_extension("json.new");
+    let tmp = marker_path.with_file_name(MARKER_TMP);
     write_private_file(&tmp, text.as_bytes())?;
     std::fs::rename(&tmp, marker_path).map_err(|source| StateError::Io {
         path: marker_path.to_path_buf(),
@@ -818,6 +877,188 @@ mod tests {
     }
 
     #[test]
+    fn a_first_opening_killed_while_writing_its_marker_is_taken_as_new() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(dir.path().join("lock"), "12345").expect("lock left by a dead process");
+        std::fs::write(dir.path().join(MARKER_TMP), "{\"form").expect("a torn marker");
+        let journal = Journal::open_existing(dir.path());
+        assert!(
+            matches!(journal, Err(StateError::Missing { .. })),
+            "not a journal yet, and not someone else's files: {journal:?}"
+        );
+        let journal = Journal::open(dir.path()).expect("opened as new");
+        journal.create_run(new_run("")).expect("run");
+        drop(journal);
+        assert!(!dir.path().join(MARKER_TMP).exists());
+        assert_eq!(
+            Journal::open(dir.path())
+                .expect("reopened")
+                .runs()
+                .expect("runs")
+                .len(),
+            1
+        );
+    }
+
+    /// A journal with two runs, a node record and events, in `dir`; its state directory.
+    fn a_journal(dir: &Path) -> PathBuf {
+        let state = dir.join("state");
+        let journal = Journal::open(&state).expect("open");
+        for definition in ["one", "two"] {
+            let run = journal.create_run(new_run(definition)).expect("run");
+            let mut record = NodeRecord::pending();
+            record.state = NodeState::Done;
+            journal
+                .commit(vec![
+                    Write::Node {
+                        run: run.id.clone(),
+                        node: id("a/versioning"),
+                        record,
+                    },
+                    Write::Event {
+                        run: run.id.clone(),
+                        node: Some(id("a/versioning")),
+                        kind: EventKind::NodeDone { changed: true },
+                    },
+                ])
+                .expect("commit");
+        }
+        state
+    }
+
+    /// Reads everything a command reads: every run, its nodes and its events.
+    fn read_all(state: &Path) -> Result<usize, StateError> {
+        let journal = Journal::open_existing(state)?;
+        let mut count = 0;
+        for run in journal.runs()? {
+            count += journal.nodes(&run.id)?.len() + journal.events(&run.id)?.len() + 1;
+        }
+        Ok(count)
+    }
+
+    #[test]
+    fn a_record_that_does_not_decode_is_an_error_naming_its_key() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let state = a_journal(dir.path());
+        let journal = Journal::open_existing(&state).expect("open");
+        let run = journal.runs().expect("runs").remove(0);
+        let key = node_key(&run.id, &id("a/versioning"));
+        let mut bytes = journal
+            .nodes
+            .get(&key)
+            .expect("get")
+            .expect("node")
+            .to_vec();
+        bytes[0] ^= 0xff;
+        journal.nodes.insert(key, bytes).expect("insert");
+        let (event_key, _) = journal
+            .events
+            .scan_prefix(run_prefix(&run.id))
+            .next()
+            .expect("an event")
+            .expect("read");
+        journal
+            .events
+            .insert(event_key, &b"{\"seq\": 1"[..])
+            .expect("insert");
+        let mut run_bytes = journal
+            .runs
+            .get(run.id.as_bytes())
+            .expect("get")
+            .expect("run")
+            .to_vec();
+        let last = run_bytes.len() - 1;
+        run_bytes[last] = b'!';
+        journal
+            .runs
+            .insert(run.id.as_bytes(), run_bytes)
+            .expect("insert");
+        journal
+            .nodes
+            .insert(run_prefix(&run.id), &b"{}"[..])
+            .expect("insert");
+        drop(journal);
+
+        let journal = Journal::open_existing(&state).expect("open");
+        let err = journal.runs().expect_err("a run record does not decode");
+        assert!(
+            matches!(err, StateError::Decode { ref key, .. } if *key == run.id),
+            "{err}"
+        );
+        assert!(matches!(
+            journal.nodes(&run.id),
+            Err(StateError::BadKey { .. })
+        ));
+        let err = journal
+            .node(&run.id, &id("a/versioning"))
+            .expect_err("does not decode");
+        assert!(
+            err.to_string()
+                .starts_with("corrupt journal record a/versioning"),
+            "{err}"
+        );
+        assert!(matches!(
+            journal.events(&run.id),
+            Err(StateError::Decode { .. })
+        ));
+    }
+
+    /// sled checks its configuration, its log messages and its snapshot against CRCs: a flipped
+    /// byte in one is found when the database is opened and reported as damage; one elsewhere
+    /// (padding) changes nothing. Either is fine; a panic, or a record silently lost, is not.
+    #[test]
+    fn flipped_bytes_in_the_database_files_are_an_error_or_harmless_never_a_panic() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let original = a_journal(dir.path());
+        let expected = read_all(&original).expect("intact");
+        let mut corrupt = 0;
+        let mut panics = Vec::new();
+        for entry in std::fs::read_dir(original.join(DB_DIR))
+            .expect("read_dir")
+            .flatten()
+        {
+            let name = entry.file_name();
+            if entry.path().is_dir() {
+                continue;
+            }
+            let bytes = std::fs::read(entry.path()).expect("read");
+            // sled preallocates its segments: only the bytes up to the last one written matter.
+            let used = bytes
+                .iter()
+                .rposition(|b| *b != 0)
+                .map_or(0, |last| last + 1);
+            for offset in (0..used).step_by(used / 120 + 1) {
+                let copy = dir.path().join("flipped");
+                copy_dir(&original, &copy);
+                let mut flipped = bytes.clone();
+                flipped[offset] ^= 0x5a;
+                std::fs::write(copy.join(DB_DIR).join(&name), &flipped).expect("write");
+                match std::panic::catch_unwind(|| read_all(&copy)) {
+                    Ok(Ok(count)) => assert_eq!(count, expected, "{name:?} {offset}"),
+                    Ok(Err(StateError::Corrupt { .. })) => corrupt += 1,
+                    Ok(Err(e)) => panic!("{name:?} {offset}: not reported as damage: {e}"),
+                    Err(_) => panics.push((name.clone(), offset)),
+                }
+                std::fs::remove_dir_all(&copy).expect("clean up");
+            }
+        }
+        assert!(panics.is_empty(), "sled panicked at {panics:?}");
+        assert!(corrupt > 100, "{corrupt} flipped bytes were noticed");
+    }
+
+    fn copy_dir(from: &Path, to: &Path) {
+        std::fs::create_dir_all(to).expect("mkdir");
+        for entry in std::fs::read_dir(from).expect("read_dir").flatten() {
+            let target = to.join(entry.file_name());
+            if entry.path().is_dir() {
+                copy_dir(&entry.path(), &target);
+            } else {
+                std::fs::copy(entry.path(), &target).expect("copy");
+            }
+        }
+    }
+
+    #[test]
     fn a_directory_of_other_files_is_not_a_journal() {
         let dir = tempfile::tempdir().expect("tempdir");
         std::fs::write(dir.path().join("notes.txt"), "hello").expect("write");
@@ -832,6 +1073,74 @@ mod tests {
             !missing.exists(),
             "opening an existing journal creates nothing"
         );
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_state_directory_others_can_write_is_made_private_or_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |p: &Path| std::fs::metadata(p).expect("meta").permissions().mode() & 0o777;
+        let chmod = |p: &Path, m: u32| {
+            std::fs::set_permissions(p, std::fs::Permissions::from_mode(m)).expect("chmod")
+        };
+        let dir = tempfile::tempdir().expect("tempdir");
+
+        let empty = dir.path().join("made-by-mkdir");
+        std::fs::create_dir(&empty).expect("mkdir");
+        chmod(&empty, 0o777);
+        drop(Journal::open(&empty).expect("an empty directory of this user's"));
+        assert_eq!(mode(&empty), 0o700);
+
+        chmod(&empty, 0o775);
+        drop(Journal::open_existing(&empty).expect("a journal of this user's"));
+        assert_eq!(
+            mode(&empty),
+            0o700,
+            "every opening checks, a reading one too"
+        );
+
+        let other_files = dir.path().join("someone-elses");
+        std::fs::create_dir(&other_files).expect("mkdir");
+        std::fs::write(other_files.join("notes.txt"), "hello").expect("write");
+        chmod(&other_files, 0o775);
+        assert!(matches!(
+            Journal::open(&other_files),
+            Err(StateError::NotAJournal { .. })
+        ));
+        assert_eq!(
+            mode(&other_files),
+            0o775,
+            "a directory that is not ours is left alone"
+        );
+
+        if rustix::process::geteuid().is_root() {
+            let nobody = 65534;
+            let shared = dir.path().join("another-users");
+            std::fs::create_dir(&shared).expect("mkdir");
+            std::os::unix::fs::chown(&shared, Some(nobody), Some(nobody)).expect("chown");
+            chmod(&shared, 0o777);
+            let err = Journal::open(&shared).expect_err("refused");
+            assert!(
+                matches!(
+                    err,
+                    StateError::NotPrivate {
+                        mode: 0o777,
+                        owner: 65534,
+                        ..
+                    }
+                ),
+                "{err}"
+            );
+            assert!(err.to_string().contains("cannot make it private"), "{err}");
+            assert_eq!(mode(&shared), 0o777, "refused, and left as it was");
+            assert!(
+                is_empty_dir(&shared).expect("read"),
+                "nothing was written in it"
+            );
+            chmod(&shared, 0o755);
+            drop(Journal::open(&shared).expect("another user's, that only they can write"));
+            assert_eq!(mode(&shared), 0o755);
+        }
     }
 
     #[cfg(unix)]

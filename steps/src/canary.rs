@@ -139,8 +139,7 @@ async fn write_canary(
 ) -> Result<(), TaskError> {
     let account = source.account_id.as_str();
     let s3 = ctx.s3_for(account, &source.bucket).await?;
-    let body = serde_json::to_vec(&serde_json::json!({ "trailhub-canary": key }))
-        .expect("a JSON object should serialize");
+    let body = canary_body(key);
     call(
         account,
         "s3",
@@ -159,6 +158,13 @@ async fn write_canary(
     .await
     .map(|_| ())
     .map_err(|e| classify("PutObject", key, e, &[]))
+}
+
+/// The canary object's body, `{"trailhub-canary": "<key>"}`, built by serde: the key holds the
+/// inventory's prefix, which may hold quotes or backslashes, and the body stays valid JSON.
+fn canary_body(key: &str) -> Vec<u8> {
+    serde_json::to_vec(&serde_json::json!({ "trailhub-canary": key }))
+        .expect("a JSON object should serialize")
 }
 
 /// One poll: the source object's replication status and, once it says `COMPLETED`, the
@@ -266,4 +272,17 @@ async fn likely_causes(
         causes.push(generic.to_string());
     }
     causes
+}
+
+#[cfg(test)]
+mod tests {
+    use super::canary_body;
+
+    #[test]
+    fn the_canary_body_is_json_naming_its_key_whatever_the_prefix_holds() {
+        let key = "logs \"quoted\" \\ {}/222222222222/trailhub-canary/20261129T000000Z";
+        let body: serde_json::Value =
+            serde_json::from_slice(&canary_body(key)).expect("the body is JSON");
+        assert_eq!(body, serde_json::json!({ "trailhub-canary": key }));
+    }
 }

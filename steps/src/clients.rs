@@ -103,9 +103,18 @@ impl Connector {
             Credentials::Default => self.base().await.clone(),
             Credentials::Profile(name) => {
                 // The profile's credentials only: in the default chain, environment credentials
-                // would come first and silently win over the profile the inventory names.
+                // would come first and silently win over the profile the inventory names. Built
+                // outside the loader, it must be given trailhub's HTTPS client (the SDK crates
+                // have no default one, see the root Cargo.toml) and the region: a profile that
+                // assumes a role (`role_arn`, `source_profile`) calls STS through them, and
+                // without a region that call failed with "missing signing region".
                 let provider = aws_config::profile::ProfileFileCredentialsProvider::builder()
                     .profile_name(name)
+                    .configure(
+                        &aws_config::provider_config::ProviderConfig::default()
+                            .with_http_client(self.http.clone())
+                            .with_region(Some(Region::new(self.region.clone()))),
+                    )
                     .build();
                 self.loader()
                     .profile_name(name)
@@ -152,6 +161,9 @@ pub struct AccountClients {
     pub cloudtrail: aws_sdk_cloudtrail::Client,
     /// KMS, in the inventory's region.
     pub kms: aws_sdk_kms::Client,
+    /// S3 Control (Batch Operations jobs), in the inventory's region; `None` for clients built
+    /// without it (tests of other steps).
+    pub s3control: Option<aws_sdk_s3control::Client>,
     /// Clients of other regions, made on first use from the ones above (same credentials,
     /// same HTTP client): a bucket answers only in its own region.
     regional: Arc<Mutex<HashMap<String, Regional>>>,
@@ -183,8 +195,30 @@ impl AccountClients {
             cfn,
             cloudtrail,
             kms,
+            s3control: None,
             regional: Arc::default(),
         }
+    }
+
+    /// The same clients, with S3 Control.
+    pub fn with_s3control(mut self, s3control: aws_sdk_s3control::Client) -> Self {
+        self.s3control = Some(s3control);
+        self
+    }
+
+    /// S3 Control in `region` (where a bucket's Batch Operations jobs are made).
+    pub fn s3control_in(&self, region: &str) -> Option<aws_sdk_s3control::Client> {
+        let client = self.s3control.as_ref()?;
+        if client.config().region().map(|r| r.as_ref()) == Some(region) {
+            return Some(client.clone());
+        }
+        Some(aws_sdk_s3control::Client::from_conf(
+            client
+                .config()
+                .to_builder()
+                .region(Region::new(region.to_string()))
+                .build(),
+        ))
     }
 
     /// Clients built from one configuration.
@@ -210,6 +244,9 @@ impl AccountClients {
         let kms = aws_sdk_kms::config::Builder::from(config)
             .interceptor(RetryHistory)
             .build();
+        let s3control = aws_sdk_s3control::config::Builder::from(config)
+            .interceptor(RetryHistory)
+            .build();
         AccountClients::new(
             account_id,
             caller_arn,
@@ -219,6 +256,7 @@ impl AccountClients {
             aws_sdk_cloudtrail::Client::from_conf(cloudtrail),
             aws_sdk_kms::Client::from_conf(kms),
         )
+        .with_s3control(aws_sdk_s3control::Client::from_conf(s3control))
     }
 
     fn regional(&self, region: &str) -> Option<Regional> {

@@ -505,20 +505,7 @@ mod tests {
             },
             policy: PolicyMode::Article,
         };
-        let source = SourceSpec {
-            account_id: "222222222222".into(),
-            bucket: "cm-members-cloudtrail-222222222222".into(),
-            trail: None,
-            role_name: "S3ReplicationRole".into(),
-            stack_name: "cloudtrail-replication-role".into(),
-            prefix: None,
-            region: None,
-            trust_conditions: false,
-            existing_replication: Default::default(),
-            storage_class: "STANDARD_IA".into(),
-            replication_time_control: true,
-            credentials: Credentials::Default,
-        };
+        let source = SourceSpec::example();
         let logs = SourceLogs {
             bucket: source.bucket.clone(),
             encryption: "AES256".into(),

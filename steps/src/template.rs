@@ -12,6 +12,10 @@
 //! The archive key is named by its account and region (`key/*`): the role is made before the
 //! archive key admits it, and only a key whose own policy admits the role can be used.
 //!
+//! The stack also makes the role S3 Batch Replication assumes for `trailhub backfill`
+//! (`<role name>Backfill`, trusted by `batchoperations.s3.amazonaws.com`), limited to the
+//! source bucket.
+//!
 //! When a source keeps replication rules that are not trailhub's (`existing_replication =
 //! "merge"`), its role replicates for them too and also grants what their destinations need.
 
@@ -55,6 +59,13 @@ pub fn role_template(
     ];
     statements.extend(kms_statements(setting, source, logs));
     statements.extend(kept_statements(setting, source, logs));
+    let backfill = backfill_statements(
+        &sub(format!("arn:{partition}:s3:::{source_bucket}")),
+        &sub(format!("arn:{partition}:s3:::{source_bucket}/*")),
+        &sub(format!(
+            "arn:{partition}:s3:::{source_bucket}/{BACKFILL_REPORTS}*"
+        )),
+    );
     let template: Value = json!({
         "AWSTemplateFormatVersion": "2010-09-09",
         "Description": "CloudTrail S3 Replication IAM Role for cross-account log aggregation",
@@ -77,6 +88,21 @@ pub fn role_template(
                         "PolicyDocument": {"Version": "2012-10-17", "Statement": statements}
                     }]
                 }
+            },
+            "S3BatchReplicationRole": {
+                "Type": "AWS::IAM::Role",
+                "Properties": {
+                    "RoleName": backfill_role_name(&source.role_name),
+                    "AssumeRolePolicyDocument": {"Version": "2012-10-17", "Statement": [{
+                        "Effect": "Allow",
+                        "Principal": {"Service": "batchoperations.s3.amazonaws.com"},
+                        "Action": "sts:AssumeRole"
+                    }]},
+                    "Policies": [{
+                        "PolicyName": "S3BatchReplicationPolicy",
+                        "PolicyDocument": {"Version": "2012-10-17", "Statement": backfill}
+                    }]
+                }
             }
         },
         "Outputs": {
@@ -89,6 +115,10 @@ pub fn role_template(
                 "Description": "Name of the S3 Replication Role",
                 "Value": {"Ref": "S3ReplicationRole"},
                 "Export": {"Name": {"Fn::Sub": "${AWS::StackName}-ReplicationRoleName"}}
+            },
+            "BackfillRoleArn": {
+                "Description": "ARN of the role S3 Batch Replication assumes (trailhub backfill)",
+                "Value": {"Fn::GetAtt": ["S3BatchReplicationRole", "Arn"]}
             }
         }
     });
@@ -100,6 +130,38 @@ pub fn role_template(
             setting.archive.account_id.clone(),
         )],
     )
+}
+
+/// Where in the source bucket a backfill job writes its completion report (not under a
+/// replicated prefix: the report is not a log).
+pub const BACKFILL_REPORTS: &str = "trailhub-backfill-reports/";
+
+/// The name of the role S3 Batch Replication assumes for `role_name`'s account: the replication
+/// role's name followed by `Backfill`, within IAM's 64 characters.
+pub fn backfill_role_name(role_name: &str) -> String {
+    let base: String = role_name.chars().take(64 - "Backfill".len()).collect();
+    format!("{base}Backfill")
+}
+
+/// What S3 Batch Replication needs to replicate a source's existing objects with a manifest it
+/// generates from the replication configuration, as AWS's Batch Replication policy lists it:
+/// start replication of the objects, read the configuration and make the inventory the
+/// manifest comes from, write the completion report.
+fn backfill_statements(bucket: &Value, objects: &Value, reports: &Value) -> Vec<Value> {
+    vec![
+        s3_statement(&["s3:InitiateReplication"], objects.clone()),
+        s3_statement(
+            &[
+                "s3:GetReplicationConfiguration",
+                "s3:PutInventoryConfiguration",
+            ],
+            bucket.clone(),
+        ),
+        s3_statement(
+            &["s3:GetObject", "s3:GetObjectVersion", "s3:PutObject"],
+            reports.clone(),
+        ),
+    ]
 }
 
 /// What S3 reads of a source object to replicate it (Object Lock's retention and legal hold
@@ -257,18 +319,8 @@ mod tests {
 
     fn source(trust_conditions: bool) -> SourceSpec {
         SourceSpec {
-            account_id: "222222222222".into(),
-            bucket: "cm-members-cloudtrail-222222222222".into(),
-            trail: None,
-            role_name: "S3ReplicationRole".into(),
-            stack_name: "cloudtrail-replication-role".into(),
-            prefix: None,
-            region: None,
             trust_conditions,
-            existing_replication: Default::default(),
-            storage_class: "STANDARD_IA".into(),
-            replication_time_control: true,
-            credentials: Credentials::Default,
+            ..SourceSpec::example()
         }
     }
 

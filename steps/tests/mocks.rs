@@ -1,5 +1,5 @@
 //! The AWS steps against mocked AWS answers (aws-smithy-mocks), for what the local emulator cannot
-//! show: CloudFormation stacks in progress or rolled back, IAM propagation on a bucket policy,
+//! show: S3 Batch Replication jobs, CloudFormation stacks in progress or rolled back, IAM propagation on a bucket policy,
 //! throttling and 5xx answers, access denied, bucket names taken by another account, and how each
 //! SDK error is classified.
 //!
@@ -13,6 +13,8 @@ mod support;
 
 #[path = "mocks/archive_bucket.rs"]
 mod archive_bucket;
+#[path = "mocks/backfill.rs"]
+mod backfill;
 #[path = "mocks/canary.rs"]
 mod canary;
 #[path = "mocks/classify.rs"]

@@ -11,6 +11,7 @@
 mod apply;
 mod archive_retention;
 mod bad_input;
+mod corruption;
 mod dryrun;
 mod layouts;
 mod migration;

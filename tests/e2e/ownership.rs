@@ -536,3 +536,49 @@ fn rollback_leaves_a_principal_in_the_statement_that_already_named_it() {
         "only the statement trailhub added the role to loses it"
     );
 }
+
+#[test]
+fn backfill_refuses_an_account_without_trailhubs_rule_and_its_stack_makes_the_jobs_role() {
+    let emu = Emulator::start();
+    let sources = accounts(1);
+    let account = &sources[0];
+    emu.seed_sources(&sources);
+    let th = Trailhub::new(&emu);
+    th.profiles(&sources);
+    let inv = th.write_inventory(&inventory(&sources, ""));
+    // Not onboarded: a backfill would copy nothing to the archive, so no job is asked for.
+    th.expect(&["backfill", "-c", inv.to_str().unwrap()], 1);
+    let failed = th
+        .json(&["status"], 0)
+        .into_iter()
+        .find(|l| l["type"] == "node" && l["state"] == "failed")
+        .expect("a failed step");
+    assert_eq!(failed["step"], "backfill");
+    assert_eq!(failed["error"]["code"], "NotOnboarded");
+    assert!(
+        failed["error"]["hint"]
+            .as_str()
+            .unwrap()
+            .contains("trailhub apply"),
+        "{failed}"
+    );
+    // The account's stack made the role S3 Batch Replication assumes.
+    let iam = emu.iam(account);
+    let trust = emu.rt.block_on(async {
+        iam.get_role()
+            .role_name("S3ReplicationRoleBackfill")
+            .send()
+            .await
+            .expect("the backfill role")
+            .role()
+            .and_then(|r| r.assume_role_policy_document().map(str::to_string))
+            .unwrap()
+    });
+    let trust = percent_encoding::percent_decode_str(&trust)
+        .decode_utf8()
+        .unwrap();
+    assert!(
+        trust.contains("batchoperations.s3.amazonaws.com"),
+        "{trust}"
+    );
+}

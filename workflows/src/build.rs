@@ -10,6 +10,9 @@
 //! starts only once the archive admits the role: an object S3 fails to replicate stays FAILED
 //! and live replication never retries it), `{S/replication, archive/grant/S} → S/verify`.
 //!
+//! `trailhub backfill` runs another layout of the same steps: per source S, `S/identity →
+//! S/bucket-check → S/role-stack → S/backfill` (the Batch Replication job).
+//!
 //! The layout ([`Workflow::layout`]) says which node does which step after which; the graph a
 //! run journals and the DAG it executes are both made from it, so they cannot disagree.
 
@@ -19,13 +22,17 @@ use trailhub_engine::{Built, Dag, EngineError, GraphRecord, NodeId, NodeSpec, Sh
 use trailhub_state::RunRecord;
 use trailhub_steps::spec::{Setting, SourceSpec};
 use trailhub_steps::tasks::{
-    ArchiveBucket, ArchiveKey, ArchiveLifecycle, ArchiveRetention, BucketCheck, Grant, Identity,
-    KeyGrant, PolicyWriter, Replication, RoleStack, SourceNodes, StepContext, Verify, Versioning,
+    ArchiveBucket, ArchiveKey, ArchiveLifecycle, ArchiveRetention, Backfill, BackfillNodes,
+    BackfillOptions, BucketCheck, Grant, Identity, KeyGrant, PolicyWriter, Replication, RoleStack,
+    SourceNodes, StepContext, Verify, Versioning,
 };
 use trailhub_steps::{Accounts, Connector};
 
 /// The name runs of this workflow are journaled under.
 pub const WORKFLOW_NAME: &str = "onboard";
+
+/// The name `trailhub backfill` runs are journaled under.
+pub const BACKFILL_WORKFLOW: &str = "backfill";
 
 /// The group of the archive's nodes.
 pub const ARCHIVE: &str = "archive";
@@ -65,6 +72,8 @@ pub struct Workflow {
     pub inventory: Inventory,
     /// Only these source accounts (all when empty).
     pub only: Vec<String>,
+    /// A `trailhub backfill` run, with its options, instead of onboarding.
+    pub backfill: Option<BackfillOptions>,
 }
 
 /// What a node of the workflow does.
@@ -94,6 +103,8 @@ pub enum StepKind<'a> {
     KeyGrant(&'a SourceSpec),
     /// The read-back of a source.
     Verify(&'a SourceSpec),
+    /// A source's Batch Replication job (`trailhub backfill`).
+    Backfill(&'a SourceSpec, BackfillOptions),
 }
 
 /// One node of the layout: its id, what it waits for, what it does.
@@ -133,14 +144,38 @@ impl Workflow {
                 sources.join(", ")
             ));
         }
-        Ok(Workflow { inventory, only })
+        Ok(Workflow {
+            inventory,
+            only,
+            backfill: None,
+        })
+    }
+
+    /// The same sources, backfilled instead of onboarded.
+    pub fn backfilling(mut self, options: BackfillOptions) -> Self {
+        self.backfill = Some(options);
+        self
+    }
+
+    /// The name its runs are journaled under.
+    pub fn name(&self) -> &'static str {
+        match self.backfill {
+            Some(_) => BACKFILL_WORKFLOW,
+            None => WORKFLOW_NAME,
+        }
     }
 
     /// The workflow a run executes: its frozen inventory and its account filter.
     pub fn of_run(run: &RunRecord) -> Result<Self, String> {
         let origin = format!("frozen in run {}", run.id);
         let inventory = crate::parse(&run.definition, &origin).map_err(|e| e.to_string())?;
-        Self::new(inventory, run_accounts(run))
+        let workflow = Self::new(inventory, run_accounts(run))?;
+        if run.workflow != BACKFILL_WORKFLOW {
+            return Ok(workflow);
+        }
+        let options = serde_json::from_value(run.options["backfill"].clone())
+            .map_err(|e| format!("run {}: its backfill options are unreadable ({e})", run.id))?;
+        Ok(workflow.backfilling(options))
     }
 
     /// The sources the workflow onboards, in inventory order.
@@ -151,8 +186,15 @@ impl Workflow {
             .filter(|s| self.only.is_empty() || self.only.contains(&s.account_id))
     }
 
-    /// Every node, in the order it is added: the archive's, then each source's.
+    /// Every node, in the order it is added: the archive's, then each source's (a backfill has
+    /// no archive node).
     pub fn layout(&self) -> Vec<LaidOut<'_>> {
+        if let Some(options) = self.backfill {
+            return self
+                .sources()
+                .flat_map(|s| backfill_layout(s, options))
+                .collect();
+        }
         let mut out = vec![
             node(
                 archive("identity"),
@@ -241,6 +283,13 @@ impl Workflow {
                 StepKind::Verify(s) => {
                     NodeSpec::new(id, deps, Verify::new(c, s.clone(), source_nodes(s)))
                 }
+                StepKind::Backfill(s, options) => {
+                    let nodes = BackfillNodes {
+                        bucket_check: source_node(s, "bucket-check"),
+                        role_stack: source_node(s, "role-stack"),
+                    };
+                    NodeSpec::new(id, deps, Backfill::new(c, s.clone(), nodes, options))
+                }
             };
             dag.add(spec);
         }
@@ -276,8 +325,22 @@ fn source_nodes(s: &SourceSpec) -> SourceNodes {
     }
 }
 
-/// One source's nodes.
-fn source_layout(s: &SourceSpec) -> Vec<LaidOut<'_>> {
+/// One source's backfill: its checks and its stack (the stack makes the job's role, and is
+/// updated to a template that does), then the job.
+fn backfill_layout(s: &SourceSpec, options: BackfillOptions) -> Vec<LaidOut<'_>> {
+    let id = |step: &str| source_node(s, step);
+    let mut nodes = checks_and_stack(s);
+    nodes.push(node(
+        id("backfill"),
+        vec![id("bucket-check"), id("role-stack")],
+        StepKind::Backfill(s, options),
+    ));
+    nodes
+}
+
+/// What every layout does first in a source account: its identity, its bucket and trails, its
+/// role stack.
+fn checks_and_stack(s: &SourceSpec) -> Vec<LaidOut<'_>> {
     let id = |step: &str| source_node(s, step);
     vec![
         node(id("identity"), vec![], StepKind::Identity(&s.account_id)),
@@ -287,14 +350,22 @@ fn source_layout(s: &SourceSpec) -> Vec<LaidOut<'_>> {
             StepKind::BucketCheck(s),
         ),
         node(
-            id("versioning"),
-            vec![id("bucket-check")],
-            StepKind::SourceVersioning(s),
-        ),
-        node(
             id("role-stack"),
             vec![id("bucket-check")],
             StepKind::RoleStack(s),
+        ),
+    ]
+}
+
+/// One source's nodes.
+fn source_layout(s: &SourceSpec) -> Vec<LaidOut<'_>> {
+    let id = |step: &str| source_node(s, step);
+    let mut nodes = checks_and_stack(s);
+    nodes.extend([
+        node(
+            id("versioning"),
+            vec![id("bucket-check")],
+            StepKind::SourceVersioning(s),
         ),
         node(
             grant_node(s),
@@ -321,7 +392,8 @@ fn source_layout(s: &SourceSpec) -> Vec<LaidOut<'_>> {
             vec![id("replication"), grant_node(s)],
             StepKind::Verify(s),
         ),
-    ]
+    ]);
+    nodes
 }
 
 /// The account filter a run was created with (`apply --account`).
@@ -332,4 +404,68 @@ fn run_accounts(run: &RunRecord) -> Vec<String> {
         .flatten()
         .filter_map(|v| v.as_str().map(str::to_string))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use trailhub_state::{RunRecord, RunStatus};
+
+    fn inventory() -> Inventory {
+        crate::parse(
+            "region = \"ap-northeast-1\"\n[archive]\naccount_id = \"111111111111\"\n\
+             [[source]]\naccount_id = \"222222222222\"\n[[source]]\naccount_id = \"333333333333\"\n",
+            "test",
+        )
+        .expect("a valid inventory")
+    }
+
+    #[test]
+    fn a_backfill_run_is_each_sources_checks_stack_and_job_and_is_rebuilt_from_its_record() {
+        let options = BackfillOptions {
+            include_failed: true,
+            confirmed: false,
+            wait: true,
+        };
+        let workflow = Workflow::new(inventory(), vec!["333333333333".into()])
+            .expect("known account")
+            .backfilling(options);
+        assert_eq!(workflow.name(), BACKFILL_WORKFLOW);
+        let ids: Vec<String> = workflow.layout().iter().map(|n| n.id.to_string()).collect();
+        assert_eq!(
+            ids,
+            [
+                "333333333333/identity",
+                "333333333333/bucket-check",
+                "333333333333/role-stack",
+                "333333333333/backfill"
+            ],
+            "no archive node, only the chosen account"
+        );
+        let graph = workflow.graph().expect("a valid graph");
+        assert!(graph.edges.contains(&(
+            NodeId::new("333333333333", "role-stack"),
+            NodeId::new("333333333333", "backfill")
+        )));
+        let run = RunRecord {
+            id: "r".into(),
+            sequence: 1,
+            created_at_ms: 0,
+            updated_at_ms: 0,
+            workflow: BACKFILL_WORKFLOW.into(),
+            definition: workflow.inventory.text.clone(),
+            source: None,
+            status: RunStatus::Running,
+            options: serde_json::json!({ "accounts": ["333333333333"], "backfill": options }),
+            pending_rollback: None,
+            graph: None,
+        };
+        let again = Workflow::of_run(&run).expect("rebuilt");
+        assert_eq!(again.backfill, Some(options));
+        assert_eq!(again.only, ["333333333333"]);
+        assert_eq!(
+            Workflow::new(inventory(), vec![]).expect("all").name(),
+            WORKFLOW_NAME
+        );
+    }
 }

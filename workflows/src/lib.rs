@@ -7,7 +7,9 @@ mod inventory;
 mod migration;
 mod names;
 
-pub use build::{ARCHIVE, LaidOut, StepKind, WORKFLOW_NAME, Workflow, step_context};
+pub use build::{
+    ARCHIVE, BACKFILL_WORKFLOW, LaidOut, StepKind, WORKFLOW_NAME, Workflow, step_context,
+};
 pub use errors::InventoryError;
 pub use inventory::{Inventory, load, parse};
 pub use migration::JournalMigration;

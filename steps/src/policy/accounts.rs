@@ -67,12 +67,22 @@ fn role_pattern(grant: &Grant) -> String {
     parts.join(":")
 }
 
-/// The Sid trailhub writes: the prefix and the role name's letters and digits (a Sid allows
-/// no other characters).
-fn statement_sid(grant: &Grant) -> String {
-    let name = grant.principal.rsplit('/').next().unwrap_or_default();
-    let name: String = name.chars().filter(char::is_ascii_alphanumeric).collect();
+/// The Sid of the accounts-mode statement for the role named `role_name`:
+/// [`ACCOUNTS_SID_PREFIX`] and the name's ASCII letters and digits, since a Sid allows no other
+/// characters. Two role names that differ only in other characters (`S3-Replication` and
+/// `S3Replication`, `a_b` and `ab`) therefore get the same Sid, which one policy cannot hold
+/// twice: the inventory refuses such a pair before any request.
+pub fn accounts_sid(role_name: &str) -> String {
+    let name: String = role_name
+        .chars()
+        .filter(char::is_ascii_alphanumeric)
+        .collect();
     format!("{ACCOUNTS_SID_PREFIX}{name}")
+}
+
+/// The Sid trailhub writes for the grant's role name.
+fn statement_sid(grant: &Grant) -> String {
+    accounts_sid(grant.principal.rsplit('/').next().unwrap_or_default())
 }
 
 /// Whether `statement` is the grant's role-name statement: trailhub's Sid prefix and exactly
@@ -159,6 +169,18 @@ mod tests {
         let (after_b, _) = remove(&after_a, &b, None);
         let (none, _) = remove(&after_b.expect("the other role remains"), &other, None);
         assert_eq!(none, None);
+    }
+
+    #[test]
+    fn role_names_that_differ_only_in_other_characters_share_a_sid() {
+        assert_eq!(
+            super::accounts_sid("S3-Replication"),
+            super::accounts_sid("S3Replication")
+        );
+        assert_eq!(super::accounts_sid("a_b"), "TrailhubReplicationByAccountab");
+        let mut g = grant("222222222222", PolicyMode::Accounts);
+        g.principal = "arn:aws:iam::222222222222:role/S3-Replication".into();
+        assert_eq!(statement_sid(&g), super::accounts_sid("S3-Replication"));
     }
 
     #[test]

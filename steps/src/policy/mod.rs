@@ -30,6 +30,7 @@ pub mod key;
 mod least_privilege;
 
 pub(crate) use accounts::AccountsLayout;
+pub use accounts::accounts_sid;
 pub(crate) use article::ArticleLayout;
 pub(crate) use least_privilege::LeastPrivilegeLayout;
 

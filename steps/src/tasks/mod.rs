@@ -7,6 +7,7 @@
 //! outputs.
 
 pub(crate) mod archive_bucket;
+mod backfill;
 pub(crate) mod bucket_check;
 mod context;
 pub(crate) mod grant;
@@ -20,6 +21,7 @@ mod verify;
 pub(crate) mod versioning;
 
 pub use archive_bucket::{ArchiveBucket, ArchiveBucketUndo, BucketOutput};
+pub use backfill::{Backfill, BackfillNodes, BackfillOptions, BackfillOutput, BackfillUndo};
 pub use bucket_check::{BucketCheck, BucketCheckOutput};
 pub use grant::{Grant, GrantOutput, GrantUndo, PolicyWriter};
 pub use identity::{Identity, IdentityOutput};
@@ -219,6 +221,7 @@ mod tests {
                 role_arn: "r".into(),
                 role_name: "S3ReplicationRole".into(),
                 stack_id: Some("arn:stack".into()),
+                backfill_role_arn: None,
             },
         );
     }

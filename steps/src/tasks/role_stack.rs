@@ -75,6 +75,10 @@ pub struct RoleStackOutput {
     pub role_name: String,
     /// The stack's id.
     pub stack_id: Option<String>,
+    /// The role S3 Batch Replication assumes (`trailhub backfill`), from the stack's
+    /// `BackfillRoleArn` output (`None` for stacks made before it was in the template).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backfill_role_arn: Option<String>,
 }
 
 /// Where a stack stands, as apply and plan treat it.
@@ -524,6 +528,7 @@ impl RoleStack {
             role_name: output("ReplicationRoleName")
                 .unwrap_or_else(|| self.source.role_name.clone()),
             stack_id: stack.stack_id().map(str::to_string),
+            backfill_role_arn: output("BackfillRoleArn"),
         })
     }
 

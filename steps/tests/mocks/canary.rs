@@ -122,6 +122,7 @@ async fn a_failed_canary_names_the_setting_that_explains_it() {
                 s3: &s3,
                 cfn: &[&source_rules[2]],
                 iam: &[&get_role, &get_policy],
+                s3control: &[],
             },
             &calls,
         ),

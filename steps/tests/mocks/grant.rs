@@ -236,6 +236,7 @@ fn grant_of(
         role_arn: format!("arn:aws:iam::{account}:role/{ROLE}"),
         role_name: ROLE.into(),
         stack_id: None,
+        backfill_role_arn: None,
     };
     let inputs = [
         (nodes.bucket_check.clone(), json_of(&logs)),

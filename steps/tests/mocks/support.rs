@@ -110,6 +110,7 @@ pub fn role_output() -> RoleStackOutput {
         stack_id: Some(format!(
             "arn:aws:cloudformation:{REGION}:{SOURCE}:stack/{STACK}/00000000-0000-0000-0000-000000000000"
         )),
+        backfill_role_arn: Some(format!("arn:aws:iam::{SOURCE}:role/{ROLE}Backfill")),
     }
 }
 
@@ -224,6 +225,8 @@ pub struct Mocked<'a> {
     pub cfn: &'a [&'a Rule],
     /// IAM rules.
     pub iam: &'a [&'a Rule],
+    /// S3 Control rules (Batch Operations jobs).
+    pub s3control: &'a [&'a Rule],
 }
 
 /// IAM answers for a role exactly as the article's template makes it (GetRole, GetRolePolicy),
@@ -274,7 +277,8 @@ pub fn template_role_rules() -> [Rule; 2] {
 /// `Connector` configures them: retries are the engine's.
 pub fn account(account: &str, mocked: Mocked<'_>, calls: &Calls) -> AccountClients {
     let none: &[&Rule] = &[];
-    let (c1, c2, c3, c4, c5) = (
+    let (c1, c2, c3, c4, c5, c6) = (
+        calls.clone(),
         calls.clone(),
         calls.clone(),
         calls.clone(),
@@ -306,6 +310,16 @@ pub fn account(account: &str, mocked: Mocked<'_>, calls: &Calls) -> AccountClien
         mock_client!(aws_sdk_kms, RuleMode::MatchAny, kms_rules, move |b| b
             .interceptor(c5.clone())),
     )
+    .with_s3control(mock_client!(
+        aws_sdk_s3control,
+        RuleMode::MatchAny,
+        mocked.s3control,
+        move |b| b
+            .retry_config(
+                aws_sdk_s3control::config::retry::RetryConfig::standard().with_max_attempts(1)
+            )
+            .interceptor(c6.clone())
+    ))
 }
 
 /// The step context over these accounts, polling stacks every 2 ms.

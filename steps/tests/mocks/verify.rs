@@ -59,6 +59,7 @@ async fn a_read_that_still_shows_the_state_before_the_write_is_read_again_not_re
             s3: &[&versioning, &replication],
             cfn: &[&stacks],
             iam: &[&get_role, &get_policy],
+            s3control: &[],
         },
         &calls,
     );
@@ -116,6 +117,7 @@ async fn a_difference_that_persists_is_drift() {
                 s3: &[&versioning, &replication],
                 cfn: &[&stacks],
                 iam: &[&get_role, &get_policy],
+                s3control: &[],
             },
             &calls,
         ),

@@ -65,7 +65,9 @@ impl Emulator {
         }
     }
 
-    /// The SDK configuration of `account`.
+    /// The SDK configuration of `account`. Its HTTP client is given: the SDK crates have no
+    /// default one (trailhub builds its own, see the root Cargo.toml), and the emulator is plain
+    /// HTTP on loopback.
     pub fn config(&self, account: &str) -> SdkConfig {
         self.config_in(account, "ap-northeast-1")
     }
@@ -79,6 +81,7 @@ impl Emulator {
                 .region(Region::new(region.to_string()))
                 .endpoint_url(&self.url)
                 .credentials_provider(creds)
+                .http_client(aws_smithy_http_client::Builder::new().build_http())
                 .load(),
         )
     }

@@ -206,6 +206,99 @@ trail = ""
         );
     }
 
+    /// An inventory of `policy` whose `[source_defaults]` and sources add `defaults` and
+    /// `sources` (one TOML fragment per source) to their account ids.
+    fn with_sources(policy: &str, defaults: &str, sources: &[&str]) -> String {
+        let mut text = format!(
+            "region = \"us-east-1\"\npolicy = \"{policy}\"\n[archive]\naccount_id = \"111111111111\"\n[source_defaults]\n{defaults}\n"
+        );
+        for (i, extra) in sources.iter().enumerate() {
+            let id = 222_222_222_222_u64 + i as u64;
+            text.push_str(&format!("[[source]]\naccount_id = \"{id}\"\n{extra}\n"));
+        }
+        text
+    }
+
+    fn problems(text: &str) -> Vec<String> {
+        match parse(text, "t.toml") {
+            Err(InventoryError::Invalid { problems, .. }) => problems,
+            other => panic!("expected problems, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_prefix_is_literal_wildcards_and_policy_variables_are_refused() {
+        let text = with_sources(
+            "least-privilege",
+            "prefix = \"AWS*Logs/\"",
+            &["", "prefix = \"logs?/\"", "prefix = \"${aws:username}/\""],
+        );
+        assert_eq!(
+            problems(&text),
+            [
+                "source[1].prefix: `logs?/` holds `?`: a prefix is a literal key prefix, and in a \
+                 bucket policy's Resource `*` and `?` are wildcards and `$` begins a policy variable",
+                "source[2].prefix: `${aws:username}/` holds `$`: a prefix is a literal key prefix, \
+                 and in a bucket policy's Resource `*` and `?` are wildcards and `$` begins a \
+                 policy variable",
+                "source[2].prefix: unknown placeholder `{aws:username}`; only {account_id} is \
+                 defined",
+                "source_defaults.prefix: `AWS*Logs/` holds `*`: a prefix is a literal key prefix, \
+                 and in a bucket policy's Resource `*` and `?` are wildcards and `$` begins a \
+                 policy variable",
+            ]
+        );
+        let every = with_sources("article", "", &["prefix = \"*?$\""]);
+        let found = problems(&every);
+        assert!(found[0].contains("holds `*` and `?` and `$`"), "{found:?}");
+        let fine = with_sources(
+            "least-privilege",
+            "prefix = \"logs-{account_id}/a.b+c=d/\"",
+            &[""],
+        );
+        let inv = parse(&fine, "fine.toml").expect("a literal prefix is valid");
+        assert_eq!(
+            inv.sources[0].prefix.as_deref(),
+            Some("logs-222222222222/a.b+c=d/")
+        );
+    }
+
+    #[test]
+    fn role_names_whose_accounts_mode_sids_collide_are_refused_naming_both_sources() {
+        let names = [
+            "role_name = \"S3-Replication\"",
+            "role_name = \"S3Replication\"",
+            "role_name = \"a_b\"",
+            "",
+            "role_name = \"ab\"",
+        ];
+        let text = with_sources("accounts", "role_name = \"a_b\"", &names);
+        assert_eq!(
+            problems(&text),
+            [
+                "source[1].role_name: `S3Replication` and `S3-Replication` (source[0]) both make \
+                 the accounts-mode Sid `TrailhubReplicationByAccountS3Replication` (a Sid keeps \
+                 only letters and digits); use one role name, or names that differ in a letter \
+                 or digit",
+                "source[4].role_name: `ab` and `a_b` (source[2]) both make the accounts-mode Sid \
+                 `TrailhubReplicationByAccountab` (a Sid keeps only letters and digits); use one \
+                 role name, or names that differ in a letter or digit",
+            ]
+        );
+        // One role name shared by many sources is one statement; other modes key their
+        // statements by account, so the same names are valid there.
+        let shared = with_sources(
+            "accounts",
+            "role_name = \"a_b\"",
+            &["", "", "role_name = \"A_B\""],
+        );
+        assert!(parse(&shared, "shared.toml").is_ok());
+        for mode in ["article", "least-privilege"] {
+            let text = with_sources(mode, "", &names);
+            assert!(parse(&text, mode).is_ok(), "{mode}");
+        }
+    }
+
     /// The problems of `archive`'s lines in an otherwise valid inventory.
     fn archive_problems(archive: &str) -> Vec<String> {
         let text = format!(

@@ -9,6 +9,7 @@ use super::raw::{
 use crate::names;
 use std::collections::{BTreeMap, BTreeSet};
 use toml::Value;
+use trailhub_steps::policy::accounts_sid;
 use trailhub_steps::spec::UnknownPolicyMode;
 use trailhub_steps::{
     ArchiveSpec, Credentials, ExistingReplication, Lifecycle, PolicyMode, Retention, RetentionMode,
@@ -29,6 +30,9 @@ pub(super) fn inventory(raw: &RawInventory, text: &str) -> Result<Inventory, Vec
     let mut sources = Sources::new(defaults, &archive, partition);
     for (i, source) in source_tables(&raw.source, &mut p).into_iter().enumerate() {
         sources.check(i, source, &mut p);
+    }
+    if policy == PolicyMode::Accounts {
+        distinct_sids(&sources.specs, &mut p);
     }
     let sources = sources.specs;
     p.finish()?;
@@ -499,7 +503,7 @@ impl<'a> Keys<'a> {
     fn prefix(&self, p: &mut Problems) -> Option<String> {
         let (field, at) = self.get(|s| &s.prefix, "prefix");
         let prefix = p.template(field, &at, self.account)?;
-        p.check(&at, prefix_length(&prefix));
+        p.check(&at, literal_prefix(&prefix));
         Some(prefix)
     }
 
@@ -579,12 +583,56 @@ impl<'a> Keys<'a> {
     }
 }
 
-/// S3 limits a replication rule's prefix to 1024 characters.
-fn prefix_length(prefix: &str) -> Result<(), String> {
+/// A prefix is a literal key prefix. S3 limits a replication rule's prefix to 1024 characters;
+/// and least-privilege mode writes the prefix into the archive policy's `Resource`, where `*`
+/// and `?` are wildcards and `$` begins a policy variable (`${aws:username}`), so a prefix
+/// holding one would grant the source role keys that are not its own. They are refused in
+/// every mode: a prefix must not mean one thing in the rule and another in the policy.
+fn literal_prefix(prefix: &str) -> Result<(), String> {
     if prefix.len() > 1024 {
-        Err("is longer than 1024 characters".to_string())
-    } else {
-        Ok(())
+        return Err("is longer than 1024 characters".to_string());
+    }
+    let special: Vec<String> = ['*', '?', '$']
+        .into_iter()
+        .filter(|c| prefix.contains(*c))
+        .map(|c| format!("`{c}`"))
+        .collect();
+    if special.is_empty() {
+        return Ok(());
+    }
+    Err(format!(
+        "`{prefix}` holds {}: a prefix is a literal key prefix, and in a bucket policy's \
+         Resource `*` and `?` are wildcards and `$` begins a policy variable",
+        special.join(" and ")
+    ))
+}
+
+/// In accounts mode each role name has one statement, whose Sid keeps only the name's letters
+/// and digits ([`accounts_sid`]). Two role names that differ only in other characters would
+/// need two statements with one Sid: S3 refuses that policy, after the grants before it were
+/// written. (Least-privilege Sids end in the account id, which is unique already.)
+fn distinct_sids(specs: &[SourceSpec], p: &mut Problems) {
+    let mut first: BTreeMap<String, (usize, &str)> = BTreeMap::new();
+    for (i, spec) in specs.iter().enumerate() {
+        if names::role_name(&spec.role_name).is_err() {
+            continue;
+        }
+        let sid = accounts_sid(&spec.role_name);
+        match first.get(&sid) {
+            Some((j, name)) if *name != spec.role_name => p.add(
+                &format!("source[{i}].role_name"),
+                &format!(
+                    "`{}` and `{name}` (source[{j}]) both make the accounts-mode Sid `{sid}` (a Sid \
+                     keeps only letters and digits); use one role name, or names that differ in \
+                     a letter or digit",
+                    spec.role_name
+                ),
+            ),
+            Some(_) => {}
+            None => {
+                first.insert(sid, (i, &spec.role_name));
+            }
+        }
     }
 }
 

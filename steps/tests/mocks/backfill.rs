@@ -1,0 +1,351 @@
+//! `S/backfill` against S3 Control answers (the emulator has no Batch Operations): the job is
+//! asked for with trailhub's token, its replication statuses and prefixes, and waits for a
+//! confirmation unless told otherwise; a resumed node asks for no second job; a failed job
+//! fails the step with its reasons; a bucket without trailhub's rule is refused; rollback
+//! cancels a job still running.
+
+use crate::replication::article_xml;
+use crate::support::*;
+use aws_sdk_s3control::Client;
+use aws_sdk_s3control::operation::create_job::{CreateJobInput, CreateJobOutput};
+use aws_sdk_s3control::operation::describe_job::DescribeJobOutput;
+use aws_sdk_s3control::operation::update_job_status::UpdateJobStatusOutput;
+use aws_sdk_s3control::types::{
+    JobDescriptor, JobFailure, JobManifestGenerator, JobProgressSummary, JobStatus,
+    ReplicationStatus, RequestedJobStatus,
+};
+use aws_smithy_mocks::{Rule, mock};
+use serde_json::json;
+use std::sync::{Arc, Mutex};
+use trailhub_engine::{NodeState, Task};
+use trailhub_steps::tasks::{Backfill, BackfillNodes, BackfillOptions, BackfillOutput};
+
+const NODE: &str = "222222222222/backfill";
+const JOB: &str = "6b0b3c4e-5d8a-4f8e-9a34-1e2f3a4b5c6d";
+
+fn job(status: JobStatus, confirmation: bool, tasks: Option<(i64, i64, i64)>) -> JobDescriptor {
+    let mut job = JobDescriptor::builder()
+        .job_id(JOB)
+        .status(status)
+        .confirmation_required(confirmation);
+    if let Some((total, ok, failed)) = tasks {
+        job = job.progress_summary(
+            JobProgressSummary::builder()
+                .total_number_of_tasks(total)
+                .number_of_tasks_succeeded(ok)
+                .number_of_tasks_failed(failed)
+                .build(),
+        );
+    }
+    job.build()
+}
+
+fn describe(jobs: Vec<JobDescriptor>) -> Rule {
+    let mut rule = mock!(Client::describe_job)
+        .match_requests(|req| req.account_id() == Some(SOURCE) && req.job_id() == Some(JOB))
+        .sequence();
+    for j in jobs {
+        rule = rule.output(move || DescribeJobOutput::builder().job(j.clone()).build());
+    }
+    rule.build()
+}
+
+/// trailhub's rule on the source bucket (the article's configuration).
+fn onboarded() -> Rule {
+    mock!(aws_sdk_s3::Client::get_bucket_replication)
+        .sequence()
+        .http_status(200, Some(article_xml("Enabled")))
+        .build()
+}
+
+/// CreateJob, answering `JOB` and keeping each request.
+fn create(seen: Arc<Mutex<Vec<CreateJobInput>>>) -> Rule {
+    mock!(Client::create_job)
+        .match_requests(move |req| {
+            seen.lock().expect("seen").push(req.clone());
+            true
+        })
+        .then_output(|| CreateJobOutput::builder().job_id(JOB).build())
+}
+
+fn backfill(s3: &[&Rule], s3control: &[&Rule], options: BackfillOptions) -> (Backfill, Calls) {
+    let calls = Calls::default();
+    let ctx = context(vec![account(
+        SOURCE,
+        Mocked {
+            s3,
+            s3control,
+            ..Default::default()
+        },
+        &calls,
+    )]);
+    let nodes = BackfillNodes {
+        bucket_check: nodes().bucket_check,
+        role_stack: role_node(),
+    };
+    (Backfill::new(ctx, source(), nodes, options), calls)
+}
+
+#[tokio::test]
+async fn a_job_is_asked_for_once_with_its_token_and_waits_for_a_confirmation() {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let (create, get, describe) = (
+        create(seen.clone()),
+        onboarded(),
+        describe(vec![job(JobStatus::Suspended, true, None)]),
+    );
+    let (task, calls) = backfill(&[&get], &[&create, &describe], BackfillOptions::default());
+    let (ctx, history) = detached(NODE, SOURCE);
+
+    let applied = task.apply(&ctx).await.expect("the job is created");
+
+    assert!(applied.changed);
+    let out: BackfillOutput = applied.outputs;
+    assert_eq!(out.job_id, JOB);
+    assert_eq!(out.status, "Suspended");
+    assert!(out.awaiting_confirmation, "{out:?}");
+    assert!(out.describe().contains("awaiting confirmation"));
+    assert_eq!(
+        history.steps(),
+        ["undo", "s3control:CreateJob", "undo"],
+        "the token is journaled before CreateJob, the job's id after"
+    );
+    let undo = history.undo();
+    assert_eq!(
+        undo[1],
+        json!({ "token": "trailhub-detached-222222222222", "job_id": JOB })
+    );
+    let request = seen.lock().expect("seen")[0].clone();
+    assert_eq!(request.account_id(), Some(SOURCE));
+    assert_eq!(request.confirmation_required(), Some(true));
+    assert_eq!(
+        request.client_request_token(),
+        Some("trailhub-detached-222222222222")
+    );
+    assert_eq!(
+        request.role_arn(),
+        Some(format!("arn:aws:iam::{SOURCE}:role/{ROLE}Backfill").as_str())
+    );
+    assert!(
+        request
+            .operation()
+            .and_then(|o| o.s3_replicate_object())
+            .is_some()
+    );
+    let Some(JobManifestGenerator::S3JobManifestGenerator(generator)) =
+        request.manifest_generator()
+    else {
+        panic!("a generated manifest: {request:?}")
+    };
+    assert_eq!(
+        generator.source_bucket(),
+        format!("arn:aws:s3:::{SOURCE_BUCKET}")
+    );
+    let filter = generator.filter().expect("a filter");
+    assert_eq!(filter.eligible_for_replication(), Some(true));
+    assert_eq!(
+        filter.object_replication_statuses(),
+        [ReplicationStatus::None]
+    );
+    assert_eq!(
+        filter
+            .key_name_constraint()
+            .map(|k| k.match_any_prefix().to_vec()),
+        Some(vec!["AWSLogs/".to_string()]),
+        "trailhub's prefixes only"
+    );
+    let report = request.report().expect("a completion report");
+    assert_eq!(
+        report.bucket(),
+        Some(format!("arn:aws:s3:::{SOURCE_BUCKET}").as_str())
+    );
+    assert_eq!(calls.count("s3 control:CreateJob"), 1, "{:?}", calls.list());
+}
+
+#[tokio::test]
+async fn a_resumed_node_asks_for_no_second_job() {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let (create, get, describe) = (
+        create(seen.clone()),
+        onboarded(),
+        describe(vec![job(JobStatus::Active, false, Some((10, 4, 0)))]),
+    );
+    let (task, calls) = backfill(&[&get], &[&create, &describe], BackfillOptions::default());
+    // An earlier attempt created the job and journaled its id, then the process died.
+    let prior = json!({ "token": "trailhub-r-222222222222", "job_id": JOB });
+    let (ctx, _history) = detached_with(NODE, SOURCE, Some(prior));
+
+    let applied = task.apply(&ctx).await.expect("the job is followed");
+
+    assert!(!applied.changed);
+    assert_eq!(applied.outputs.status, "Active");
+    assert_eq!(applied.outputs.succeeded, Some(4));
+    assert_eq!(calls.count("s3 control:CreateJob"), 0, "{:?}", calls.list());
+    assert_eq!(
+        calls.count("s3 control:DescribeJob"),
+        1,
+        "the job is described"
+    );
+    assert!(seen.lock().expect("seen").is_empty());
+}
+
+#[tokio::test]
+async fn with_yes_and_wait_the_failed_objects_too_are_replicated_until_the_job_completes() {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let (create, get, describe) = (
+        create(seen.clone()),
+        onboarded(),
+        describe(vec![
+            job(JobStatus::Preparing, false, None),
+            job(JobStatus::Active, false, Some((3, 1, 0))),
+            job(JobStatus::Complete, false, Some((3, 3, 0))),
+        ]),
+    );
+    let options = BackfillOptions {
+        include_failed: true,
+        confirmed: true,
+        wait: true,
+    };
+    let (task, _calls) = backfill(&[&get], &[&create, &describe], options);
+    let (ctx, history) = detached(NODE, SOURCE);
+
+    let applied = task.apply(&ctx).await.expect("the job completes");
+
+    assert_eq!(applied.outputs.status, "Complete");
+    assert_eq!(applied.outputs.succeeded, Some(3));
+    let request = seen.lock().expect("seen")[0].clone();
+    assert_eq!(request.confirmation_required(), Some(false));
+    let Some(JobManifestGenerator::S3JobManifestGenerator(generator)) =
+        request.manifest_generator()
+    else {
+        panic!("a generated manifest")
+    };
+    assert_eq!(
+        generator
+            .filter()
+            .map(|f| f.object_replication_statuses().to_vec()),
+        Some(vec![ReplicationStatus::None, ReplicationStatus::Failed])
+    );
+    let notes: Vec<String> = history
+        .entries()
+        .into_iter()
+        .filter(|e| e.what == "note")
+        .map(|e| e.detail)
+        .collect();
+    assert_eq!(notes.len(), 3, "one note per change of progress: {notes:?}");
+    assert!(notes[1].contains("1 of 3 objects replicated"), "{notes:?}");
+}
+
+#[tokio::test]
+async fn a_failed_job_fails_the_step_with_its_reasons_and_report() {
+    let failed = JobDescriptor::builder()
+        .job_id(JOB)
+        .status(JobStatus::Failed)
+        .failure_reasons(
+            JobFailure::builder()
+                .failure_code("AccessDenied")
+                .failure_reason("Reading the manifest is forbidden")
+                .build(),
+        )
+        .build();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let (create, get, describe) = (create(seen), onboarded(), describe(vec![failed]));
+    let options = BackfillOptions {
+        confirmed: true,
+        wait: true,
+        ..Default::default()
+    };
+    let (task, _calls) = backfill(&[&get], &[&create, &describe], options);
+
+    let run = run_one(NODE, SOURCE, task, 3).await;
+
+    assert_eq!(run.node.state, NodeState::Failed);
+    assert_eq!(run.node.attempts, 1, "a failed job is not asked for again");
+    let error = run.node.last_error.expect("an error");
+    assert_eq!(error.code.as_deref(), Some("BackfillFailed"));
+    assert!(
+        error
+            .message
+            .contains("AccessDenied: Reading the manifest is forbidden"),
+        "{}",
+        error.message
+    );
+    assert!(
+        error
+            .hint
+            .as_deref()
+            .is_some_and(|h| h.contains("trailhub-backfill-reports/")),
+        "{error:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_bucket_without_trailhubs_rule_is_refused_before_any_job() {
+    let none = mock!(aws_sdk_s3::Client::get_bucket_replication)
+        .sequence()
+        .http_status(
+            404,
+            Some(s3_error(
+                "ReplicationConfigurationNotFoundError",
+                "The replication configuration was not found",
+            )),
+        )
+        .build();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let create = create(seen.clone());
+    let (task, _calls) = backfill(&[&none], &[&create], BackfillOptions::default());
+    let (ctx, _history) = detached(NODE, SOURCE);
+
+    let err = task.apply(&ctx).await.expect_err("refused");
+
+    assert_eq!(err.code.as_deref(), Some("NotOnboarded"));
+    assert!(seen.lock().expect("seen").is_empty(), "no job asked for");
+}
+
+#[tokio::test]
+async fn rollback_cancels_a_job_still_running_and_keeps_a_finished_one() {
+    let cancelled = Arc::new(Mutex::new(Vec::new()));
+    let record = cancelled.clone();
+    let update = mock!(Client::update_job_status)
+        .match_requests(move |req| {
+            record
+                .lock()
+                .expect("cancelled")
+                .push(req.requested_job_status().cloned());
+            req.job_id() == Some(JOB)
+        })
+        .then_output(|| UpdateJobStatusOutput::builder().build());
+    let running = describe(vec![job(JobStatus::Active, false, Some((9, 2, 0)))]);
+    let (task, _calls) = backfill(&[], &[&running, &update], BackfillOptions::default());
+    let undo = json!({ "token": "t", "job_id": JOB });
+    let (ctx, _history) = detached_with(NODE, SOURCE, Some(undo.clone()));
+
+    let rolled = task
+        .rollback(
+            Some(serde_json::from_value(undo.clone()).expect("undo")),
+            &ctx,
+        )
+        .await
+        .expect("cancelled");
+
+    assert!(rolled.changed);
+    assert_eq!(
+        *cancelled.lock().expect("cancelled"),
+        [Some(RequestedJobStatus::Cancelled)]
+    );
+
+    let done = describe(vec![job(JobStatus::Complete, false, Some((9, 9, 0)))]);
+    let (task, calls) = backfill(&[], &[&done], BackfillOptions::default());
+    let kept = task
+        .rollback(Some(serde_json::from_value(undo).expect("undo")), &ctx)
+        .await
+        .expect("kept");
+    assert!(!kept.changed);
+    assert!(
+        kept.note
+            .as_deref()
+            .is_some_and(|n| n.contains("stays in the archive")),
+        "{kept:?}"
+    );
+    assert_eq!(calls.count("s3 control:UpdateJobStatus"), 0);
+}
