@@ -210,8 +210,10 @@ fn lifecycle(
         }),
         (_, None) => None,
     };
-    // API Reference, `Transition`: S3 moves objects to STANDARD_IA or ONEZONE_IA no sooner than
-    // 30 days after they were written; the other classes take any number of days.
+    // S3 moves objects to STANDARD_IA or ONEZONE_IA no sooner than 30 days after they were
+    // written; the other classes take any number of days. (The API Reference's `Transition` says
+    // "greater than 30", the User Guide's transition constraints "at least 30 days" and its
+    // examples transition after 30: 30 is accepted here, and S3 has the last word at apply.)
     if let Some(t) = &transition
         && ["STANDARD_IA", "ONEZONE_IA"].contains(&t.storage_class.as_str())
         && t.days < 30
