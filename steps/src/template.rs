@@ -89,21 +89,7 @@ pub fn role_template(
                     }]
                 }
             },
-            "S3BatchReplicationRole": {
-                "Type": "AWS::IAM::Role",
-                "Properties": {
-                    "RoleName": backfill_role_name(&source.role_name),
-                    "AssumeRolePolicyDocument": {"Version": "2012-10-17", "Statement": [{
-                        "Effect": "Allow",
-                        "Principal": {"Service": "batchoperations.s3.amazonaws.com"},
-                        "Action": "sts:AssumeRole"
-                    }]},
-                    "Policies": [{
-                        "PolicyName": "S3BatchReplicationPolicy",
-                        "PolicyDocument": {"Version": "2012-10-17", "Statement": backfill}
-                    }]
-                }
-            }
+            "S3BatchReplicationRole": backfill_role(source, backfill)
         },
         "Outputs": {
             "ReplicationRoleArn": {
@@ -141,6 +127,25 @@ pub const BACKFILL_REPORTS: &str = "trailhub-backfill-reports/";
 pub fn backfill_role_name(role_name: &str) -> String {
     let base: String = role_name.chars().take(64 - "Backfill".len()).collect();
     format!("{base}Backfill")
+}
+
+/// The template's resource for the role S3 Batch Replication assumes, with `statements`.
+fn backfill_role(source: &SourceSpec, statements: Vec<Value>) -> Value {
+    json!({
+        "Type": "AWS::IAM::Role",
+        "Properties": {
+            "RoleName": backfill_role_name(&source.role_name),
+            "AssumeRolePolicyDocument": {"Version": "2012-10-17", "Statement": [{
+                "Effect": "Allow",
+                "Principal": {"Service": "batchoperations.s3.amazonaws.com"},
+                "Action": "sts:AssumeRole"
+            }]},
+            "Policies": [{
+                "PolicyName": "S3BatchReplicationPolicy",
+                "PolicyDocument": {"Version": "2012-10-17", "Statement": statements}
+            }]
+        }
+    })
 }
 
 /// What S3 Batch Replication needs to replicate a source's existing objects with a manifest it
@@ -442,5 +447,28 @@ mod tests {
         );
         let (text, _) = role_template(&setting(), &source(false), &merged);
         assert!(text.contains("arn:aws:s3:::dr-bucket/*"), "{text}");
+    }
+
+    #[test]
+    fn the_stack_makes_the_backfill_role_limited_to_the_source_bucket() {
+        let (text, _) = role_template(&setting(), &source(false), &logs(false));
+        let template: Value = serde_json::from_str(&text).expect("JSON");
+        let role = &template["Resources"]["S3BatchReplicationRole"]["Properties"];
+        assert_eq!(role["RoleName"], "S3ReplicationRoleBackfill");
+        assert_eq!(
+            role["AssumeRolePolicyDocument"]["Statement"][0]["Principal"]["Service"],
+            "batchoperations.s3.amazonaws.com"
+        );
+        let statements = &role["Policies"][0]["PolicyDocument"]["Statement"];
+        assert_eq!(statements[0]["Action"], json!(["s3:InitiateReplication"]));
+        assert_eq!(
+            statements[0]["Resource"],
+            json!({"Fn::Sub": "arn:aws:s3:::cm-members-cloudtrail-${AWS::AccountId}/*"})
+        );
+        assert_eq!(
+            template["Outputs"]["BackfillRoleArn"]["Value"],
+            json!({"Fn::GetAtt": ["S3BatchReplicationRole", "Arn"]})
+        );
+        assert_eq!(backfill_role_name(&"R".repeat(64)).len(), 64);
     }
 }
