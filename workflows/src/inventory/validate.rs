@@ -185,6 +185,46 @@ fn lifecycle(
         Field::Given(table) => table,
     };
     p.unknown_keys(&table.unknown, LIFECYCLE_KEYS, "archive.lifecycle.");
+    let transition = lifecycle_transition(table, p);
+    let expire_days = p.positive(&table.expire_days, "archive.lifecycle.expire_days");
+    let noncurrent_expire_days = p.positive(
+        &table.noncurrent_expire_days,
+        "archive.lifecycle.noncurrent_expire_days",
+    );
+    if !table.transition_days.is_present()
+        && !table.storage_class.is_present()
+        && !table.expire_days.is_present()
+        && !table.noncurrent_expire_days.is_present()
+    {
+        p.add(
+            AT,
+            "sets nothing: give transition_days with storage_class, expire_days or noncurrent_expire_days (or remove it)",
+        );
+    }
+    if let (Some(t), Some(expire)) = (&transition, expire_days)
+        && expire <= t.days
+    {
+        p.add(
+            "archive.lifecycle.expire_days",
+            &format!(
+                "{expire} days is not after transition_days ({}): objects would expire before they move to {}",
+                t.days, t.storage_class
+            ),
+        );
+    }
+    if let Some(retention) = retention {
+        lifecycle_within_retention(expire_days, noncurrent_expire_days, retention, p);
+    }
+    Some(Lifecycle {
+        transition,
+        expire_days,
+        noncurrent_expire_days,
+    })
+}
+
+/// trailhub's lifecycle transition: `transition_days` and `storage_class` together, a class a
+/// lifecycle rule can move to, no sooner than S3 allows.
+fn lifecycle_transition(table: &RawLifecycle, p: &mut Problems) -> Option<Transition> {
     let days_at = "archive.lifecycle.transition_days";
     let class_at = "archive.lifecycle.storage_class";
     let transition_days = p.positive(&table.transition_days, days_at);
@@ -226,58 +266,35 @@ fn lifecycle(
             ),
         );
     }
-    let expire_days = p.positive(&table.expire_days, "archive.lifecycle.expire_days");
-    let noncurrent_expire_days = p.positive(
-        &table.noncurrent_expire_days,
-        "archive.lifecycle.noncurrent_expire_days",
-    );
-    if !table.transition_days.is_present()
-        && !table.storage_class.is_present()
-        && !table.expire_days.is_present()
-        && !table.noncurrent_expire_days.is_present()
-    {
-        p.add(
-            AT,
-            "sets nothing: give transition_days with storage_class, expire_days or noncurrent_expire_days (or remove it)",
-        );
-    }
-    if let (Some(t), Some(expire)) = (&transition, expire_days)
-        && expire <= t.days
-    {
-        p.add(
-            "archive.lifecycle.expire_days",
-            &format!(
-                "{expire} days is not after transition_days ({}): objects would expire before they move to {}",
-                t.days, t.storage_class
-            ),
-        );
-    }
-    if let Some(retention) = retention {
-        for (key, days) in [
-            ("expire_days", expire_days),
-            ("noncurrent_expire_days", noncurrent_expire_days),
-        ] {
-            if let Some(days) = days
-                && i64::from(days) < retention.period.days()
-            {
-                p.add(
-                    &format!("archive.lifecycle.{key}"),
-                    &format!(
-                        "{days} days is shorter than archive.retention ({} {}, {} days): S3 would be asked to expire logs that Object Lock still retains; set it to at least {} or shorten the retention",
-                        retention.mode.as_str(),
-                        retention.period,
-                        retention.period.days(),
-                        retention.period.days()
-                    ),
-                );
-            }
+    transition
+}
+
+/// An expiry shorter than the retention would ask S3 to delete what Object Lock keeps.
+fn lifecycle_within_retention(
+    expire_days: Option<i32>,
+    noncurrent_expire_days: Option<i32>,
+    retention: &Retention,
+    p: &mut Problems,
+) {
+    for (key, days) in [
+        ("expire_days", expire_days),
+        ("noncurrent_expire_days", noncurrent_expire_days),
+    ] {
+        if let Some(days) = days
+            && i64::from(days) < retention.period.days()
+        {
+            p.add(
+                &format!("archive.lifecycle.{key}"),
+                &format!(
+                    "{days} days is shorter than archive.retention ({} {}, {} days): S3 would be asked to expire logs that Object Lock still retains; set it to at least {} or shorten the retention",
+                    retention.mode.as_str(),
+                    retention.period,
+                    retention.period.days(),
+                    retention.period.days()
+                ),
+            );
         }
     }
-    Some(Lifecycle {
-        transition,
-        expire_days,
-        noncurrent_expire_days,
-    })
 }
 
 /// `[source_defaults]`, if it is a table.
