@@ -34,8 +34,18 @@ pub struct Connector {
 /// One HTTPS client for every account and service: the SDK otherwise builds one per service
 /// client, each with its own connection pool and its own copy of the TLS root certificates
 /// (about 250 KB), which made memory grow by about 1 MB per account.
+///
+/// The SDK also asks the client for a connector each time a service client is made, only to
+/// warm it up, and drops it (`validate_base_client_config`: no settings, no components). A TLS
+/// connector loads the root certificates: eight service clients per account made that 4,000
+/// loads for 500 accounts, churning memory and CPU for nothing. That call gets a plain
+/// connector, never used for a request; the connectors requests use are built once per
+/// timeout setting and cached by the client.
 fn shared_https_client() -> SharedHttpClient {
     aws_smithy_http_client::Builder::new().build_with_connector_fn(|settings, components| {
+        if settings.is_none() && components.is_none() {
+            return aws_smithy_http_client::Connector::builder().build_http();
+        }
         let mut connector = aws_smithy_http_client::ConnectorBuilder::default().tls_provider(
             aws_smithy_http_client::tls::Provider::Rustls(
                 aws_smithy_http_client::tls::rustls_provider::CryptoMode::AwsLc,
