@@ -70,6 +70,7 @@ struct Delivering {
     prefix: String,
     kms_key: Option<String>,
     logging: bool,
+    organization: bool,
 }
 
 /// The key prefix a trail writes under: `<S3KeyPrefix>/AWSLogs/`, or `AWSLogs/`.
@@ -98,6 +99,9 @@ pub async fn discover(ctx: &StepContext, s: &SourceSpec) -> Result<SourceLogs, T
     if logging.is_empty() {
         return Err(not_logging(s, &trails));
     }
+    if let Some(org) = logging.iter().find(|t| t.organization) {
+        return Err(organization_trail(s, org));
+    }
     let mut prefixes: Vec<String> = logging.iter().map(|t| t.prefix.clone()).collect();
     prefixes.sort();
     prefixes.dedup();
@@ -116,7 +120,7 @@ pub async fn discover(ctx: &StepContext, s: &SourceSpec) -> Result<SourceLogs, T
     kms_keys.extend(encryption.key.clone());
     kms_keys.sort();
     kms_keys.dedup();
-    let kms_keys = crate::source_keys::check(ctx, s, kms_keys).await?;
+    let kms_keys = crate::source_keys::check(ctx, s, kms_keys, &region).await?;
     let kept = kept_rules(ctx, s).await?;
     Ok(SourceLogs {
         bucket: s.bucket.clone(),
@@ -138,7 +142,7 @@ async fn kept_rules(ctx: &StepContext, s: &SourceSpec) -> Result<Option<KeptRule
     if s.existing_replication != ExistingReplication::Merge {
         return Ok(None);
     }
-    let live = crate::tasks::replication::live_replication(ctx, s).await?;
+    let live = crate::replication_doc::live(ctx, s).await?;
     if let Some(e) = crate::rules::first_schema(s, live.as_ref()) {
         return Err(e);
     }
@@ -182,6 +186,19 @@ fn not_logging(s: &SourceSpec, trails: &[Delivering]) -> TaskError {
         "start it ({}), then `trailhub resume`",
         starts.join("; ")
     ))
+}
+
+/// An organization trail writes each member account's logs under
+/// `<prefix>AWSLogs/<organization id>/<account>/` (CloudTrail User Guide, "Creating a trail for an
+/// organization"), not under `<prefix>AWSLogs/<account>/`, where trailhub's per-account grants,
+/// key contexts and rules expect one account's logs: refused, naming the layout.
+fn organization_trail(s: &SourceSpec, trail: &Delivering) -> TaskError {
+    TaskError::fatal(format!(
+        "trail {} delivering to bucket {} in account {} is an organization trail: it writes under {}<organization id>/<account>/, a layout trailhub's per-account grants do not follow",
+        trail.arn, s.bucket, s.account_id, trail.prefix
+    ))
+    .with_code("OrganizationTrail")
+    .with_hint("an organization's logs are gathered by its organization trail, not by trailhub: pin `trail` for this source to a trail of the account's own (not an organization trail), or leave the account out of the inventory")
 }
 
 /// A bucket's default encryption.
@@ -314,6 +331,7 @@ async fn delivering_trails(
             prefix: trail_prefix(t.s3_key_prefix()),
             kms_key: t.kms_key_id().map(str::to_string),
             logging: status.is_logging() == Some(true),
+            organization: t.is_organization_trail() == Some(true),
             arn,
         });
     }
@@ -348,6 +366,7 @@ pub(crate) fn is_trail_drift(code: Option<&str>) -> bool {
                 | "TrailBucketMismatch"
                 | "TrailNotLogging"
                 | "PrefixMismatch"
+                | "OrganizationTrail"
         )
     )
 }

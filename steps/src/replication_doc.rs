@@ -2,8 +2,10 @@
 //! from the SDK's types, so that what is live, what is desired and what is journaled compare
 //! exactly.
 
+use crate::errors::{classify, service_code};
 use crate::logs::SourceLogs;
 use crate::spec::{Setting, SourceSpec};
+use crate::tasks::{StepContext, call};
 use aws_sdk_s3::types::{
     AccessControlTranslation, DeleteMarkerReplication, DeleteMarkerReplicationStatus, Destination,
     EncryptionConfiguration, ExistingObjectReplication, ExistingObjectReplicationStatus, Metrics,
@@ -14,6 +16,7 @@ use aws_sdk_s3::types::{
     Tag,
 };
 use serde_json::{Map, Value, json};
+use trailhub_engine::TaskError;
 
 /// The ID of the article's rule (the rule of the `AWSLogs/` prefix).
 pub const RULE_ID: &str = "ReplicateCloudTrailLogs";
@@ -482,6 +485,30 @@ fn walk(
             y.map(Value::to_string).unwrap_or_else(|| "(absent)".into()),
         )),
         _ => {}
+    }
+}
+
+/// The bucket's replication configuration as JSON, `None` when it has none.
+pub(crate) async fn live(
+    ctx: &StepContext,
+    source: &SourceSpec,
+) -> Result<Option<Value>, TaskError> {
+    let s3 = ctx.s3_for(&source.account_id, &source.bucket).await?;
+    let result = call(
+        &source.account_id,
+        "s3",
+        "GetBucketReplication",
+        &source.bucket,
+        s3.get_bucket_replication()
+            .bucket(&source.bucket)
+            .expected_bucket_owner(&source.account_id)
+            .send(),
+    )
+    .await;
+    match result {
+        Ok(out) => Ok(out.replication_configuration().map(to_json)),
+        Err(e) if service_code(&e) == Some("ReplicationConfigurationNotFoundError") => Ok(None),
+        Err(e) => Err(classify("GetBucketReplication", &source.bucket, e, &[])),
     }
 }
 

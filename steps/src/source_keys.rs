@@ -10,15 +10,19 @@ use crate::tasks::{StepContext, call};
 use serde_json::{Value, json};
 use trailhub_engine::TaskError;
 
-/// The ARNs of `keys` (key ids, ARNs or aliases), each checked.
+/// The ARNs of `keys` (key ids, ARNs or aliases), each checked. A key given without its region
+/// (an alias such as `alias/aws/s3`, a bare key id: what a bucket's default encryption may
+/// hold) is resolved in the bucket's `region`: S3 resolves it there, in the bucket owner's
+/// account, and the same alias names another key in every region.
 pub(crate) async fn check(
     ctx: &StepContext,
     s: &SourceSpec,
     keys: Vec<String>,
+    region: &str,
 ) -> Result<Vec<String>, TaskError> {
     let mut arns = Vec::with_capacity(keys.len());
     for key in keys {
-        arns.push(check_one(ctx, s, &key).await?);
+        arns.push(check_one(ctx, s, &key, region).await?);
     }
     arns.sort();
     arns.dedup();
@@ -32,10 +36,15 @@ fn arn_region(id: &str) -> Option<&str> {
         .filter(|r| !r.is_empty())
 }
 
-async fn check_one(ctx: &StepContext, s: &SourceSpec, key: &str) -> Result<String, TaskError> {
+async fn check_one(
+    ctx: &StepContext,
+    s: &SourceSpec,
+    key: &str,
+    region: &str,
+) -> Result<String, TaskError> {
     let account = s.account_id.as_str();
     let clients = ctx.accounts.get(account).await?;
-    let kms = clients.kms_in(arn_region(key).unwrap_or(&ctx.setting.region));
+    let kms = clients.kms_in(arn_region(key).unwrap_or(region));
     let described = call(
         account,
         "kms",

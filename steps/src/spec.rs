@@ -335,6 +335,24 @@ impl Setting {
     }
 }
 
+/// The DNS suffix of a region's partition: `amazonaws.com.cn` in the China regions (`cn-…`),
+/// `amazonaws.com` elsewhere (AWS General Reference, "Service endpoints": the endpoints of
+/// Beijing and Ningxia end in `.amazonaws.com.cn`).
+pub fn dns_suffix(region: &str) -> &'static str {
+    if region.starts_with("cn-") {
+        "amazonaws.com.cn"
+    } else {
+        "amazonaws.com"
+    }
+}
+
+/// The value of `kms:ViaService` for S3 in `region`: `s3.<region>.<partition's DNS suffix>`, the
+/// service endpoint through which S3 calls KMS on a caller's behalf (KMS Developer Guide,
+/// "kms:ViaService").
+pub fn s3_via_service(region: &str) -> String {
+    format!("s3.{region}.{}", dns_suffix(region))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -353,6 +371,22 @@ mod tests {
         }
         let names: Vec<&str> = PolicyMode::names().collect();
         assert_eq!(names, ["article", "least-privilege", "accounts"]);
+    }
+
+    #[test]
+    fn via_service_follows_the_partition() {
+        assert_eq!(
+            s3_via_service("ap-northeast-1"),
+            "s3.ap-northeast-1.amazonaws.com"
+        );
+        assert_eq!(
+            s3_via_service("cn-north-1"),
+            "s3.cn-north-1.amazonaws.com.cn"
+        );
+        assert_eq!(
+            s3_via_service("us-gov-west-1"),
+            "s3.us-gov-west-1.amazonaws.com"
+        );
     }
 
     #[test]

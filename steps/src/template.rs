@@ -20,7 +20,7 @@
 //! "merge"`), its role replicates for them too and also grants what their destinations need.
 
 use crate::logs::SourceLogs;
-use crate::spec::{Setting, SourceSpec};
+use crate::spec::{Setting, SourceSpec, s3_via_service};
 use serde_json::{Value, json};
 
 /// Writes `name` for a `Fn::Sub`, with `account` replaced by `${var}` (how the article writes
@@ -192,6 +192,14 @@ fn s3_statement(actions: &[&str], resource: Value) -> Value {
 }
 
 /// For SSE-KMS logs: decrypt with the source keys, encrypt replicas with the archive's key.
+///
+/// The encryption context S3 passes to KMS is the object's ARN, or the bucket's ARN for an
+/// object encrypted under an S3 Bucket Key (User Guide, "Replicating encrypted objects", S3
+/// Bucket Keys and replication): both are allowed on each side, since a bucket holds objects
+/// written before and after its Bucket Key was turned on, and a replica keeps its source
+/// object's Bucket Key setting, so that its context is then the archive bucket's ARN. Under a
+/// Bucket Key S3 also calls `kms:Decrypt` on the replica key to check the Bucket Key's
+/// integrity (same page), hence `kms:Decrypt` beside `kms:Encrypt` on the archive key.
 fn kms_statements(setting: &Setting, source: &SourceSpec, logs: &SourceLogs) -> Vec<Value> {
     if !logs.kms() {
         return Vec::new();
@@ -199,19 +207,6 @@ fn kms_statements(setting: &Setting, source: &SourceSpec, logs: &SourceLogs) -> 
     let partition = &setting.partition;
     let src = setting.bucket_arn(&source.bucket);
     let dst = setting.bucket_arn(&setting.archive.bucket);
-    let source_context: Vec<String> = if logs.bucket_key {
-        vec![src]
-    } else {
-        logs.prefixes
-            .iter()
-            .map(|p| format!("{src}/{p}*"))
-            .collect()
-    };
-    let replica_context: Vec<String> = logs
-        .prefixes
-        .iter()
-        .map(|p| format!("{dst}/{p}*"))
-        .collect();
     let source_region = logs.region.as_deref().unwrap_or(&setting.region);
     vec![
         json!({
@@ -219,20 +214,35 @@ fn kms_statements(setting: &Setting, source: &SourceSpec, logs: &SourceLogs) -> 
             "Action": "kms:Decrypt",
             "Resource": logs.kms_keys,
             "Condition": {"StringLike": {
-                "kms:ViaService": format!("s3.{source_region}.amazonaws.com"),
-                "kms:EncryptionContext:aws:s3:arn": source_context,
+                "kms:ViaService": s3_via_service(source_region),
+                "kms:EncryptionContext:aws:s3:arn": encryption_contexts(&src, &logs.prefixes),
             }}
         }),
         json!({
             "Effect": "Allow",
-            "Action": ["kms:Encrypt", "kms:GenerateDataKey"],
+            "Action": REPLICA_KEY_ACTIONS,
             "Resource": format!("arn:{partition}:kms:{}:{}:key/*", setting.region, setting.archive.account_id),
             "Condition": {"StringLike": {
-                "kms:ViaService": format!("s3.{}.amazonaws.com", setting.region),
-                "kms:EncryptionContext:aws:s3:arn": replica_context,
+                "kms:ViaService": s3_via_service(&setting.region),
+                "kms:EncryptionContext:aws:s3:arn": encryption_contexts(&dst, &logs.prefixes),
             }}
         }),
     ]
+}
+
+/// What S3 does with the archive key for the role: encrypt replicas, and under an S3 Bucket Key
+/// decrypt (to check the Bucket Key).
+pub(crate) const REPLICA_KEY_ACTIONS: [&str; 3] =
+    ["kms:Encrypt", "kms:GenerateDataKey", "kms:Decrypt"];
+
+/// The S3 encryption contexts of the objects under `prefixes` in `bucket_arn`: each object's
+/// ARN, and the bucket's ARN (an object under an S3 Bucket Key).
+pub(crate) fn encryption_contexts(bucket_arn: &str, prefixes: &[String]) -> Vec<String> {
+    prefixes
+        .iter()
+        .map(|p| format!("{bucket_arn}/{p}*"))
+        .chain(std::iter::once(bucket_arn.to_string()))
+        .collect()
 }
 
 /// For the replication rules kept beside trailhub's (`existing_replication = "merge"`), what
@@ -250,7 +260,7 @@ fn kept_statements(setting: &Setting, source: &SourceSpec, logs: &SourceLogs) ->
     if !kept.replica_keys.is_empty() {
         statements.push(json!({
             "Effect": "Allow",
-            "Action": ["kms:Encrypt", "kms:GenerateDataKey"],
+            "Action": REPLICA_KEY_ACTIONS,
             "Resource": kept.replica_keys,
         }));
     }
@@ -260,7 +270,7 @@ fn kept_statements(setting: &Setting, source: &SourceSpec, logs: &SourceLogs) ->
             "Effect": "Allow",
             "Action": "kms:Decrypt",
             "Resource": format!("arn:{}:kms:{region}:{}:key/*", setting.partition, source.account_id),
-            "Condition": {"StringLike": {"kms:ViaService": format!("s3.{region}.amazonaws.com")}}
+            "Condition": {"StringLike": {"kms:ViaService": s3_via_service(region)}}
         }));
     }
     statements
@@ -389,8 +399,10 @@ mod tests {
             decrypt["Condition"]["StringLike"]["kms:EncryptionContext:aws:s3:arn"],
             json!([
                 "arn:aws:s3:::cm-members-cloudtrail-222222222222/AWSLogs/*",
-                "arn:aws:s3:::cm-members-cloudtrail-222222222222/org/AWSLogs/*"
-            ])
+                "arn:aws:s3:::cm-members-cloudtrail-222222222222/org/AWSLogs/*",
+                "arn:aws:s3:::cm-members-cloudtrail-222222222222"
+            ]),
+            "objects written with and without an S3 Bucket Key"
         );
         let encrypt = &kms["Statement"][4];
         assert_eq!(
@@ -401,13 +413,33 @@ mod tests {
             encrypt["Condition"]["StringLike"]["kms:ViaService"],
             "s3.ap-northeast-1.amazonaws.com"
         );
-        let mut with_bucket_key = logs(true);
-        with_bucket_key.bucket_key = true;
-        let bk = resolved_inline_policy(&setting(), &source(false), &with_bucket_key);
         assert_eq!(
-            bk["Statement"][3]["Condition"]["StringLike"]["kms:EncryptionContext:aws:s3:arn"],
-            json!(["arn:aws:s3:::cm-members-cloudtrail-222222222222"]),
-            "with S3 Bucket Keys the encryption context is the bucket's ARN"
+            encrypt["Action"],
+            json!(["kms:Encrypt", "kms:GenerateDataKey", "kms:Decrypt"]),
+            "under a Bucket Key S3 decrypts with the replica key too"
+        );
+        assert_eq!(
+            encrypt["Condition"]["StringLike"]["kms:EncryptionContext:aws:s3:arn"],
+            json!([
+                "arn:aws:s3:::aggregation-cloudtrail-logs-111111111111/AWSLogs/*",
+                "arn:aws:s3:::aggregation-cloudtrail-logs-111111111111/org/AWSLogs/*",
+                "arn:aws:s3:::aggregation-cloudtrail-logs-111111111111"
+            ]),
+            "a replica that keeps its Bucket Key has the archive bucket's ARN as context"
+        );
+        let mut china = setting();
+        china.region = "cn-north-1".into();
+        china.partition = "aws-cn".into();
+        let mut china_logs = logs(true);
+        china_logs.region = Some("cn-northwest-1".into());
+        let cn = resolved_inline_policy(&china, &source(false), &china_logs);
+        assert_eq!(
+            cn["Statement"][3]["Condition"]["StringLike"]["kms:ViaService"],
+            "s3.cn-northwest-1.amazonaws.com.cn"
+        );
+        assert_eq!(
+            cn["Statement"][4]["Condition"]["StringLike"]["kms:ViaService"],
+            "s3.cn-north-1.amazonaws.com.cn"
         );
         let (template, _) = role_template(&setting(), &source(false), &logs(true));
         let template: Value = serde_json::from_str(&template).expect("JSON");

@@ -9,17 +9,26 @@
 //! - accounts: one statement per role name, `TrailhubReplicaEncryptionByAccount<name>`, listing
 //!   the source accounts, limited by `aws:PrincipalArn` to the role name.
 //!
-//! Each is limited to S3 in the archive's region (`kms:ViaService`). A key policy holds at most
-//! 32 KB.
+//! Each is limited to S3 in the archive's region (`kms:ViaService`) and to the archive bucket's
+//! encryption contexts, and grants `kms:Decrypt` beside encryption (needed for replicas under an
+//! S3 Bucket Key). A key policy holds at most 32 KB.
 
 use super::{add_principal, remove_from, sid, statements_mut};
-use crate::spec::PolicyMode;
+use crate::spec::{PolicyMode, s3_via_service};
 use serde_json::{Value, json};
 
 /// The largest key policy KMS accepts, in bytes.
 pub const MAX_KEY_POLICY_BYTES: usize = 32 * 1024;
 
-const KEY_ACTIONS: [&str; 2] = ["kms:Encrypt", "kms:GenerateDataKey"];
+/// What S3 does with the key for a source's role: encrypt replicas, and for a replica under an S3
+/// Bucket Key also decrypt, to check the Bucket Key's integrity (User Guide, "Replicating
+/// encrypted objects": "the AWS KMS key policy for the key used to encrypt the object replica must
+/// include kms:Decrypt permissions for the calling principal").
+const KEY_ACTIONS: [&str; 3] = ["kms:Encrypt", "kms:GenerateDataKey", "kms:Decrypt"];
+
+/// The parts of a statement trailhub owns besides its Sid and principals: a shared statement
+/// written by an earlier release is brought to what this one writes.
+const OWNED_FIELDS: [&str; 4] = ["Effect", "Action", "Resource", "Condition"];
 
 /// One source's grant on the archive key.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -70,25 +79,30 @@ impl KeyGrant {
         }
     }
 
-    /// The statement as trailhub writes it for this grant alone.
+    /// The statement as trailhub writes it for this grant alone. Every mode limits it to S3 in
+    /// the archive's region (`kms:ViaService`) and to the archive bucket's objects (the S3
+    /// encryption context `aws:s3:arn`: an object's ARN, or the bucket's own under an S3 Bucket
+    /// Key, which a replica keeps from its source object); least privilege further to the
+    /// source's own keys.
     fn statement(&self) -> Value {
+        let contexts: Vec<String> = match self.mode {
+            PolicyMode::LeastPrivilege => self
+                .prefixes
+                .iter()
+                .map(|p| format!("{}/{p}{}/*", self.bucket_arn, self.account))
+                .chain(std::iter::once(self.bucket_arn.clone()))
+                .collect(),
+            PolicyMode::Article | PolicyMode::Accounts => {
+                vec![format!("{}/*", self.bucket_arn), self.bucket_arn.clone()]
+            }
+        };
         let mut condition = json!({
-            "StringEquals": {"kms:ViaService": format!("s3.{}.amazonaws.com", self.region)}
+            "StringEquals": {"kms:ViaService": s3_via_service(&self.region)},
+            "StringLike": {"kms:EncryptionContext:aws:s3:arn": contexts},
         });
-        match self.mode {
-            PolicyMode::Article => {}
-            PolicyMode::LeastPrivilege => {
-                let objects: Vec<String> = self
-                    .prefixes
-                    .iter()
-                    .map(|p| format!("{}/{p}{}/*", self.bucket_arn, self.account))
-                    .collect();
-                condition["StringLike"] = json!({ "kms:EncryptionContext:aws:s3:arn": objects });
-            }
-            PolicyMode::Accounts => {
-                let pattern = format!("arn:{}:iam::*:role/{}", self.partition(), self.role_name());
-                condition["ArnLike"] = json!({ "aws:PrincipalArn": pattern });
-            }
+        if self.mode == PolicyMode::Accounts {
+            let pattern = format!("arn:{}:iam::*:role/{}", self.partition(), self.role_name());
+            condition["ArnLike"] = json!({ "aws:PrincipalArn": pattern });
         }
         json!({
             "Sid": self.statement_sid(),
@@ -101,7 +115,8 @@ impl KeyGrant {
     }
 
     /// Whether `statement` holds this grant: exactly the grant's own statement (least
-    /// privilege), or the shared statement naming its principal.
+    /// privilege), or the shared statement naming its principal and saying what this release
+    /// writes (one an earlier release wrote, without `kms:Decrypt` or the context, does not).
     fn held_by(&self, statement: &Value) -> bool {
         if sid(statement) != Some(self.statement_sid().as_str()) {
             return false;
@@ -109,10 +124,29 @@ impl KeyGrant {
         match self.mode {
             PolicyMode::LeastPrivilege => *statement == self.statement(),
             PolicyMode::Article | PolicyMode::Accounts => {
+                let wanted = self.statement();
                 super::aws_principals(statement).contains(&self.listed_principal().as_str())
+                    && OWNED_FIELDS
+                        .iter()
+                        .all(|f| statement.get(f) == wanted.get(f))
             }
         }
     }
+}
+
+/// Brings a shared statement's own fields to `wanted`'s (principals and Sid kept); returns
+/// whether anything changed.
+fn upgrade(existing: &mut Value, wanted: &Value) -> bool {
+    let mut changed = false;
+    for field in OWNED_FIELDS {
+        if existing.get(field) != wanted.get(field)
+            && let (Some(obj), Some(value)) = (existing.as_object_mut(), wanted.get(field))
+        {
+            obj.insert(field.to_string(), value.clone());
+            changed = true;
+        }
+    }
+    changed
 }
 
 /// Whether the key policy lacks the grant.
@@ -139,7 +173,10 @@ pub fn key_add(policy: &Value, grant: &KeyGrant) -> (Value, bool) {
             *existing = wanted;
             differs
         }
-        Some(existing) => add_principal(existing, &grant.listed_principal()),
+        Some(existing) => {
+            let upgraded = upgrade(existing, &wanted);
+            add_principal(existing, &grant.listed_principal()) || upgraded
+        }
     };
     (policy, changed)
 }
@@ -225,6 +262,40 @@ mod tests {
     }
 
     #[test]
+    fn a_shared_statement_of_an_earlier_release_is_brought_up_to_date() {
+        for mode in [PolicyMode::Article, PolicyMode::Accounts] {
+            let g = grant("222222222222", mode);
+            let mut old = g.statement();
+            old["Action"] = json!(["kms:Encrypt", "kms:GenerateDataKey"]);
+            old["Condition"]
+                .as_object_mut()
+                .expect("a condition")
+                .remove("StringLike");
+            old["Principal"]["AWS"] = json!([
+                g.listed_principal(),
+                "arn:aws:iam::333333333333:role/S3ReplicationRole"
+            ]);
+            let mut policy = default_policy();
+            policy["Statement"]
+                .as_array_mut()
+                .expect("a list")
+                .push(old);
+            assert!(
+                key_missing(&policy, &g),
+                "{mode:?}: the old statement lacks Decrypt"
+            );
+            let (new, changed) = key_add(&policy, &g);
+            assert!(changed && !key_missing(&new, &g), "{mode:?}");
+            assert_eq!(
+                new["Statement"][1]["Principal"]["AWS"][1],
+                "arn:aws:iam::333333333333:role/S3ReplicationRole",
+                "{mode:?}: the other principals are kept"
+            );
+            assert_eq!(new["Statement"][1]["Action"][2], "kms:Decrypt");
+        }
+    }
+
+    #[test]
     fn statements_are_limited_to_s3_in_the_archive_region_and_by_mode() {
         let least = grant("222222222222", PolicyMode::LeastPrivilege).statement();
         assert_eq!(
@@ -234,6 +305,20 @@ mod tests {
         assert_eq!(
             least["Condition"]["StringLike"]["kms:EncryptionContext:aws:s3:arn"][0],
             "arn:aws:s3:::aggregation-cloudtrail-logs-111111111111/AWSLogs/222222222222/*"
+        );
+        assert_eq!(
+            least["Condition"]["StringLike"]["kms:EncryptionContext:aws:s3:arn"][1],
+            "arn:aws:s3:::aggregation-cloudtrail-logs-111111111111",
+            "a replica under an S3 Bucket Key has the bucket's ARN as context"
+        );
+        assert_eq!(least["Action"][2], "kms:Decrypt");
+        let article = grant("222222222222", PolicyMode::Article).statement();
+        assert_eq!(
+            article["Condition"]["StringLike"]["kms:EncryptionContext:aws:s3:arn"],
+            json!([
+                "arn:aws:s3:::aggregation-cloudtrail-logs-111111111111/*",
+                "arn:aws:s3:::aggregation-cloudtrail-logs-111111111111"
+            ])
         );
         let accounts = grant("222222222222", PolicyMode::Accounts).statement();
         assert_eq!(

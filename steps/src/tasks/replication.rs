@@ -4,11 +4,12 @@
 
 use super::key_grant::{ArchiveKey, KeyGrantOutput};
 use super::role_stack::RoleStackOutput;
-use super::{SourceNodes, StepContext, call, mutate};
+use super::{SourceNodes, StepContext, mutate};
 use crate::drift::Finding;
-use crate::errors::{classify, service_code};
+use crate::errors::classify;
 use crate::logs::SourceLogs;
-use crate::replication_doc::{RULE_ID, desired, diff, from_json, rule_id, to_json};
+pub(crate) use crate::replication_doc::live as live_replication;
+use crate::replication_doc::{RULE_ID, desired, diff, from_json, rule_id};
 use crate::rules::{self, KeptRules, Restore};
 use crate::spec::{ExistingReplication, SourceSpec};
 use async_trait::async_trait;
@@ -160,30 +161,6 @@ pub(crate) fn findings(
             ),
             conflict.message,
         )],
-    }
-}
-
-/// The bucket's replication configuration as JSON, `None` when it has none.
-pub(crate) async fn live_replication(
-    ctx: &StepContext,
-    source: &SourceSpec,
-) -> Result<Option<Value>, TaskError> {
-    let s3 = ctx.s3_for(&source.account_id, &source.bucket).await?;
-    let result = call(
-        &source.account_id,
-        "s3",
-        "GetBucketReplication",
-        &source.bucket,
-        s3.get_bucket_replication()
-            .bucket(&source.bucket)
-            .expected_bucket_owner(&source.account_id)
-            .send(),
-    )
-    .await;
-    match result {
-        Ok(out) => Ok(out.replication_configuration().map(to_json)),
-        Err(e) if service_code(&e) == Some("ReplicationConfigurationNotFoundError") => Ok(None),
-        Err(e) => Err(classify("GetBucketReplication", &source.bucket, e, &[])),
     }
 }
 
