@@ -1,5 +1,6 @@
 //! `verify --canary`: one canary object per source account, polled until it is replicated (the
-//! article's own check: `COMPLETED` at the source, `REPLICA` in the archive) or the timeout.
+//! article's own check: `COMPLETED` at the source, `REPLICA` in the archive) or the timeout; a
+//! copy counts only when it is kept as the inventory says (storage class, `[archive] retention`).
 
 use super::common::each_bounded;
 use crate::cli::{Cli, OutputFormat};
@@ -84,7 +85,11 @@ fn canary_json(account: &str, result: &Result<CanaryReport, TaskError>) -> serde
         Ok(report) => json!({
             "type": "canary", "account": report.account, "key": report.key,
             "outcome": report.outcome, "source_status": report.source_status,
-            "replica_status": report.replica_status, "elapsed_ms": report.elapsed_ms,
+            "replica_status": report.replica_status,
+            "replica_storage_class": report.replica_storage_class,
+            "replica_lock_mode": report.replica_lock_mode,
+            "replica_retain_until": report.replica_retain_until,
+            "elapsed_ms": report.elapsed_ms,
             "causes": report.causes,
         }),
         Err(e) => json!({
@@ -93,12 +98,26 @@ fn canary_json(account: &str, result: &Result<CanaryReport, TaskError>) -> serde
     }
 }
 
+/// The archive copy as the table shows it: its status, storage class and lock.
+fn archive_copy(report: &CanaryReport) -> String {
+    let Some(status) = &report.replica_status else {
+        return "(no copy)".into();
+    };
+    let class = report.replica_storage_class.as_deref().unwrap_or("?");
+    let lock = match (&report.replica_lock_mode, &report.replica_retain_until) {
+        (Some(mode), Some(until)) => format!("{mode} until {until}"),
+        _ => "not locked".into(),
+    };
+    format!("{status}, {class}, {lock}")
+}
+
 fn canary_row(account: &str, result: &Result<CanaryReport, TaskError>) -> Vec<String> {
     match result {
         Ok(report) => {
             let outcome = match report.outcome {
                 CanaryOutcome::Replicated => "REPLICATED".to_string(),
                 CanaryOutcome::Failed => "FAILED".to_string(),
+                CanaryOutcome::Unprotected => "NOT PROTECTED".to_string(),
                 CanaryOutcome::Pending => format!("PENDING after {}", duration(report.elapsed_ms)),
             };
             vec![
@@ -108,10 +127,7 @@ fn canary_row(account: &str, result: &Result<CanaryReport, TaskError>) -> Vec<St
                     .source_status
                     .clone()
                     .unwrap_or_else(|| "(none)".into()),
-                report
-                    .replica_status
-                    .clone()
-                    .unwrap_or_else(|| "(no copy)".into()),
+                archive_copy(report),
                 duration(report.elapsed_ms),
                 report.causes.join("; "),
             ]

@@ -1,6 +1,8 @@
 //! The article's end-to-end check as one probe per account: a small canary object written under
 //! the replicated prefix of the source bucket, then polled (with backoff) until the source
-//! reports `COMPLETED` and the archive holds the copy with `REPLICA`, or a timeout passes.
+//! reports `COMPLETED` and the archive holds the copy with `REPLICA`, or a timeout passes. The
+//! copy must also be kept as the inventory says: in the replicas' storage class, and locked with
+//! `[archive] retention`'s mode until at least the write plus its period.
 //!
 //! The canary is the only thing `verify` writes. It is never deleted: the archive keeps log
 //! objects under Object Lock, and the source copy is a log-sized object under `AWSLogs/`.
@@ -8,7 +10,7 @@
 use crate::checks::{Known, Reads, archive_findings, source_findings};
 use crate::errors::{classify, http_status};
 use crate::logs::SourceLogs;
-use crate::spec::SourceSpec;
+use crate::spec::{Retention, RetentionPeriod, SourceSpec};
 use crate::tasks::{StepContext, call};
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::ServerSideEncryption;
@@ -28,6 +30,9 @@ pub enum CanaryOutcome {
     Pending,
     /// The source says `FAILED`.
     Failed,
+    /// The copy arrived, but not as the inventory says it must be kept: not locked with
+    /// `[archive] retention`'s mode for its period, or in another storage class.
+    Unprotected,
 }
 
 /// One account's canary.
@@ -43,6 +48,12 @@ pub struct CanaryReport {
     pub source_status: Option<String>,
     /// The archive copy's replication status (`REPLICA`), if the copy exists.
     pub replica_status: Option<String>,
+    /// The archive copy's storage class (`STANDARD_IA`), if the copy exists.
+    pub replica_storage_class: Option<String>,
+    /// The archive copy's Object Lock mode (`GOVERNANCE`, `COMPLIANCE`), if it is locked.
+    pub replica_lock_mode: Option<String>,
+    /// Until when the archive copy is locked (RFC 3339), if it is.
+    pub replica_retain_until: Option<String>,
     /// From the write to the last observation.
     pub elapsed_ms: u64,
     /// For a failed or pending canary: what is likely wrong (checks that failed, or AWS's
@@ -92,6 +103,7 @@ pub async fn canary(
     let prefix = logs.prefixes.first().map_or("AWSLogs/", String::as_str);
     let key = format!("{prefix}{account}/trailhub-canary/{}", stamp());
     let started = Instant::now();
+    let written = SystemTime::now();
     write_canary(ctx, source, &logs, &key).await?;
     let mut backoff = ExponentialBackoffBuilder::new()
         .with_initial_interval(timing.first_poll)
@@ -106,11 +118,14 @@ pub async fn canary(
         outcome: CanaryOutcome::Pending,
         source_status: None,
         replica_status: None,
+        replica_storage_class: None,
+        replica_lock_mode: None,
+        replica_retain_until: None,
         elapsed_ms: 0,
         causes: Vec::new(),
     };
     loop {
-        observe(ctx, source, &mut report).await?;
+        observe(ctx, source, written, &mut report).await?;
         if report.outcome != CanaryOutcome::Pending {
             break;
         }
@@ -123,6 +138,9 @@ pub async fn canary(
         tokio::time::sleep(delay.min(left)).await;
     }
     report.elapsed_ms = started.elapsed().as_millis() as u64;
+    if report.outcome == CanaryOutcome::Unprotected {
+        return Ok(report);
+    }
     if report.outcome != CanaryOutcome::Replicated {
         report.causes = likely_causes(ctx, source, &report).await;
     }
@@ -172,6 +190,7 @@ fn canary_body(key: &str) -> Vec<u8> {
 async fn observe(
     ctx: &StepContext,
     source: &SourceSpec,
+    written: SystemTime,
     report: &mut CanaryReport,
 ) -> Result<(), TaskError> {
     let account = source.account_id.as_str();
@@ -194,9 +213,27 @@ async fn observe(
     match report.source_status.as_deref() {
         Some("FAILED") => report.outcome = CanaryOutcome::Failed,
         Some("COMPLETED") => {
-            report.replica_status = replica_status(ctx, &key).await?;
-            if report.replica_status.as_deref() == Some("REPLICA") {
-                report.outcome = CanaryOutcome::Replicated;
+            let Some(replica) = replica(ctx, &key).await? else {
+                return Ok(());
+            };
+            report.replica_status = replica.status.clone();
+            report.replica_storage_class = Some(replica.storage_class.clone());
+            report.replica_lock_mode = replica.lock_mode.clone();
+            report.replica_retain_until = replica
+                .retain_until
+                .map(|t| humantime::format_rfc3339_seconds(t).to_string());
+            if replica.status.as_deref() == Some("REPLICA") {
+                report.causes = protection(
+                    ctx.setting.archive.retention,
+                    &source.storage_class,
+                    written,
+                    &replica,
+                );
+                report.outcome = if report.causes.is_empty() {
+                    CanaryOutcome::Replicated
+                } else {
+                    CanaryOutcome::Unprotected
+                };
             }
         }
         _ => {}
@@ -204,8 +241,21 @@ async fn observe(
     Ok(())
 }
 
-/// The archive copy's replication status (`REPLICA`), `None` while there is no copy.
-async fn replica_status(ctx: &StepContext, key: &str) -> Result<Option<String>, TaskError> {
+/// What HeadObject says of the archive copy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Replica {
+    /// `x-amz-replication-status` (`REPLICA`).
+    pub status: Option<String>,
+    /// The storage class (`STANDARD` when S3 names none).
+    pub storage_class: String,
+    /// The Object Lock mode, if locked.
+    pub lock_mode: Option<String>,
+    /// Until when it is locked.
+    pub retain_until: Option<SystemTime>,
+}
+
+/// The archive copy, `None` while there is none.
+async fn replica(ctx: &StepContext, key: &str) -> Result<Option<Replica>, TaskError> {
     let archive = &ctx.setting.archive;
     let clients = ctx.accounts.get(&archive.account_id).await?;
     let replica = call(
@@ -223,10 +273,64 @@ async fn replica_status(ctx: &StepContext, key: &str) -> Result<Option<String>, 
     )
     .await;
     match replica {
-        Ok(r) => Ok(r.replication_status().map(|s| s.as_str().to_string())),
+        Ok(r) => Ok(Some(Replica {
+            status: r.replication_status().map(|s| s.as_str().to_string()),
+            // S3 names no storage class for STANDARD objects (HeadObject, x-amz-storage-class).
+            storage_class: r
+                .storage_class()
+                .map_or("STANDARD", |c| c.as_str())
+                .to_string(),
+            lock_mode: r.object_lock_mode().map(|m| m.as_str().to_string()),
+            retain_until: r
+                .object_lock_retain_until_date()
+                .and_then(|d| SystemTime::try_from(*d).ok()),
+        })),
         Err(e) if http_status(&e) == Some(404) => Ok(None),
         Err(e) => Err(classify("HeadObject", key, e, &[])),
     }
+}
+
+/// How the copy falls short of what the inventory says the archive keeps: the replicas'
+/// storage class, and `[archive] retention`'s lock (its mode, until at least the write plus its
+/// period: S3 counts a default retention from the version's creation, User Guide "Object Lock":
+/// "Bucket configuration"). Empty when it is kept as it should be.
+pub fn protection(
+    retention: Option<Retention>,
+    storage_class: &str,
+    written: SystemTime,
+    replica: &Replica,
+) -> Vec<String> {
+    let mut short = Vec::new();
+    if replica.storage_class != storage_class {
+        short.push(format!(
+            "the archive copy is in storage class {}, not {storage_class} as the inventory's storage_class says",
+            replica.storage_class
+        ));
+    }
+    let Some(retention) = retention else {
+        return short;
+    };
+    let mode = retention.mode.as_str();
+    // A year is counted as 365 days here; S3 counts calendar years, a day more in a leap year.
+    let slack = match retention.period {
+        RetentionPeriod::Days(_) => Duration::from_secs(600),
+        RetentionPeriod::Years(_) => Duration::from_secs(2 * 86_400),
+    };
+    let period = Duration::from_secs(retention.period.days().max(0) as u64 * 86_400);
+    let least = written + period - slack;
+    match (&replica.lock_mode, replica.retain_until) {
+        (Some(found), Some(until)) if found == mode && until >= least => {}
+        (Some(found), Some(until)) => short.push(format!(
+            "the archive copy is locked {found} until {}, not {mode} for {} as [archive] retention says",
+            humantime::format_rfc3339_seconds(until),
+            retention.period
+        )),
+        _ => short.push(format!(
+            "the archive copy is not locked: [archive] retention says {mode} for {} (the bucket's default retention applies to versions written after it is set)",
+            retention.period
+        )),
+    }
+    short
 }
 
 /// What probably keeps the canary from the archive: the checks that fail (the role's trust,
@@ -276,7 +380,49 @@ async fn likely_causes(
 
 #[cfg(test)]
 mod tests {
-    use super::canary_body;
+    use super::{Replica, canary_body, protection};
+    use crate::spec::{Retention, RetentionMode, RetentionPeriod};
+    use std::time::{Duration, SystemTime};
+
+    #[test]
+    fn a_copy_counts_only_locked_for_the_retention_and_in_the_storage_class() {
+        let written = SystemTime::now();
+        let retention = Some(Retention {
+            mode: RetentionMode::Governance,
+            period: RetentionPeriod::Days(30),
+        });
+        let locked = Replica {
+            status: Some("REPLICA".into()),
+            storage_class: "STANDARD_IA".into(),
+            lock_mode: Some("GOVERNANCE".into()),
+            retain_until: Some(written + Duration::from_secs(30 * 86_400)),
+        };
+        assert_eq!(
+            protection(retention, "STANDARD_IA", written, &locked),
+            Vec::<String>::new()
+        );
+        let short = Replica {
+            retain_until: Some(written + Duration::from_secs(86_400)),
+            ..locked.clone()
+        };
+        let why = protection(retention, "STANDARD_IA", written, &short);
+        assert!(why[0].contains("not GOVERNANCE for 30 days"), "{why:?}");
+        let unlocked = Replica {
+            lock_mode: None,
+            retain_until: None,
+            ..locked.clone()
+        };
+        assert!(protection(retention, "STANDARD_IA", written, &unlocked)[0].contains("not locked"));
+        assert!(protection(None, "STANDARD_IA", written, &unlocked).is_empty());
+        let standard = Replica {
+            storage_class: "STANDARD".into(),
+            ..locked
+        };
+        assert!(
+            protection(retention, "STANDARD_IA", written, &standard)[0]
+                .contains("storage class STANDARD, not STANDARD_IA")
+        );
+    }
 
     #[test]
     fn the_canary_body_is_json_naming_its_key_whatever_the_prefix_holds() {

@@ -42,7 +42,12 @@ async fn a_canary_completed_at_the_source_and_replicated_to_the_archive_succeeds
         .build();
     let archive_head = mock!(aws_sdk_s3::Client::head_object)
         .match_requests(|r| r.bucket() == Some(ARCHIVE_BUCKET))
-        .then_output(|| head(ReplicationStatus::Replica));
+        .then_output(|| {
+            HeadObjectOutput::builder()
+                .replication_status(ReplicationStatus::Replica)
+                .storage_class(aws_sdk_s3::types::StorageClass::StandardIa)
+                .build()
+        });
     let calls = Calls::default();
     let ctx = context(vec![
         account(
