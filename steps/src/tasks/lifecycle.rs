@@ -13,6 +13,19 @@
 //! `NoSuchLifecycleConfiguration`; the configuration's default minimum object size for
 //! transitions (`TransitionDefaultMinimumObjectSize`) is a header of the get and the put, and is
 //! carried over so that the merge does not change it.
+//!
+//! A configuration trailhub creates (the bucket had none) sets that size deliberately to
+//! [`NEW_MIN_SIZE`], `varies_by_storage_class`: under S3's default, `all_storage_classes_128K`,
+//! no object under 128 KB transitions at all, and most CloudTrail log files are that small, so
+//! a rule moving logs to Glacier Flexible Retrieval or Deep Archive would move almost none of
+//! them. With it they move there; S3 still moves nothing under 128 KB to the IA classes or
+//! Glacier Instant Retrieval (API Reference, `PutBucketLifecycleConfiguration`,
+//! `TransitionDefaultMinimumObjectSize`), which `plan` says when the rule transitions to one.
+//!
+//! Lifecycle rules age a replica from its source object's creation, not from its arrival (User
+//! Guide, "Replication: additional considerations", lifecycle configuration and object
+//! replicas): with `expire_days`, logs older than that which `trailhub backfill` copies expire
+//! as soon as they land; `plan` says so.
 
 use super::{StepContext, call, mutate};
 use crate::drift::Finding;
@@ -27,6 +40,53 @@ use serde::{Deserialize, Serialize};
 use trailhub_engine::{
     Applied, ApplyCtx, Change, Plan, PlanAction, PlanCtx, RolledBack, Task, TaskError,
 };
+
+/// The default minimum object size for transitions of a configuration trailhub creates.
+pub const NEW_MIN_SIZE: TransitionDefaultMinimumObjectSize =
+    TransitionDefaultMinimumObjectSize::VariesByStorageClass;
+
+/// Storage classes to which S3 never transitions objects under 128 KB, whatever the
+/// configuration's default minimum size (their minimum billable object size is 128 KB).
+const NO_SMALL_OBJECTS: [&str; 4] = [
+    "STANDARD_IA",
+    "ONEZONE_IA",
+    "GLACIER_IR",
+    "INTELLIGENT_TIERING",
+];
+
+/// What `plan` says of the lifecycle facts a rule meets: small log files and transitions, and
+/// the age of replicas that backfill copies.
+fn facts(spec: &crate::spec::Lifecycle, live: Option<&LiveLifecycle>) -> Vec<String> {
+    let mut notes = Vec::new();
+    if let Some(t) = &spec.transition {
+        if NO_SMALL_OBJECTS.contains(&t.storage_class.as_str()) {
+            notes.push(format!(
+                "S3 never transitions objects under 128 KB to {}: most CloudTrail log files are that small and stay in the replicas' storage class",
+                t.storage_class
+            ));
+        } else {
+            match live.map(|l| l.min_size.as_ref()) {
+                None => notes.push(format!(
+                    "TransitionDefaultMinimumObjectSize is set to {} on the new configuration, so that log files under 128 KB move to {} too (S3's default moves none of them)",
+                    NEW_MIN_SIZE.as_str(),
+                    t.storage_class
+                )),
+                Some(Some(TransitionDefaultMinimumObjectSize::VariesByStorageClass)) => {}
+                Some(found) => notes.push(format!(
+                    "the bucket's TransitionDefaultMinimumObjectSize ({}) is kept: log files under 128 KB (most CloudTrail files) do not move to {}",
+                    found.map_or("all_storage_classes_128K, S3's default", |f| f.as_str()),
+                    t.storage_class
+                )),
+            }
+        }
+    }
+    if let Some(days) = spec.expire_days {
+        notes.push(format!(
+            "S3 ages a replica from its source object's creation: logs older than {days} days that `trailhub backfill` copies expire as soon as they land"
+        ));
+    }
+    notes
+}
 
 /// Merges trailhub's lifecycle rule into the archive bucket's lifecycle configuration.
 #[derive(Debug)]
@@ -286,7 +346,7 @@ impl Task for ArchiveLifecycle {
             };
             return Ok(Plan::new(PlanAction::NoOp).note(note));
         };
-        let changes = drift(&desired(spec), live.as_ref());
+        let mut changes = drift(&desired(spec), live.as_ref());
         if changes.is_empty() {
             return Ok(Plan::new(PlanAction::NoOp));
         }
@@ -294,12 +354,23 @@ impl Task for ArchiveLifecycle {
             None => PlanAction::Create,
             Some(_) => PlanAction::Update,
         };
-        let plan = Plan::new(action).changes(changes);
+        if live.is_none() {
+            changes.push(Change::new(
+                "TransitionDefaultMinimumObjectSize",
+                None,
+                NEW_MIN_SIZE.as_str(),
+            ));
+        }
+        let mut notes = facts(spec, live.as_ref());
         let others = live.as_ref().map(LiveLifecycle::others).unwrap_or_default();
-        Ok(if others.is_empty() {
+        if !others.is_empty() {
+            notes.push(format!("rules kept as they are: {}", others.join(", ")));
+        }
+        let plan = Plan::new(action).changes(changes);
+        Ok(if notes.is_empty() {
             plan
         } else {
-            plan.note(format!("rules kept as they are: {}", others.join(", ")))
+            plan.note(notes.join("; "))
         })
     }
 
@@ -317,7 +388,7 @@ impl Task for ArchiveLifecycle {
         }
         let live = live.unwrap_or(LiveLifecycle {
             rules: Vec::new(),
-            min_size: None,
+            min_size: Some(NEW_MIN_SIZE),
         });
         ctx.record_undo(LifecycleUndo {
             previous: live.ours(),

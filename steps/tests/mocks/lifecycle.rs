@@ -78,7 +78,7 @@ async fn the_rule_goes_beside_the_others_with_the_minimum_size_kept_and_rollback
         GetBucketLifecycleConfigurationOutput::builder()
             .rules(theirs())
             .transition_default_minimum_object_size(
-                TransitionDefaultMinimumObjectSize::VariesByStorageClass,
+                TransitionDefaultMinimumObjectSize::AllStorageClasses128K,
             )
             .build()
     };
@@ -137,7 +137,7 @@ async fn the_rule_goes_beside_the_others_with_the_minimum_size_kept_and_rollback
         assert_eq!(rules[0], theirs(), "the other rule put back as read");
         assert_eq!(
             sent[0].transition_default_minimum_object_size(),
-            Some(&TransitionDefaultMinimumObjectSize::VariesByStorageClass),
+            Some(&TransitionDefaultMinimumObjectSize::AllStorageClasses128K),
             "the bucket's minimum object size for transitions is kept"
         );
     }
@@ -167,7 +167,7 @@ async fn the_rule_goes_beside_the_others_with_the_minimum_size_kept_and_rollback
     );
     assert_eq!(
         sent[1].transition_default_minimum_object_size(),
-        Some(&TransitionDefaultMinimumObjectSize::VariesByStorageClass)
+        Some(&TransitionDefaultMinimumObjectSize::AllStorageClasses128K)
     );
     assert_eq!(
         calls.list(),
@@ -177,5 +177,61 @@ async fn the_rule_goes_beside_the_others_with_the_minimum_size_kept_and_rollback
             "s3:GetBucketLifecycleConfiguration",
             "s3:PutBucketLifecycleConfiguration",
         ]
+    );
+}
+
+#[tokio::test]
+async fn a_configuration_trailhub_creates_lets_small_log_files_transition_and_plan_says_so() {
+    let sent = Arc::new(Mutex::new(
+        Vec::<PutBucketLifecycleConfigurationInput>::new(),
+    ));
+    let seen = sent.clone();
+    let put = mock!(Client::put_bucket_lifecycle_configuration)
+        .match_requests(move |req| {
+            seen.lock().expect("sent").push(req.clone());
+            true
+        })
+        .then_output(|| PutBucketLifecycleConfigurationOutput::builder().build());
+    let none = mock!(Client::get_bucket_lifecycle_configuration).then_http_response(|| {
+        aws_smithy_runtime_api::http::Response::new(
+            aws_smithy_runtime_api::http::StatusCode::try_from(404).expect("status"),
+            aws_smithy_types::body::SdkBody::from(s3_error(
+                "NoSuchLifecycleConfiguration",
+                "The lifecycle configuration does not exist",
+            )),
+        )
+    });
+    let (task, _) = lifecycle(&[&none, &put]);
+
+    let plan = task
+        .plan(&trailhub_engine::PlanCtx {
+            node: node_id(NODE),
+        })
+        .await
+        .expect("plan");
+    let min = plan
+        .changes
+        .iter()
+        .find(|c| c.field == "TransitionDefaultMinimumObjectSize")
+        .unwrap_or_else(|| panic!("{plan:?}"));
+    assert_eq!(min.to, "varies_by_storage_class");
+    let note = plan.note.clone().unwrap_or_default();
+    assert!(
+        note.contains("S3 never transitions objects under 128 KB to GLACIER_IR"),
+        "{note}"
+    );
+    assert!(
+        note.contains(
+            "logs older than 400 days that `trailhub backfill` copies expire as soon as they land"
+        ),
+        "{note}"
+    );
+
+    let (ctx, _) = detached(NODE, "archive");
+    task.apply(&ctx).await.expect("apply");
+    assert_eq!(
+        sent.lock().expect("sent")[0].transition_default_minimum_object_size(),
+        Some(&TransitionDefaultMinimumObjectSize::VariesByStorageClass),
+        "chosen, not left to S3's default that moves no file under 128 KB"
     );
 }
