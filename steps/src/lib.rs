@@ -15,6 +15,7 @@ pub mod checks;
 pub mod clients;
 mod drift;
 mod errors;
+pub mod history;
 pub mod lifecycle_doc;
 pub mod logs;
 pub mod migrate;

@@ -90,6 +90,9 @@ pub struct BackfillOutput {
     pub report: String,
     /// The region it runs in.
     pub region: String,
+    /// How much of the history it copies the archive's lifecycle expires on arrival, if any.
+    #[serde(default)]
+    pub expiring: Option<String>,
 }
 
 impl BackfillOutput {
@@ -106,6 +109,9 @@ impl BackfillOutput {
         );
         if self.awaiting_confirmation {
             line.push_str(" (awaiting confirmation)");
+        }
+        if let Some(warning) = &self.expiring {
+            line.push_str(&format!("; warning: {warning}"));
         }
         line
     }
@@ -180,6 +186,24 @@ impl Backfill {
             "onboard it first (`trailhub apply -c INVENTORY --account {}`), then backfill",
             self.account()
         )))
+    }
+
+    /// With `[archive] lifecycle` expiring objects, how much of the source's history would
+    /// expire as soon as it is copied (read from its oldest log; nothing is read otherwise).
+    async fn expiring(&self, logs: &SourceLogs) -> Result<Option<String>, TaskError> {
+        let Some(days) = self
+            .ctx
+            .setting
+            .archive
+            .lifecycle
+            .as_ref()
+            .and_then(|l| l.expire_days)
+        else {
+            return Ok(None);
+        };
+        let oldest = crate::history::oldest_log(&self.ctx, &self.source, &logs.prefixes).await?;
+        let today = crate::history::Day::of(std::time::SystemTime::now());
+        Ok(oldest.and_then(|o| crate::history::expiring(o, today, days)))
     }
 
     async fn create(
@@ -293,6 +317,7 @@ impl Backfill {
                 && job.confirmation_required() == Some(true),
             report: format!("s3://{}/{BACKFILL_REPORTS}", self.source.bucket),
             region: region.to_string(),
+            expiring: None,
         }
     }
 
@@ -403,6 +428,10 @@ impl Task for Backfill {
                 (id, true)
             }
         };
+        let expiring = self.expiring(&logs).await?;
+        if let Some(warning) = &expiring {
+            ctx.note(format!("warning: {warning}"));
+        }
         let mut job = self.describe_job(&client, &job_id).await?;
         let mut last = String::new();
         // Without --wait, the job as it stands now; with it, polled until it ends or waits for
@@ -424,7 +453,8 @@ impl Task for Backfill {
             tokio::time::sleep(self.ctx.stack_poll).await;
             job = self.describe_job(&client, &job_id).await?;
         }
-        let out = self.verdict(&job, self.output(&job, &region))?;
+        let mut out = self.verdict(&job, self.output(&job, &region))?;
+        out.expiring = expiring;
         Ok(Applied {
             outputs: out,
             changed,

@@ -349,3 +349,104 @@ async fn rollback_cancels_a_job_still_running_and_keeps_a_finished_one() {
     );
     assert_eq!(calls.count("s3 control:UpdateJobStatus"), 0);
 }
+
+/// A ListObjectsV2 answer as S3 writes it (API Reference, ListObjectsV2, response syntax).
+fn listing(prefixes: &[&str], keys: &[&str]) -> String {
+    let mut xml = String::from(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<ListBucketResult xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\"><Name>cm-members-cloudtrail-222222222222</Name><IsTruncated>false</IsTruncated>",
+    );
+    for k in keys {
+        xml.push_str(&format!(
+            "<Contents><Key>{k}</Key><LastModified>2024-03-07T00:05:00.000Z</LastModified><ETag>&quot;e&quot;</ETag><Size>1200</Size><StorageClass>STANDARD</StorageClass></Contents>"
+        ));
+    }
+    for p in prefixes {
+        xml.push_str(&format!(
+            "<CommonPrefixes><Prefix>{p}</Prefix></CommonPrefixes>"
+        ));
+    }
+    xml.push_str(&format!(
+        "<KeyCount>{}</KeyCount></ListBucketResult>",
+        keys.len() + prefixes.len()
+    ));
+    xml
+}
+
+#[tokio::test]
+async fn history_older_than_the_archives_expiry_is_named_before_it_is_copied() {
+    let root = format!("AWSLogs/{SOURCE}/CloudTrail/");
+    let (east, tokyo) = (
+        format!("{root}us-east-1/"),
+        format!("{root}ap-northeast-1/"),
+    );
+    let (regions, first_east, first_tokyo) = (
+        listing(&[&tokyo, &east], &[]),
+        listing(
+            &[],
+            &[&format!(
+                "{east}2024/03/07/{SOURCE}_CloudTrail_us-east-1_20240307T0000Z_a.json.gz"
+            )],
+        ),
+        listing(
+            &[],
+            &[&format!(
+                "{tokyo}2025/06/01/{SOURCE}_CloudTrail_ap-northeast-1_20250601T0000Z_b.json.gz"
+            )],
+        ),
+    );
+    let list = mock!(aws_sdk_s3::Client::list_objects_v2)
+        .match_requests(|req| req.expected_bucket_owner() == Some(SOURCE))
+        .sequence()
+        .http_status(200, Some(regions))
+        .http_status(200, Some(first_tokyo))
+        .http_status(200, Some(first_east))
+        .build();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let (create, get, describe) = (
+        create(seen),
+        onboarded(),
+        describe(vec![job(JobStatus::Suspended, true, None)]),
+    );
+    let calls = Calls::default();
+    let mut ctx = context(vec![account(
+        SOURCE,
+        Mocked {
+            s3: &[&get, &list],
+            s3control: &[&create, &describe],
+            ..Default::default()
+        },
+        &calls,
+    )]);
+    std::sync::Arc::make_mut(&mut ctx.setting).archive.lifecycle =
+        Some(trailhub_steps::Lifecycle {
+            transition: None,
+            expire_days: Some(365),
+            noncurrent_expire_days: None,
+        });
+    let nodes = BackfillNodes {
+        bucket_check: nodes().bucket_check,
+        role_stack: role_node(),
+    };
+    let task = Backfill::new(ctx, source(), nodes, BackfillOptions::default());
+    let (ctx, history) = detached(NODE, SOURCE);
+
+    let out: BackfillOutput = task.apply(&ctx).await.expect("the job").outputs;
+
+    let warning = out.expiring.clone().expect("a warning");
+    assert!(
+        warning.contains("from 2024-03-07 to ")
+            && warning.contains("expire_days = 365")
+            && warning.contains("expire as soon as they land"),
+        "the oldest of both regions, us-east-1's: {warning}"
+    );
+    assert!(out.describe().contains("warning:"), "{}", out.describe());
+    assert!(
+        history
+            .notes()
+            .iter()
+            .any(|n| n.contains("from 2024-03-07")),
+        "noted in the run's history: {:?}",
+        history.notes()
+    );
+    assert_eq!(calls.count("s3:ListObjectsV2"), 3, "{:?}", calls.list());
+}
