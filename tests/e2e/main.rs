@@ -12,6 +12,7 @@ mod apply;
 mod archive_retention;
 mod bad_input;
 mod corruption;
+mod delivery;
 mod dryrun;
 mod layouts;
 mod migration;

@@ -13,7 +13,7 @@ use serde_json::Value;
 
 /// The DR copy a team set up before trailhub: a second bucket of the account, a role of its
 /// own, one rule; returns the configuration as put.
-fn dr_replication(emu: &Emulator, account: &str) -> ReplicationConfiguration {
+pub(crate) fn dr_replication(emu: &Emulator, account: &str) -> ReplicationConfiguration {
     let s3 = emu.s3(account);
     let iam = emu.iam(account);
     let bucket = source_bucket(account);

@@ -181,6 +181,21 @@ impl Emulator {
         http_get(&self.url, path)
     }
 
+    /// The emulator's replication log (emulator/server.py, patch q) of `bucket` (source or
+    /// destination), once every replication queued before the call has its outcome: one event
+    /// per (source object version, rule), oldest first.
+    pub fn replication_log(&self, bucket: &str) -> Vec<serde_json::Value> {
+        let (status, body) = http_get_timeout(
+            &self.url,
+            &format!("/_emulator/replication?bucket={bucket}&wait=120"),
+            Duration::from_secs(150),
+        );
+        assert_eq!(status, 200, "the replication log");
+        let log: serde_json::Value = serde_json::from_slice(&body).expect("the log is JSON");
+        assert_eq!(log["pending"], 0, "every replication has its outcome: {log}");
+        log["events"].as_array().cloned().unwrap_or_default()
+    }
+
     /// Starts recording every request (and forgets earlier ones).
     pub fn start_recording(&self) {
         self.moto_api("/moto-api/recorder/reset-recording");
@@ -211,11 +226,14 @@ impl Drop for Emulator {
 
 /// A minimal HTTP/1.0 GET, enough for moto's own API on 127.0.0.1.
 pub fn http_get(base: &str, path: &str) -> (u16, Vec<u8>) {
+    http_get_timeout(base, path, Duration::from_secs(30))
+}
+
+/// [`http_get`], waiting at most `timeout` for the answer.
+pub fn http_get_timeout(base: &str, path: &str, timeout: Duration) -> (u16, Vec<u8>) {
     let host = base.trim_start_matches("http://").trim_end_matches('/');
     let mut stream = TcpStream::connect(host).expect("connect to the emulator");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(30)))
-        .expect("timeout");
+    stream.set_read_timeout(Some(timeout)).expect("timeout");
     write!(stream, "GET {path} HTTP/1.0\r\nHost: {host}\r\n\r\n").expect("send");
     let mut raw = Vec::new();
     stream.read_to_end(&mut raw).expect("read");
