@@ -739,6 +739,7 @@ def _write_replica(backend: S3Backend, dest: Any, key: FakeKey, storage: str, en
     if tags:
         backend.put_object_tagging(replica, tags)
     replica.replication_status = "REPLICA"
+    schedule(dest, replica)  # a rule of the destination bucket logs it as SKIPPED (a replica)
     return replica
 
 
