@@ -492,6 +492,10 @@ def replicate(job: Job) -> None:
             if f.denied is not None:
                 event["denied"] = f.denied.to_json()
             event["requests"] = getattr(f, "requests", [])
+        except Exception as e:  # e.g. moto refusing the replica (InvalidStorageClass): this rule fails
+            status = "FAILED"
+            detail = "".join(traceback.format_exception_only(type(e), e)).strip()
+            event.update({"status": "FAILED", "reason": f"writing the replica failed: {detail}"})
         _set_rule_status(job.key, str(rule.get("ID")), status)
         LOG.add(event)
 
@@ -672,8 +676,8 @@ def _replicate_steps(job: Job, rule: dict[str, Any], attempt: Attempt) -> dict[s
                                {**write_ctx, "s3:RequestObjectTagKeys": sorted(tags)}, fatal=False)
         tags_replicated = can_read and can_write
         if not tags_replicated:
-            denied = next(d for d in reversed(attempt.decisions) if not d.allowed)
-            tags_note = f"tags not replicated: {denied.request.action} denied ({' and '.join(denied.policies)})"
+            tags_denied = next(d for d in attempt.decisions[-2:] if not d.allowed)
+            tags_note = f"tags not replicated: {tags_denied.request.action} denied ({' and '.join(tags_denied.policies)})"
 
     replica = _write_replica(dest_backend, dest, key, storage, encryption, replica_key, replica_bucket_key,
                              lock_mode, lock_until, legal_hold, override, tags if tags_replicated else {})
@@ -695,6 +699,7 @@ def _replicate_steps(job: Job, rule: dict[str, Any], attempt: Attempt) -> dict[s
     }
     if tags_note:
         result["reason"] = tags_note
+        result["tags_denied"] = tags_denied.to_json()
     return result
 
 

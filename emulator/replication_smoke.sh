@@ -32,7 +32,7 @@ ok() { echo "ok - $*"; }
 # --- the evaluator's unit tests -----------------------------------------------------------------
 "$py" -m unittest discover -s "$root/emulator" -p 'test_*.py' 2>"$tmp/unittest" \
   || { cat "$tmp/unittest" >&2; fail "policy evaluator unittest suite"; }
-ok "policy evaluator: $(grep -o 'Ran [0-9]* tests' "$tmp/unittest") (emulator/test_policy_eval.py)"
+ok "unit tests: $(grep -o 'Ran [0-9]* tests' "$tmp/unittest") (emulator/test_policy_eval.py: the evaluator; emulator/test_replication.py: rule selection)"
 
 # --- start the server --------------------------------------------------------------------------
 ( cd "$tmp" && exec "$py" "$root/emulator/server.py" --host 127.0.0.1 --port 0 >"$tmp/stdout" 2>"$tmp/stderr" ) &
@@ -125,8 +125,9 @@ as 111111111111 s3api put-bucket-versioning --bucket "$archive" --versioning-con
 as 111111111111 s3api put-object-lock-configuration --bucket "$archive" \
   --object-lock-configuration '{"ObjectLockEnabled": "Enabled", "Rule": {"DefaultRetention": {"Mode": "GOVERNANCE", "Days": 30}}}'
 deny='{"Sid": "NoReplicasUnderDenied", "Effect": "Deny", "Principal": "*", "Action": "s3:ReplicateObject", "Resource": "arn:aws:s3:::'"$archive"'/AWSLogs/222222222222/denied/*"}'
+notags='{"Sid": "NoTags", "Effect": "Deny", "Principal": "*", "Action": "s3:ReplicateTags", "Resource": "arn:aws:s3:::'"$archive"'/AWSLogs/222222222222/notags/*"}'
 as 111111111111 s3api put-bucket-policy --bucket "$archive" \
-  --policy "{\"Version\": \"2012-10-17\", \"Statement\": [$(archive_grant 222222222222 555555555555), $deny]}"
+  --policy "{\"Version\": \"2012-10-17\", \"Statement\": [$(archive_grant 222222222222 555555555555), $deny, $notags]}"
 # The archive replicates too (to a copy in its own account, with Object Lock as the archive has it
 # and no default retention): replicas must not be replicated again.
 copy=archive-copy-111111111111
@@ -221,6 +222,15 @@ check "$e" 'd["denied"]["policy"] == "bucket policy of '"$archive"'"'
 [ "$(head_status 222222222222 "$src" "$denied")" = FAILED ] || fail "source is not FAILED"
 ok "explicit Deny: FAILED, the log names the statement NoReplicasUnderDenied of the archive's bucket policy"
 
+# The archive denies s3:ReplicateTags ("Setting up permissions for live replication"): the object
+# arrives without its tags.
+notagkey=AWSLogs/222222222222/notags/x.json.gz
+as 222222222222 s3api put-object --bucket "$src" --key "$notagkey" --body "$tmp/log.json.gz" --tagging team=logs >/dev/null
+e="$(event "$src" "$notagkey" ReplicateCloudTrailLogs)"
+check "$e" 'd["status"] == "COMPLETED" and d["replica"]["tags_replicated"] is False and d["tags_denied"]["statement"] == "NoTags"'
+check "$(as 111111111111 s3api get-object-tagging --bucket "$archive" --key "$notagkey")" 'd["TagSet"] == []' "replica without tags"
+ok "s3:ReplicateTags denied by the archive: the replica arrives (COMPLETED) without tags, the log names the Deny"
+
 # --- 5. a rule without SseKmsEncryptedObjects skips SSE-KMS objects -----------------------------------
 kmskey=AWSLogs/222222222222/kms/x.json.gz
 as 222222222222 s3api put-object --bucket "$src" --key "$kmskey" --body "$tmp/log.json.gz" --server-side-encryption aws:kms >/dev/null
@@ -272,6 +282,26 @@ head="$(as 111111111111 s3api head-object --bucket "$archive" --key "$k5b")"
 check "$head" 'd["ReplicationStatus"] == "REPLICA" and d["ServerSideEncryption"] == "aws:kms" and d["SSEKMSKeyId"] == "'"$archive_key"'" and d["BucketKeyEnabled"] is True'
 [ "$(head_status 555555555555 "$src5" "$k5b")" = COMPLETED ] || fail "source is not COMPLETED"
 ok "with the bucket-ARN context: delivered, the replica SSE-KMS with the archive key and a Bucket Key"
+
+# --- the China partition: kms:ViaService ends in amazonaws.com.cn -------------------------------------
+cn() { AWS_DEFAULT_REGION=cn-north-1 as 777777777777 "$@"; }
+for b in cn-logs-777777777777 cn-archive-777777777777; do
+  cn s3api create-bucket --bucket "$b" --create-bucket-configuration LocationConstraint=cn-north-1 >/dev/null
+  cn s3api put-bucket-versioning --bucket "$b" --versioning-configuration Status=Enabled
+done
+cn_key="$(cn kms create-key --query KeyMetadata.Arn --output text)"
+[[ "$cn_key" == arn:aws-cn:kms:cn-north-1:777777777777:key/* ]] || fail "China key ARN: $cn_key"
+cn iam create-role --role-name CnReplication --assume-role-policy-document \
+  '{"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": {"Service": "s3.amazonaws.com"}, "Action": "sts:AssumeRole"}]}' >/dev/null
+cn iam put-role-policy --role-name CnReplication --policy-name P --policy-document "{\"Version\": \"2012-10-17\", \"Statement\": [
+  {\"Effect\": \"Allow\", \"Action\": \"s3:GetObjectVersionForReplication\", \"Resource\": \"arn:aws-cn:s3:::cn-logs-777777777777/*\"},
+  {\"Effect\": \"Allow\", \"Action\": \"s3:ReplicateObject\", \"Resource\": \"arn:aws-cn:s3:::cn-archive-777777777777/*\"},
+  {\"Effect\": \"Allow\", \"Action\": [\"kms:Decrypt\", \"kms:Encrypt\"], \"Resource\": \"$cn_key\", \"Condition\": {\"StringEquals\": {\"kms:ViaService\": \"s3.cn-north-1.amazonaws.com.cn\"}}}]}"
+cn s3api put-bucket-replication --bucket cn-logs-777777777777 --replication-configuration "{\"Role\": \"arn:aws-cn:iam::777777777777:role/CnReplication\", \"Rules\": [{\"ID\": \"Cn\", \"Priority\": 1, \"Status\": \"Enabled\", \"Filter\": {}, \"DeleteMarkerReplication\": {\"Status\": \"Disabled\"}, \"SourceSelectionCriteria\": {\"SseKmsEncryptedObjects\": {\"Status\": \"Enabled\"}}, \"Destination\": {\"Bucket\": \"arn:aws-cn:s3:::cn-archive-777777777777\", \"EncryptionConfiguration\": {\"ReplicaKmsKeyID\": \"$cn_key\"}}}]}"
+cn s3api put-object --bucket cn-logs-777777777777 --key AWSLogs/x --body "$tmp/log.json.gz" --server-side-encryption aws:kms --ssekms-key-id "$cn_key" >/dev/null
+check "$(event cn-logs-777777777777 AWSLogs/x)" 'd["status"] == "COMPLETED" and [r["resource"] for r in d["requests"]][1] == "arn:aws-cn:s3:::cn-logs-777777777777/AWSLogs/x"'
+[ "$(AWS_DEFAULT_REGION=cn-north-1 head_status 777777777777 cn-archive-777777777777 AWSLogs/x)" = REPLICA ] || fail "no REPLICA in the China archive"
+ok "aws-cn: ARNs in the aws-cn partition, kms:ViaService s3.cn-north-1.amazonaws.com.cn"
 
 # --- o. the default retention applies to multipart uploads too ---------------------------------------------
 upload="$(as 111111111111 s3api create-multipart-upload --bucket "$archive" --key mpu/one --query UploadId --output text)"
