@@ -262,8 +262,9 @@ def plan(bucket: Any, key: FakeKey) -> tuple[list[dict[str, Any]], list[dict[str
             skip(rule, f"objects in {key.storage_class} are not replicated")
         else:
             matched.append(rule)
-    # "Replication configuration" (ReplicationRule.Priority): among rules with the same
-    # destination bucket, the object is replicated by the one with the highest Priority.
+    # API Reference, ReplicationRule.Priority: among rules with the same destination bucket,
+    # the object is replicated by the one with the highest priority ("The higher the number,
+    # the higher the priority").
     chosen: list[dict[str, Any]] = []
     by_dest: dict[str, dict[str, Any]] = {}
     for rule in matched:

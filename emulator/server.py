@@ -71,7 +71,8 @@ l. Live replication (emulator/replication.py): moto stores replication configura
    replication configuration is now replicated once its request is done, as S3 does ("What does
    Amazon S3 replicate?", "Replication configuration file elements"): rules with Status Enabled
    whose filter matches (V2 ``Filter`` with Prefix, Tag or And; a V1 rule's Prefix); of the rules
-   with the same destination bucket, the one with the highest Priority; SSE-KMS objects only by
+   with the same destination bucket, the one with the highest Priority (API Reference,
+   ReplicationRule: "The higher the number, the higher the priority"); SSE-KMS objects only by
    rules with ``SourceSelectionCriteria.SseKmsEncryptedObjects`` Enabled, and then only with a
    ``ReplicaKmsKeyID``; never a replica, nor an object in GLACIER or DEEP_ARCHIVE. The version
    reads PENDING when the write answers; a background worker (one thread, in order, no delay)
@@ -103,7 +104,10 @@ m. Replication permissions (emulator/policy_eval.py, one evaluator for every pol
    on the replica key ``kms:Encrypt`` (SSE-KMS source) or ``kms:GenerateDataKey`` (unencrypted
    source into a bucket whose default is SSE-KMS), plus ``kms:Decrypt`` when the replica has a
    Bucket Key; then, for a tagged object, ``s3:GetObjectVersionTagging`` and ``s3:ReplicateTags``
-   (denied: the replica has no tags, the replication still completes). S3 requests are decided
+   (denied: the replica has no tags, the replication still completes; the event's
+   ``tags_denied`` says why). ``s3:GetObjectVersionAcl``, ``s3:GetReplicationConfiguration``,
+   ``s3:ListBucket`` and the destination's ``s3:GetBucketVersioning`` are not evaluated (AWS does
+   not document a replication failing on them at copy time). S3 requests are decided
    over the role's inline and attached managed policies (and its permissions boundary) and the
    bucket's policy: within one account either may allow, across accounts both must; KMS
    requests over the key policy (which must allow; a statement naming the account delegates to
@@ -154,7 +158,8 @@ q. ``/_emulator/replication`` (served on the emulator's own port; not AWS): the 
    the order made), for COMPLETED ``replica`` (``version_id``, ``storage_class``, ``encryption``,
    ``kms_key_id``, ``bucket_key_enabled``, ``object_lock_mode``,
    ``object_lock_retain_until_date``, ``object_lock_legal_hold``, ``owner_override``,
-   ``tags_replicated``), for a denial ``denied``: ``action``, ``resource``, ``principal`` (the
+   ``tags_replicated``) and, when tags were denied, ``tags_denied`` (shaped as ``denied``), for
+   a denial ``denied``: ``action``, ``resource``, ``principal`` (the
    session ARN), ``principal_role``, ``reason`` (``explicit deny`` / ``no statement allows``),
    ``policy`` (e.g. ``bucket policy of B``, ``key policy of <key ARN>``, ``trust policy of role
    <ARN>``, ``identity policies of role R (names)``, ``inline policy P of role R``), ``policies``
