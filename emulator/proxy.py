@@ -30,10 +30,11 @@ Per request, in this order:
    Content-Length or chunked as-is; a body delimited by the upstream closing is buffered and
    sent with Content-Length; HEAD, 1xx, 204 and 304 responses have no body.
 
-``/moto-api/...`` requests (the emulator's control API, not AWS) get neither the delay nor
-faults. Each client connection is kept alive as the client asks (HTTP/1.1 by default) and is
-paired with its own keep-alive upstream connection, opened on first use and re-opened when the
-emulator closes it, so hundreds of concurrent client connections work.
+``/moto-api/...`` and ``/_emulator/...`` requests (the emulator's control API and replication
+log, not AWS) get neither the delay nor faults. Each client connection is kept alive as the
+client asks (HTTP/1.1 by default) and is paired with its own keep-alive upstream connection,
+opened on first use and re-opened when the emulator closes it, so hundreds of concurrent client
+connections work.
 
 --log FILE appends one JSON line per request (flushed per line):
 ``{"t": <epoch s, request start>, "method", "path", "action", "service", "status", "fault":
@@ -237,7 +238,7 @@ def classify(req: Request) -> tuple[str, str, str | None]:
         segments = [s for s in req.path.split("/") if s]
         kind = "service" if not segments else "bucket" if len(segments) == 1 else "object"
         action = f"{req.method} {kind}"
-    return "s3", action, service or ("s3" if not req.path.startswith("/moto-api") else None)
+    return "s3", action, service or ("s3" if not req.path.startswith(("/moto-api", "/_emulator")) else None)
 
 
 def error_response(req: Request, protocol: str, status: int, code: str, message: str) -> bytes:
@@ -366,7 +367,7 @@ class Proxy:
     async def serve(self, req: Request, writer: asyncio.StreamWriter, upstream: list) -> bool:
         """Answer one request. False: the client connection must be closed now."""
         protocol, action, service = classify(req)
-        control = req.path.startswith("/moto-api/") or req.path == "/moto-api"
+        control = req.path.startswith(("/moto-api/", "/_emulator/")) or req.path in ("/moto-api", "/_emulator")
         if not control:
             # one draw per request, made before any await, so the sequence is reproducible
             draw = self.rng.random()

@@ -60,6 +60,114 @@ j. Object Lock configuration: GetObjectLockConfiguration answered a default rete
    with objects, the default applying to versions written after it (API Reference,
    PutObjectLockConfiguration: Object Lock can even be enabled on existing buckets). Both now
    answer like AWS; versioning is still required, as on AWS.
+k. Replication status: moto answers no ``x-amz-replication-status``. HeadObject and GetObject now
+   answer it as S3 does (User Guide, "Getting replication status information"): ``PENDING``,
+   ``COMPLETED`` or ``FAILED`` on a source version a rule replicates (``COMPLETED`` only once
+   every destination has it, ``FAILED`` as soon as one fails), ``REPLICA`` on a replica; no
+   header on a version no rule replicates.
+l. Live replication (emulator/replication.py): moto stores replication configurations and never
+   copies an object. Every new version (PutObject, CopyObject, CompleteMultipartUpload: all go
+   through ``S3Backend.put_object``) written to a bucket with versioning Enabled and a
+   replication configuration is now replicated once its request is done, as S3 does ("What does
+   Amazon S3 replicate?", "Replication configuration file elements"): rules with Status Enabled
+   whose filter matches (V2 ``Filter`` with Prefix, Tag or And; a V1 rule's Prefix); of the rules
+   with the same destination bucket, the one with the highest Priority (API Reference,
+   ReplicationRule: "The higher the number, the higher the priority"); SSE-KMS objects only by
+   rules with ``SourceSelectionCriteria.SseKmsEncryptedObjects`` Enabled, and then only with a
+   ``ReplicaKmsKeyID``; never a replica, nor an object in GLACIER or DEEP_ARCHIVE. The version
+   reads PENDING when the write answers; a background worker (one thread, in order, no delay)
+   copies it. The replica is a new version of the destination bucket under the same key with the
+   source's version id, last-modified time, body, ETag, metadata and checksum, the rule's
+   Destination.StorageClass (else the source's), ``REPLICA``; SSE-S3 stays SSE-S3, SSE-KMS is
+   encrypted with the ReplicaKmsKeyID keeping the source's Bucket Key setting ("Using an S3
+   Bucket Key with replication"), an unencrypted object takes the destination's default
+   encryption; Object Lock: the source version's retention (and legal hold) if it has one, else
+   the destination's default retention ("What does Amazon S3 replicate?"); tags go along where
+   the role may read and replicate them; with ``AccessControlTranslation`` Owner Destination
+   the replica's ACL is private to the destination owner ("Changing the replica owner"), else
+   the source's ACL is copied. The destination must exist and be versioned; a source bucket with
+   Object Lock needs a destination with Object Lock. Not emulated: delete marker replication
+   (a DeleteObject is never replicated), replica modification sync, existing-object and Batch
+   Replication, Replication Time Control timing and metrics (replication is immediate),
+   replication of later ACL or tag changes, retries (a FAILED version stays FAILED, as on AWS),
+   SCPs/RCPs and S3 Block Public Access, object ownership by a third account.
+m. Replication permissions (emulator/policy_eval.py, one evaluator for every policy): the copy
+   is made as a session of the configuration's role, and each request S3 makes is decided as
+   AWS decides it ("Setting up permissions for live replication", "Replicating encrypted
+   objects"; IAM "Policy evaluation logic", "Cross-account policy evaluation logic"), in this
+   order: ``sts:AssumeRole`` by ``s3.amazonaws.com`` against the role's trust policy (context
+   ``aws:SourceAccount`` = the source bucket's owner, ``aws:SourceArn`` = its ARN);
+   ``s3:GetObjectVersionForReplication`` on ``arn:aws:s3:::SRC/KEY`` (plus
+   ``s3:GetObjectRetention`` and ``s3:GetObjectLegalHold`` when the source bucket has Object
+   Lock); for an SSE-KMS source ``kms:Decrypt`` on its key; ``s3:ReplicateObject`` on
+   ``arn:aws:s3:::DST/KEY``; ``s3:ObjectOwnerOverrideToBucketOwner`` with the owner override;
+   on the replica key ``kms:Encrypt`` (SSE-KMS source) or ``kms:GenerateDataKey`` (unencrypted
+   source into a bucket whose default is SSE-KMS), plus ``kms:Decrypt`` when the replica has a
+   Bucket Key; then, for a tagged object, ``s3:GetObjectVersionTagging`` and ``s3:ReplicateTags``
+   (denied: the replica has no tags, the replication still completes; the event's
+   ``tags_denied`` says why). ``s3:GetObjectVersionAcl``, ``s3:GetReplicationConfiguration``,
+   ``s3:ListBucket`` and the destination's ``s3:GetBucketVersioning`` are not evaluated (AWS does
+   not document a replication failing on them at copy time). S3 requests are decided
+   over the role's inline and attached managed policies (and its permissions boundary) and the
+   bucket's policy: within one account either may allow, across accounts both must; KMS
+   requests over the key policy (which must allow; a statement naming the account delegates to
+   IAM policies) and the role's policies, with ``kms:ViaService`` = ``s3.<bucket region>.
+   amazonaws.com`` (``amazonaws.com.cn`` in the aws-cn partition) of the bucket concerned,
+   ``kms:CallerAccount``, ``kms:EncryptionContext:aws:s3:arn`` = the object's ARN, or the
+   bucket's ARN under a Bucket Key. Every request also carries ``aws:PrincipalArn`` (the role
+   ARN), ``aws:PrincipalAccount``, ``aws:PrincipalType``, ``aws:userid``, ``aws:PrincipalTag/*``,
+   ``aws:ResourceAccount``, ``aws:CurrentTime``/``aws:EpochTime``; S3 object requests
+   ``s3:VersionId`` and ``s3:ExistingObjectTag/*`` (source), ``s3:x-amz-server-side-encryption``,
+   ``s3:x-amz-server-side-encryption-aws-kms-key-id``, ``s3:x-amz-storage-class`` and the
+   ``s3:object-lock-*`` keys (replica). An explicit Deny anywhere wins. A denial fails the
+   replication (``FAILED``) and the log names it. The session name (``s3-replication``) is the
+   emulator's: AWS does not document S3's.
+n. SSE-KMS keys: moto records an object's ``x-amz-server-side-encryption-aws-kms-key-id`` as it
+   was given (an alias, a bare id, or nothing for the AWS managed key). S3 records the key's ARN
+   (an alias or bare id resolved in the requester's account and the bucket's region; none given:
+   the AWS managed key ``alias/aws/s3``), and HeadObject answers it; now so does the emulator
+   (an unknown key is kept as given). moto gave ``aws/s3`` the default policy of a customer key
+   (the account root, ``kms:*``); it now has the policy AWS gives it: every principal of the
+   account through S3 (``kms:CallerAccount`` and ``kms:ViaService`` conditions) and key metadata
+   to the account; its KeyManager is ``AWS``.
+o. Object Lock default retention on CompleteMultipartUpload: moto applied a bucket's default
+   retention on PutObject and CopyObject only; S3 applies it to every new object (API Reference,
+   DefaultRetention: "the default Object Lock retention settings for new objects placed in the
+   specified bucket"), so a completed multipart upload with no retention of its own now gets
+   the default too (moto drops a retention given on CreateMultipartUpload: not emulated).
+p. GetObjectRetention: moto 5.2.5 has none (``GET ?retention`` answered a 500). It now answers
+   ``<Retention><Mode/><RetainUntilDate/></Retention>`` for the version (``versionId``) as the API
+   Reference's GetObjectRetention does, ``InvalidRequest`` when the bucket has no Object Lock, and
+   ``NoSuchObjectLockConfiguration`` when the version has no retention.
+q. ``/_emulator/replication`` (served on the emulator's own port; not AWS): the replication
+   log, one event per (source version, rule), oldest first::
+
+       GET    /_emulator/replication[?bucket=B][&key=K][&since=SEQ][&wait=SECONDS]
+       DELETE /_emulator/replication            -> {"cleared": N}
+       POST   /_emulator/replication/pause      -> {"paused": true}   (the worker holds)
+       POST   /_emulator/replication/resume     -> {"paused": false}
+
+   GET answers ``{"pending": N, "paused": bool, "events": [...]}``; with ``wait`` it first waits
+   (at most 600 s) until no replication is queued or running, so ``pending`` 0 means every
+   write made before the call has its outcome. ``bucket`` matches the source or the
+   destination bucket; ``since`` keeps events whose ``seq`` is greater. An event:
+   ``seq``, ``time``, ``source_bucket``, ``source_account``, ``key``, ``version_id``,
+   ``rule_id``, ``rule_priority``, ``destination_bucket``, ``destination_account``, ``status``
+   (``COMPLETED`` / ``FAILED`` / ``SKIPPED``), ``reason`` (why skipped or failed; on COMPLETED,
+   tags that were not replicated), ``requests`` (each ``{"action", "resource", "allowed"}`` in
+   the order made), for COMPLETED ``replica`` (``version_id``, ``storage_class``, ``encryption``,
+   ``kms_key_id``, ``bucket_key_enabled``, ``object_lock_mode``,
+   ``object_lock_retain_until_date``, ``object_lock_legal_hold``, ``owner_override``,
+   ``tags_replicated``) and, when tags were denied, ``tags_denied`` (shaped as ``denied``), for
+   a denial ``denied``: ``action``, ``resource``, ``principal`` (the
+   session ARN), ``principal_role``, ``reason`` (``explicit deny`` / ``no statement allows``),
+   ``policy`` (e.g. ``bucket policy of B``, ``key policy of <key ARN>``, ``trust policy of role
+   <ARN>``, ``identity policies of role R (names)``, ``inline policy P of role R``), ``policies``
+   (the same as a list), ``statement`` (the Sid, or ``#N`` its index, of an explicit Deny),
+   ``unmatched`` (the Allow statements that named the request but whose conditions failed:
+   ``policy``, ``statement``, ``conditions`` [{``operator``, ``key``, ``expected``,
+   ``actual``}]), ``evaluated`` (each policy's outcome) and ``context`` (the request context
+   used). ``POST /moto-api/reset`` clears the log too.
 """
 
 import argparse
@@ -81,6 +189,7 @@ from moto.cloudformation.models import Stack
 from moto.cloudformation.parsing import ResourceMap
 from moto.core.responses import BaseResponse
 from moto.iam.models import Role, iam_backends
+from moto.kms.models import KmsBackend
 from moto.moto_server.werkzeug_app import (
     DomainDispatcherApplication,
     MotoRequestHandler,
@@ -89,12 +198,16 @@ from moto.moto_server.werkzeug_app import (
 from moto.core.responses import ActionResult
 from moto.s3.exceptions import (
     InvalidBucketState,
+    LockNotEnabled,
     ReplicationConfigurationNotFoundError,
     S3AccessDeniedError,
 )
 from moto.s3.models import S3Backend, s3_backends
 from moto.s3.responses import S3Response
 from moto.utilities.utils import get_partition
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import replication  # noqa: E402  (emulator/replication.py, beside this file)
 
 S3_NS = "http://s3.amazonaws.com/doc/2006-03-01/"
 XML_HEADERS = {"content-type": "application/xml"}
@@ -316,6 +429,68 @@ def patch_object_lock_configuration() -> None:
     S3Backend.put_object_lock_configuration = put_object_lock_configuration
 
 
+# --- p. GetObjectRetention ---------------------------------------------------------------------
+def patch_get_object_retention() -> None:
+    """GET ?retention answers the version's retention, as AWS does."""
+    original = S3Response._key_response_get
+
+    def _key_response_get(self: S3Response, query: dict[str, Any], key_name: str) -> Any:
+        if "retention" not in query:
+            return original(self, query, key_name)
+        self._set_action("KEY", "GET", query)
+        bucket = self.backend.get_bucket(self.bucket_name)
+        if not bucket.object_lock_enabled:
+            raise LockNotEnabled
+        key, _ = self._get_key()
+        headers = dict(XML_HEADERS)
+        if key.version_id != "null":
+            headers["x-amz-version-id"] = key.version_id
+        if not key.lock_mode:
+            error = ("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>NoSuchObjectLockConfiguration</Code>"
+                     "<Message>The specified object does not have a ObjectLock configuration</Message></Error>")
+            return 404, headers, error
+        xml = (f'<?xml version="1.0" encoding="UTF-8"?>\n<Retention xmlns="{S3_NS}">'
+               f"<Mode>{escape(key.lock_mode)}</Mode><RetainUntilDate>{escape(str(key.lock_until))}</RetainUntilDate>"
+               "</Retention>")
+        return 200, headers, xml
+
+    S3Response._key_response_get = _key_response_get
+
+
+# --- k-o, q. replication (emulator/replication.py, emulator/policy_eval.py) -----------------------
+def patch_replication() -> None:
+    """x-amz-replication-status, live replication as the rule's role, key ARNs on SSE-KMS
+    objects, the aws/s3 key policy, default retention on multipart uploads (k-o)."""
+    replication.patch_replication_status_header()
+    replication.patch_put_object(replication.resolve_object_key)
+
+    original_default_keys = KmsBackend._generate_default_keys
+
+    def _generate_default_keys(self: KmsBackend, alias_name: str) -> str | None:
+        key_id = original_default_keys(self, alias_name)
+        if key_id is not None:
+            key = self.keys[key_id]
+            key.key_manager = "AWS"
+            if alias_name == "alias/aws/s3":
+                key.policy = replication.kms_managed_key_policy(self.account_id, self.region_name)
+        return key_id
+
+    KmsBackend._generate_default_keys = _generate_default_keys
+
+    original_complete = S3Backend.complete_multipart_upload
+
+    @functools.wraps(original_complete)
+    def complete_multipart_upload(self: S3Backend, bucket_name: str, multipart_id: str, body: Any) -> Any:
+        key = original_complete(self, bucket_name, multipart_id, body)
+        bucket = self.get_bucket(bucket_name)
+        if key is not None and bucket.has_default_lock and not key.lock_mode and not key.lock_until:
+            key.lock_mode = bucket.default_lock_mode
+            key.lock_until = bucket.default_retention()
+        return key
+
+    S3Backend.complete_multipart_upload = complete_multipart_upload
+
+
 def apply_patches() -> None:
     patch_get_bucket_versioning()
     patch_get_bucket_replication()
@@ -327,6 +502,8 @@ def apply_patches() -> None:
     patch_cfn_dropped_parameters()
     patch_recorder_lines()
     patch_object_lock_configuration()
+    patch_replication()
+    patch_get_object_retention()
 
 
 def main() -> None:
@@ -340,8 +517,9 @@ def main() -> None:
     signal.signal(signal.SIGINT, lambda *_: sys.exit(0))
 
     apply_patches()
-    app = DomainDispatcherApplication(create_backend_app)
-    app.debug = True  # type: ignore[attr-defined]  # as moto.server does
+    moto_app = DomainDispatcherApplication(create_backend_app)
+    moto_app.debug = True  # type: ignore[attr-defined]  # as moto.server does
+    app = replication.EmulatorApp(moto_app)  # /_emulator/replication, replication after each request (q)
     server = make_server(args.host, args.port, app, threaded=True, request_handler=MotoRequestHandler)
     port = server.server_address[1]
     # moto builds some URLs (e.g. for Lambda/CFN custom resources) from MOTO_PORT.

@@ -228,3 +228,4 @@ pid=""
 [ "$rc" -eq 0 ] || fail "server exited with $rc on SIGTERM"
 ok "stdout held exactly one line; SIGTERM -> exit 0"
 echo "all emulator smoke checks passed"
+bash "$root/emulator/replication_smoke.sh"  # patches k-q: replication, and the policy evaluator's unittest suite
