@@ -339,16 +339,18 @@ fn delivered(
             }
         ));
     }
+    let (archive_s3, source_s3) = (
+        emu.s3_in(mode.archive, REGION),
+        emu.s3_in(account, layout.region()),
+    );
     let (copy, source) = emu.rt.block_on(async {
-        let copy = emu
-            .s3_in(mode.archive, REGION)
+        let copy = archive_s3
             .head_object()
             .bucket(&archive)
             .key(key)
             .send()
             .await;
-        let source = emu
-            .s3_in(account, layout.region())
+        let source = source_s3
             .head_object()
             .bucket(&bucket)
             .key(key)
@@ -385,7 +387,11 @@ fn delivered(
         ));
     }
     let archive_key = format!("arn:aws:kms:{REGION}:{}:key/", mode.archive);
-    if layout.kms() && !copy.ssekms_key_id().is_some_and(|k| k.starts_with(&archive_key)) {
+    if layout.kms()
+        && !copy
+            .ssekms_key_id()
+            .is_some_and(|k| k.starts_with(&archive_key))
+    {
         wrong.push(format!(
             "encrypted with {:?}, not the archive's key",
             copy.ssekms_key_id()
@@ -453,7 +459,9 @@ fn every_layout_delivers_its_logs_to_the_archive_locked_in_every_policy_mode() {
             .flat_map(|r| r.join().expect("a mode's run"))
             .collect()
     });
-    let mut table = String::from("mode             | layout                                           | outcome\n");
+    let mut table = String::from(
+        "mode             | layout                                           | outcome\n",
+    );
     for (mode, layout, note, outcome) in &outcomes {
         table.push_str(&format!(
             "{:<16} | {:<48} | {}\n",
@@ -484,7 +492,11 @@ fn remove_grant(emu: &Emulator, bucket: &str, principal: &str) {
             s["Principal"]["AWS"] = json!([]);
         }
     }
-    statements.retain(|s| s["Principal"]["AWS"].as_array().is_none_or(|l| !l.is_empty()));
+    statements.retain(|s| {
+        s["Principal"]["AWS"]
+            .as_array()
+            .is_none_or(|l| !l.is_empty())
+    });
     let s3 = emu.s3(ARCHIVE);
     emu.rt.block_on(async {
         s3.put_bucket_policy()
@@ -524,7 +536,9 @@ fn a_grant_removed_by_hand_fails_the_logs_and_verify_names_it_and_rollback_keeps
     let refused = th
         .json(&["status"], 0)
         .into_iter()
-        .find(|l| l["type"] == "node" && l["account"] == organization.as_str() && l["state"] == "failed")
+        .find(|l| {
+            l["type"] == "node" && l["account"] == organization.as_str() && l["state"] == "failed"
+        })
         .unwrap_or_else(|| panic!("the organization trail's account fails: {status:?}"));
     assert_eq!(refused["step"], "bucket-check");
     assert_eq!(refused["error"]["code"], "OrganizationTrail");
@@ -532,9 +546,8 @@ fn a_grant_removed_by_hand_fails_the_logs_and_verify_names_it_and_rollback_keeps
     let archive = archive_bucket();
     let first = log_key(member, Layout::Plain, "before");
     write_log(&emu, member, Layout::Plain, &first, None, None);
-    let arrived = |key: &str| {
-        event(&emu, &source_bucket(member), key, &archive).map(|e| e["status"].clone())
-    };
+    let arrived =
+        |key: &str| event(&emu, &source_bucket(member), key, &archive).map(|e| e["status"].clone());
     assert_eq!(arrived(&first), Some(json!("COMPLETED")));
 
     remove_grant(&emu, &archive, &role_arn(member));
@@ -548,8 +561,9 @@ fn a_grant_removed_by_hand_fails_the_logs_and_verify_names_it_and_rollback_keeps
         format!("bucket policy of {archive}"),
         "{failed}"
     );
+    let member_s3 = emu.s3(member);
     let source_status = emu.rt.block_on(async {
-        emu.s3(member)
+        member_s3
             .head_object()
             .bucket(source_bucket(member))
             .key(&second)
@@ -569,9 +583,10 @@ fn a_grant_removed_by_hand_fails_the_logs_and_verify_names_it_and_rollback_keeps
 
     // Rollback undoes trailhub's footprint and keeps every log, at the source and archived.
     th.expect(&["rollback"], 0);
+    let archive_s3 = emu.s3(ARCHIVE);
     emu.rt.block_on(async {
         for key in [&first, &second] {
-            emu.s3(member)
+            member_s3
                 .head_object()
                 .bucket(source_bucket(member))
                 .key(key)
@@ -579,8 +594,7 @@ fn a_grant_removed_by_hand_fails_the_logs_and_verify_names_it_and_rollback_keeps
                 .await
                 .unwrap_or_else(|e| panic!("{key} is kept at the source: {e:?}"));
         }
-        let copy = emu
-            .s3(ARCHIVE)
+        let copy = archive_s3
             .head_object()
             .bucket(&archive)
             .key(&first)

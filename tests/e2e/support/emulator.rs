@@ -192,7 +192,10 @@ impl Emulator {
         );
         assert_eq!(status, 200, "the replication log");
         let log: serde_json::Value = serde_json::from_slice(&body).expect("the log is JSON");
-        assert_eq!(log["pending"], 0, "every replication has its outcome: {log}");
+        assert_eq!(
+            log["pending"], 0,
+            "every replication has its outcome: {log}"
+        );
         log["events"].as_array().cloned().unwrap_or_default()
     }
 
