@@ -1,6 +1,6 @@
 //! `trailhub verify` (issue 5): drift made by hand is reported by account, resource and field
-//! with exit 3; unreadable accounts exit 1; on the emulator, which does not replicate, the
-//! canary honestly stays PENDING and times out.
+//! with exit 3; unreadable accounts exit 1; the canary arrives in the archive (the emulator
+//! replicates) and counts only locked as `[archive] retention` says.
 
 use crate::support::article::archive_policy;
 use crate::support::*;
@@ -169,20 +169,11 @@ fn an_unreadable_account_exits_1_with_the_reason() {
     assert_eq!(unreadable["code"], "WrongAccount");
 }
 
-#[test]
-fn the_canary_stays_pending_on_the_emulator_and_says_so() {
-    let emu = Emulator::start();
-    let sources = accounts(2);
-    emu.seed_sources(&sources);
-    let th = Trailhub::new(&emu);
-    th.profiles(&sources);
-    let inv = th.write_inventory(&inventory(&sources, ""));
-    let inv = inv.to_str().unwrap();
-    th.expect(&["apply", "-c", inv], 0);
-    emu.start_recording();
+/// `verify --canary --output json` over `inv`; its exit code and canary lines.
+fn canaries(th: &Trailhub, inv: &str) -> (Option<i32>, Vec<Value>) {
     let out = th
         .command()
-        .env("TRAILHUB_CANARY_POLL_MS", "200")
+        .env("TRAILHUB_CANARY_POLL_MS", "100")
         .args([
             "--output",
             "json",
@@ -191,36 +182,59 @@ fn the_canary_stays_pending_on_the_emulator_and_says_so() {
             inv,
             "--canary",
             "--timeout",
-            "2s",
+            "30s",
         ])
         .output()
         .unwrap();
-    let requests = emu.stop_recording();
-    assert_eq!(
-        out.status.code(),
-        Some(1),
-        "a canary that did not arrive is not a success"
-    );
-    let lines: Vec<Value> = String::from_utf8_lossy(&out.stdout)
+    let lines = String::from_utf8_lossy(&out.stdout)
         .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|l| l["type"] == "canary")
         .collect();
-    let canaries: Vec<&Value> = lines.iter().filter(|l| l["type"] == "canary").collect();
-    assert_eq!(canaries.len(), 2);
-    for c in canaries {
-        assert_eq!(c["outcome"], "pending");
-        assert_eq!(c["source_status"], Value::Null);
-        assert!(c["key"].as_str().unwrap().starts_with(&format!(
-            "AWSLogs/{}/trailhub-canary/",
-            c["account"].as_str().unwrap()
-        )));
-        assert!(c["elapsed_ms"].as_u64().unwrap() >= 2000);
+    (out.status.code(), lines)
+}
+
+#[test]
+fn the_canary_arrives_locked_and_a_copy_that_is_not_locked_is_not_a_success() {
+    let emu = Emulator::start();
+    let sources = accounts(2);
+    emu.seed_sources(&sources);
+    let th = Trailhub::new(&emu);
+    th.profiles(&sources);
+    let retention = "\n[archive.retention]\nmode = \"GOVERNANCE\"\ndays = 2\n";
+    let inv = th.write_inventory(&format!("{}{retention}", inventory(&sources, "")));
+    let inv = inv.to_str().unwrap();
+    th.expect(&["apply", "-c", inv], 0);
+    emu.start_recording();
+    let (code, lines) = canaries(&th, inv);
+    let requests = emu.stop_recording();
+    assert_eq!(code, Some(0), "{lines:?}");
+    assert_eq!(lines.len(), 2);
+    for c in &lines {
+        let account = c["account"].as_str().unwrap();
+        assert_eq!(c["outcome"], "replicated", "{c}");
+        assert_eq!(c["source_status"], "COMPLETED");
+        assert_eq!(c["replica_status"], "REPLICA");
+        assert_eq!(c["replica_storage_class"], "STANDARD_IA");
+        assert_eq!(c["replica_lock_mode"], "GOVERNANCE");
+        let key = c["key"].as_str().unwrap();
+        assert!(key.starts_with(&format!("AWSLogs/{account}/trailhub-canary/")));
+        // Read back independently: the copy in the archive, locked for the two days.
+        let archive = emu.s3(ARCHIVE);
+        let retention = emu.rt.block_on(async {
+            archive
+                .get_object_retention()
+                .bucket(archive_bucket())
+                .key(key)
+                .send()
+                .await
+                .expect("the copy's retention")
+        });
+        let until = retention.retention().unwrap().retain_until_date().unwrap();
+        let until = std::time::SystemTime::try_from(*until).unwrap();
         assert!(
-            c["causes"][0]
-                .as_str()
-                .unwrap()
-                .contains("no replication status"),
-            "{c}"
+            until > std::time::SystemTime::now() + std::time::Duration::from_secs(47 * 3600),
+            "locked for two days: {until:?}"
         );
     }
     let writes: Vec<_> = requests.iter().filter(|r| r.mutating).collect();
@@ -234,6 +248,40 @@ fn the_canary_stays_pending_on_the_emulator_and_says_so() {
             .iter()
             .all(|w| w.operation.starts_with("PUT /cm-members-cloudtrail-"))
     );
+
+    // Someone removes the archive's default retention: the next canary arrives unlocked, and
+    // that is no success.
+    let archive = emu.s3(ARCHIVE);
+    emu.rt.block_on(async {
+        archive
+            .put_object_lock_configuration()
+            .bucket(archive_bucket())
+            .object_lock_configuration(
+                aws_sdk_s3::types::ObjectLockConfiguration::builder()
+                    .object_lock_enabled(aws_sdk_s3::types::ObjectLockEnabled::Enabled)
+                    .build(),
+            )
+            .send()
+            .await
+            .expect("remove the default retention");
+    });
+    let (code, lines) = canaries(&th, inv);
+    assert_eq!(
+        code,
+        Some(3),
+        "the retention removed is drift, and the canary is no success: {lines:?}"
+    );
+    for c in &lines {
+        assert_eq!(c["outcome"], "unprotected", "{c}");
+        assert_eq!(c["replica_lock_mode"], Value::Null);
+        assert!(
+            c["causes"][0]
+                .as_str()
+                .unwrap()
+                .contains("not locked: [archive] retention says GOVERNANCE for 2 days"),
+            "{c}"
+        );
+    }
 }
 
 /// Starts or stops the `Members` trail of `account` on the emulator.
