@@ -244,6 +244,17 @@ fn the_readme_demo_shows_progress_in_a_terminal_and_writes_the_report() {
             "the demo shows {shown:?}:\n{screen}"
         );
     }
+    let canaries: Vec<&str> = screen
+        .lines()
+        .filter(|l| {
+            l.contains("REPLICATED") && l.contains("REPLICA, STANDARD_IA, GOVERNANCE until")
+        })
+        .collect();
+    assert_eq!(
+        canaries.len(),
+        5,
+        "the demo ends with five canaries delivered and locked:\n{screen}"
+    );
     let report = std::fs::read_to_string(out_dir.path().join("report.html")).unwrap();
     assert!(report.contains("<svg") && report.contains("id=\"run-status\">succeeded<"));
 }
