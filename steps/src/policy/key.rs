@@ -329,6 +329,13 @@ mod tests {
             accounts["Condition"]["ArnLike"]["aws:PrincipalArn"],
             "arn:aws:iam::*:role/S3ReplicationRole"
         );
+        let mut china = grant("222222222222", PolicyMode::Article);
+        china.region = "cn-north-1".into();
+        assert_eq!(
+            china.statement()["Condition"]["StringEquals"]["kms:ViaService"],
+            "s3.cn-north-1.amazonaws.com.cn",
+            "the partition's domain"
+        );
         let big = json!({"Statement": [{"Sid": "x", "Effect": "Allow", "Principal": {"AWS": "a".repeat(40_000)}}]});
         assert!(key_policy_text(&big).is_err());
     }
