@@ -57,6 +57,17 @@ impl SourceLogs {
         !self.kms_keys.is_empty()
     }
 
+    /// The key prefixes of this account's own logs: `<prefix><account>/` under each of its
+    /// prefixes (CloudTrail writes `<prefix><account>/CloudTrail/…` and `…/CloudTrail-Digest/…`).
+    /// Replication rules filter on them, so that a member's bucket never offers the archive
+    /// another account's keys.
+    pub fn own_prefixes(&self, account: &str) -> Vec<String> {
+        self.prefixes
+            .iter()
+            .map(|p| format!("{p}{account}/"))
+            .collect()
+    }
+
     /// The bucket's region, the inventory's when none was journaled.
     pub fn region<'a>(&'a self, ctx: &'a StepContext) -> &'a str {
         self.region.as_deref().unwrap_or(&ctx.setting.region)

@@ -37,8 +37,10 @@ pub fn rule_id(prefix: &str) -> String {
 }
 
 /// The configuration for `source`, replicating each prefix its trails write under to the
-/// archive with `role_arn`: the article's rule per prefix, opted in to SSE-KMS objects (their
-/// replicas encrypted with `replica_key`) when the logs are SSE-KMS.
+/// archive with `role_arn`: the article's rule per prefix, filtered on the account's own keys
+/// under it (`<prefix><account>/`, where the article's `AWSLogs/` let a member's bucket offer any
+/// account's keys), opted in to SSE-KMS objects (their replicas encrypted with `replica_key`)
+/// when the logs are SSE-KMS.
 pub fn desired(
     setting: &Setting,
     source: &SourceSpec,
@@ -85,7 +87,7 @@ fn rule(
         "ID": id,
         "Priority": priority,
         "Status": "Enabled",
-        "Filter": {"Prefix": prefix},
+        "Filter": {"Prefix": format!("{prefix}{}/", source.account_id)},
         "Destination": destination,
         "DeleteMarkerReplication": {"Status": "Disabled"},
     });
@@ -554,7 +556,7 @@ mod tests {
         let article: Value = serde_json::from_str(
             r#"{"Role": "arn:aws:iam::222222222222:role/S3ReplicationRole",
     "Rules": [{"ID": "ReplicateCloudTrailLogs", "Priority": 1, "Status": "Enabled",
-      "Filter": {"Prefix": "AWSLogs/"},
+      "Filter": {"Prefix": "AWSLogs/222222222222/"},
       "Destination": {"Bucket": "arn:aws:s3:::aggregation-cloudtrail-logs-111111111111",
         "Account": "111111111111", "StorageClass": "STANDARD_IA",
         "AccessControlTranslation": {"Owner": "Destination"},
@@ -574,7 +576,10 @@ mod tests {
         let two = desired(&setting, &source, &kms_logs, "arn:role", Some(replica));
         assert_eq!(two["Rules"][1]["ID"], "ReplicateCloudTrailLogs-org");
         assert_eq!(two["Rules"][1]["Priority"], 2);
-        assert_eq!(two["Rules"][1]["Filter"]["Prefix"], "org/AWSLogs/");
+        assert_eq!(
+            two["Rules"][1]["Filter"]["Prefix"], "org/AWSLogs/222222222222/",
+            "the account's own keys under the prefix"
+        );
         assert_eq!(
             two["Rules"][0]["SourceSelectionCriteria"]["SseKmsEncryptedObjects"]["Status"],
             "Enabled"

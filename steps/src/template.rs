@@ -53,8 +53,15 @@ pub fn role_template(
             sub(format!("arn:{partition}:s3:::{source_bucket}/*")),
         ),
         s3_statement(
-            &REPLICA_ACTIONS,
-            sub(format!("arn:{partition}:s3:::{archive_bucket}/*")),
+            &ARCHIVE_REPLICA_ACTIONS,
+            json!(
+                logs.prefixes
+                    .iter()
+                    .map(|p| sub(format!(
+                        "arn:{partition}:s3:::{archive_bucket}/{p}${{AWS::AccountId}}/*"
+                    )))
+                    .collect::<Vec<_>>()
+            ),
         ),
     ];
     statements.extend(kms_statements(setting, source, logs));
@@ -179,7 +186,16 @@ const SOURCE_OBJECT_ACTIONS: [&str; 5] = [
     "s3:GetObjectLegalHold",
 ];
 
-/// What S3 does in the archive for the role.
+/// What S3 does in the archive for the role: its own account's logs only (the archive's policy
+/// says the same), never a delete marker (trailhub's rules do not replicate them).
+const ARCHIVE_REPLICA_ACTIONS: [&str; 3] = [
+    "s3:ReplicateObject",
+    "s3:ReplicateTags",
+    "s3:ObjectOwnerOverrideToBucketOwner",
+];
+
+/// What S3 does for the role in the destinations of rules kept beside trailhub's, whose own
+/// settings (delete marker replication among them) trailhub leaves as they are.
 const REPLICA_ACTIONS: [&str; 4] = [
     "s3:ReplicateObject",
     "s3:ReplicateTags",
@@ -304,7 +320,15 @@ pub fn resolved_inline_policy(setting: &Setting, source: &SourceSpec, logs: &Sou
             json!(src),
         ),
         s3_statement(&SOURCE_OBJECT_ACTIONS, json!(format!("{src}/*"))),
-        s3_statement(&REPLICA_ACTIONS, json!(format!("{dst}/*"))),
+        s3_statement(
+            &ARCHIVE_REPLICA_ACTIONS,
+            json!(
+                logs.prefixes
+                    .iter()
+                    .map(|p| format!("{dst}/{p}{}/*", source.account_id))
+                    .collect::<Vec<_>>()
+            ),
+        ),
     ];
     statements.extend(kms_statements(setting, source, logs));
     statements.extend(kept_statements(setting, source, logs));

@@ -160,8 +160,8 @@ fn a_trail_prefix_is_followed_and_found_trails_are_replicated_while_none_is_refu
     assert_eq!(rule.id(), Some("ReplicateCloudTrailLogs-org-logs"));
     assert_eq!(
         rule.filter().and_then(|f| f.prefix()),
-        Some("org-logs/AWSLogs/"),
-        "the rule follows the trail's key prefix"
+        Some(format!("org-logs/AWSLogs/{prefixed}/").as_str()),
+        "the rule follows the trail's key prefix, for the account's own keys"
     );
     let policy = archive_policy(&emu).expect("a policy");
     let statement = policy["Statement"]
@@ -181,7 +181,7 @@ fn a_trail_prefix_is_followed_and_found_trails_are_replicated_while_none_is_refu
         let found = rules(&emu, account, "ap-northeast-1");
         assert_eq!(
             found[0].filter().and_then(|f| f.prefix()),
-            Some("AWSLogs/"),
+            Some(format!("AWSLogs/{account}/").as_str()),
             "{account}"
         );
     }

@@ -157,7 +157,7 @@ fn a_bucket_that_already_replicates_is_refused_unless_merged_and_rollback_gives_
     assert_eq!(ours.priority(), Some(2));
     assert_eq!(
         ours.filter().and_then(|f| f.prefix()),
-        Some("AWSLogs/"),
+        Some(format!("AWSLogs/{account}/").as_str()),
         "{ours:?}"
     );
     let inline = snapshot(&emu, account)["inline"]

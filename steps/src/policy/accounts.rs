@@ -1,12 +1,31 @@
 //! Accounts mode: one statement per replication role name, naming the source accounts' roots and
 //! admitting only that role name by `ArnLike aws:PrincipalArn`, so that about 590 sources fit in
-//! S3's 20 KB where the article's role ARNs fit about 190.
+//! S3's 20 KB where the article's role ARNs fit about 190. Its object resources isolate the
+//! members as the article mode's do (`<prefix>AWSLogs/${aws:PrincipalAccount}/*`).
 
 use super::{
-    ACCOUNTS_SID_PREFIX, CHECK_ACTIONS, Grant, Layout, OBJECT_ACTIONS, add_principal,
-    aws_principals, everyone, remove_from, sid,
+    ACCOUNTS_SID_PREFIX, Grant, Layout, Shape, add_principal, aws_principals, everyone,
+    remove_from, shared_conflict, shared_objects, sid,
 };
 use serde_json::{Value, json};
+
+/// What the statement grants: the objects' actions and the bucket's.
+const ACTIONS: [&str; 4] = [
+    "s3:ReplicateObject",
+    "s3:ReplicateTags",
+    "s3:ObjectOwnerOverrideToBucketOwner",
+    "s3:GetBucketVersioning",
+];
+
+/// The statement's shape for `grant`.
+fn shape(grant: &Grant) -> Shape<'_> {
+    Shape {
+        actions: &ACTIONS,
+        bucket: Some(&grant.bucket_arn),
+        objects: shared_objects(&grant.bucket_arn, &grant.prefixes),
+        condition: Some(json!({ "ArnLike": { "aws:PrincipalArn": role_pattern(grant) } })),
+    }
+}
 
 /// `TrailhubReplicationByAccount<role name>`, shared by every source whose role has that name.
 pub(crate) struct AccountsLayout;
@@ -25,6 +44,7 @@ impl Layout for AccountsLayout {
         let present = statements.iter().any(|s| {
             is_role_statement(grant, s)
                 && (everyone(s) || aws_principals(s).contains(&root.as_str()))
+                && shape(grant).held_by(s, &grant.bucket_arn)
         });
         if present {
             Vec::new()
@@ -35,12 +55,24 @@ impl Layout for AccountsLayout {
 
     fn add(&self, statements: &mut Vec<Value>, grant: &Grant) -> bool {
         match statements.iter_mut().find(|s| is_role_statement(grant, s)) {
-            Some(statement) => add_principal(statement, &account_root(grant)),
+            Some(statement) => {
+                let shape = shape(grant);
+                let reshaped = !shape.held_by(statement, &grant.bucket_arn)
+                    && shape.apply(statement, &grant.bucket_arn);
+                add_principal(statement, &account_root(grant)) || reshaped
+            }
             None => {
                 statements.push(role_statement(grant));
                 true
             }
         }
+    }
+
+    fn conflict(&self, statements: &[&Value], grant: &Grant) -> Option<String> {
+        statements
+            .iter()
+            .filter(|s| is_role_statement(grant, s))
+            .find_map(|s| shared_conflict(s))
     }
 
     fn remove(&self, statements: &mut Vec<Value>, grant: &Grant) -> bool {
@@ -104,20 +136,13 @@ fn is_role_statement(grant: &Grant, statement: &Value) -> bool {
 
 /// A new role-name statement naming only this grant's account.
 fn role_statement(grant: &Grant) -> Value {
-    let bucket = &grant.bucket_arn;
-    let actions: Vec<&str> = OBJECT_ACTIONS
-        .iter()
-        .chain(&CHECK_ACTIONS)
-        .copied()
-        .collect();
-    json!({
+    let mut statement = json!({
         "Sid": statement_sid(grant),
         "Effect": "Allow",
         "Principal": { "AWS": [account_root(grant)] },
-        "Action": actions,
-        "Resource": [bucket, format!("{bucket}/*")],
-        "Condition": { "ArnLike": { "aws:PrincipalArn": role_pattern(grant) } },
-    })
+    });
+    shape(grant).apply(&mut statement, &grant.bucket_arn);
+    statement
 }
 
 #[cfg(test)]
@@ -142,9 +167,9 @@ mod tests {
                 "Sid": "TrailhubReplicationByAccountS3ReplicationRole",
                 "Effect": "Allow",
                 "Principal": {"AWS": ["arn:aws:iam::222222222222:root", "arn:aws:iam::333333333333:root"]},
-                "Action": ["s3:ReplicateObject", "s3:ReplicateDelete", "s3:ReplicateTags", "s3:ObjectOwnerOverrideToBucketOwner",
-                           "s3:GetBucketVersioning", "s3:PutBucketVersioning", "s3:List*"],
-                "Resource": [BUCKET, format!("{BUCKET}/*")],
+                "Action": ["s3:ReplicateObject", "s3:ReplicateTags", "s3:ObjectOwnerOverrideToBucketOwner",
+                           "s3:GetBucketVersioning"],
+                "Resource": [BUCKET, format!("{BUCKET}/AWSLogs/${{aws:PrincipalAccount}}/*")],
                 "Condition": {"ArnLike": {"aws:PrincipalArn": "arn:aws:iam::*:role/S3ReplicationRole"}},
             }])
         );

@@ -118,7 +118,7 @@ fn wanted_statements(grant: &Grant) -> [Value; 2] {
             "Sid": objects,
             "Effect": "Allow",
             "Principal": { "AWS": grant.principal },
-            "Action": ["s3:ReplicateObject", "s3:ReplicateDelete", "s3:ReplicateTags", "s3:ObjectOwnerOverrideToBucketOwner"],
+            "Action": super::OBJECT_ACTIONS,
             "Resource": resources(grant),
             "Condition": condition,
         }),
@@ -126,7 +126,7 @@ fn wanted_statements(grant: &Grant) -> [Value; 2] {
             "Sid": check,
             "Effect": "Allow",
             "Principal": { "AWS": grant.principal },
-            "Action": "s3:GetBucketVersioning",
+            "Action": super::CHECK_ACTIONS[0],
             "Resource": grant.bucket_arn,
             "Condition": condition,
         }),
@@ -146,6 +146,7 @@ mod tests {
         assert!(changed);
         let text = policy.to_string();
         assert!(!text.contains("s3:PutBucketVersioning") && !text.contains("s3:List*"));
+        assert!(!text.contains("s3:ReplicateDelete"));
         assert!(text.contains(&format!("{BUCKET}/AWSLogs/222222222222/*")));
         assert!(text.contains("aws:PrincipalAccount"));
         assert!(missing(Some(&policy), &g).is_empty());

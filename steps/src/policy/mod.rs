@@ -63,17 +63,126 @@ pub const CHECK_SID: &str = "AllowReplicationPolicyCheck";
 /// Start of the Sid of an accounts-mode statement (the role name follows, letters and digits).
 pub const ACCOUNTS_SID_PREFIX: &str = "TrailhubReplicationByAccount";
 
-const OBJECT_ACTIONS: [&str; 4] = [
+/// What a member's role may do to archive objects, and nothing more: replicate an object and
+/// its tags, and hand its ownership to the archive (trailhub's rules translate ownership). Not
+/// `s3:ReplicateDelete`: trailhub's rules never replicate delete markers, and a member that
+/// turned that on could make logs look deleted in the archive.
+const OBJECT_ACTIONS: [&str; 3] = [
     "s3:ReplicateObject",
-    "s3:ReplicateDelete",
     "s3:ReplicateTags",
     "s3:ObjectOwnerOverrideToBucketOwner",
 ];
-const CHECK_ACTIONS: [&str; 3] = [
-    "s3:GetBucketVersioning",
-    "s3:PutBucketVersioning",
-    "s3:List*",
-];
+/// What replication asks of the archive bucket itself ("Setting up permissions for live
+/// replication": the destination's versioning). Not `s3:List*` (any member could list every
+/// account's keys) nor `s3:PutBucketVersioning`: replication needs neither.
+const CHECK_ACTIONS: [&str; 1] = ["s3:GetBucketVersioning"];
+
+/// The policy variable S3 resolves to the requesting principal's account. It isolates members
+/// in the shared statements: `<archive>/<prefix>AWSLogs/${aws:PrincipalAccount}/*` lets each
+/// role write its own account's keys only, one resource for hundreds of members (IAM User Guide,
+/// "IAM policy elements: Variables and tags": a variable may stand in the resource part of an
+/// ARN; its "IAM Access Analyzer policy generation" page shows a bucket policy doing exactly
+/// this with `AWSLogs/<organization id>/${aws:PrincipalAccount}/*`).
+pub const PRINCIPAL_ACCOUNT: &str = "${aws:PrincipalAccount}";
+
+/// The object resources of a shared statement for `prefixes`: each prefix's keys of the
+/// requester's own account.
+fn shared_objects(bucket_arn: &str, prefixes: &[String]) -> Vec<String> {
+    prefixes
+        .iter()
+        .map(|p| format!("{bucket_arn}/{p}{PRINCIPAL_ACCOUNT}/*"))
+        .collect()
+}
+
+/// Whether `resource` is an object resource of a shared statement that isolates accounts:
+/// `<bucket>/<literal prefix>${aws:PrincipalAccount}/*`.
+fn isolating(resource: &str, bucket_arn: &str) -> bool {
+    resource
+        .strip_prefix(&format!("{bucket_arn}/"))
+        .and_then(|r| r.strip_suffix(&format!("{PRINCIPAL_ACCOUNT}/*")))
+        .is_some_and(|p| !p.contains(['*', '?', '$']) && (p.is_empty() || p.ends_with('/')))
+}
+
+/// A statement's `Action` or `Resource` as a set of strings.
+fn string_set(value: Option<&Value>) -> std::collections::BTreeSet<String> {
+    match value {
+        Some(Value::String(s)) => std::iter::once(s.clone()).collect(),
+        Some(Value::Array(list)) => list
+            .iter()
+            .filter_map(Value::as_str)
+            .map(str::to_string)
+            .collect(),
+        _ => Default::default(),
+    }
+}
+
+/// What trailhub's shared statement must say besides its Sid and principals.
+struct Shape<'a> {
+    actions: &'a [&'a str],
+    /// The bucket itself, when the statement covers it.
+    bucket: Option<&'a str>,
+    /// The object resources the grant needs (isolating ones; others found are dropped).
+    objects: Vec<String>,
+    /// The only condition the statement may carry.
+    condition: Option<Value>,
+}
+
+impl Shape<'_> {
+    /// Whether `statement` says exactly this (isolating object resources of other grants may be
+    /// there too).
+    fn held_by(&self, statement: &Value, bucket_arn: &str) -> bool {
+        let actions: std::collections::BTreeSet<String> =
+            self.actions.iter().map(|a| a.to_string()).collect();
+        let resources = string_set(statement.get("Resource"));
+        let objects_ok = resources
+            .iter()
+            .filter(|r| Some(r.as_str()) != self.bucket)
+            .all(|r| isolating(r, bucket_arn));
+        statement.get("Effect").and_then(Value::as_str) == Some("Allow")
+            && string_set(statement.get("Action")) == actions
+            && self.bucket.is_none_or(|b| resources.contains(b))
+            && objects_ok
+            && self.objects.iter().all(|o| resources.contains(o))
+            && (self.bucket.is_some() || !resources.is_empty())
+            && statement.get("Condition") == self.condition.as_ref()
+            && statement.get("NotAction").is_none()
+            && statement.get("NotResource").is_none()
+    }
+
+    /// Brings `statement` to this shape, keeping its Sid, its principals and the isolating
+    /// object resources of other grants; returns whether it changed.
+    fn apply(&self, statement: &mut Value, bucket_arn: &str) -> bool {
+        let mut objects: std::collections::BTreeSet<String> = string_set(statement.get("Resource"))
+            .into_iter()
+            .filter(|r| isolating(r, bucket_arn))
+            .collect();
+        objects.extend(self.objects.iter().cloned());
+        let mut resources: Vec<String> = self.bucket.map(str::to_string).into_iter().collect();
+        resources.extend(objects);
+        let resource = match resources.as_slice() {
+            [one] => json!(one),
+            _ => json!(resources),
+        };
+        let before = statement.clone();
+        let Some(obj) = statement.as_object_mut() else {
+            return false;
+        };
+        obj.insert("Effect".into(), json!("Allow"));
+        obj.insert("Action".into(), json!(self.actions));
+        obj.insert("Resource".into(), resource);
+        obj.remove("NotAction");
+        obj.remove("NotResource");
+        match &self.condition {
+            Some(c) => {
+                obj.insert("Condition".into(), c.clone());
+            }
+            None => {
+                obj.remove("Condition");
+            }
+        }
+        *statement != before
+    }
+}
 
 /// One source's grant on the archive bucket.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -202,6 +311,106 @@ pub fn add(policy: Option<&Value>, grant: &Grant) -> (Value, bool) {
 pub fn conflict(policy: Option<&Value>, grant: &Grant) -> Option<String> {
     let stmts = policy.map(statements).unwrap_or_default();
     grant.mode.layout().conflict(&stmts, grant)
+}
+
+/// The fields of trailhub's statements that say what they allow (all but the Sid and the
+/// principals): a statement of an earlier shape has them rewritten, and rollback puts them back.
+const OWNED_FIELDS: [&str; 6] = [
+    "Effect",
+    "Action",
+    "NotAction",
+    "Resource",
+    "NotResource",
+    "Condition",
+];
+
+/// What [`add`] does to a policy for a grant, as the grant's undo record keeps it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AddEffect {
+    /// The Sids of the statements the grant's principal is added to (or that are created).
+    pub added_to: Vec<String>,
+    /// The earlier form of each statement whose shape the grant changes (a statement of an
+    /// earlier release, or one made by hand from the article), to be put back by rollback.
+    pub reshaped: Vec<Value>,
+}
+
+/// What adding `grant` to `policy` changes, found by comparing the policy before and after
+/// statement by statement (by Sid).
+pub fn effect_of_add(policy: Option<&Value>, grant: &Grant) -> AddEffect {
+    let (after, _) = add(policy, grant);
+    let before = policy.map(statements).unwrap_or_default();
+    let mut effect = AddEffect::default();
+    for statement in statements(&after) {
+        let Some(id) = sid(statement) else { continue };
+        match before.iter().find(|b| sid(b) == Some(id)) {
+            None => effect.added_to.push(id.to_string()),
+            Some(earlier) => {
+                if aws_principals(earlier) != aws_principals(statement) {
+                    effect.added_to.push(id.to_string());
+                }
+                if OWNED_FIELDS
+                    .iter()
+                    .any(|f| earlier.get(f) != statement.get(f))
+                {
+                    effect.reshaped.push((*earlier).clone());
+                }
+            }
+        }
+    }
+    effect
+}
+
+/// Puts back the earlier form (all but the principals) of each of `earlier`'s statements still
+/// in `policy`; returns the policy and whether it changed.
+pub fn restore(policy: Option<Value>, earlier: &[Value]) -> (Option<Value>, bool) {
+    let Some(mut policy) = policy else {
+        return (None, false);
+    };
+    let mut changed = false;
+    for statement in statements_mut(&mut policy).iter_mut() {
+        let Some(old) = earlier
+            .iter()
+            .find(|e| sid(e).is_some() && sid(e) == sid(statement))
+        else {
+            continue;
+        };
+        let Some(obj) = statement.as_object_mut() else {
+            continue;
+        };
+        for field in OWNED_FIELDS {
+            let want = old.get(field);
+            if obj.get(field) != want {
+                match want {
+                    Some(v) => obj.insert(field.to_string(), v.clone()),
+                    None => obj.remove(field),
+                };
+                changed = true;
+            }
+        }
+    }
+    (Some(policy), changed)
+}
+
+/// A statement of trailhub's Sid that trailhub would not rewrite into its own shape: one that
+/// denies, or names its principals by exclusion. Rewriting it would widen what it allows.
+fn not_reshapable(statement: &Value) -> Option<String> {
+    if statement.get("Effect").and_then(Value::as_str) != Some("Allow") {
+        return Some("it denies".into());
+    }
+    if statement.get("NotPrincipal").is_some() {
+        return Some("it names its principals with NotPrincipal".into());
+    }
+    None
+}
+
+/// The conflict of a shared statement of trailhub's Sid that is not reshapable.
+fn shared_conflict(statement: &Value) -> Option<String> {
+    not_reshapable(statement).map(|why| {
+        format!(
+            "the archive bucket policy has a statement `{}` that trailhub did not write ({why}): trailhub writes its grants in a statement of that Sid, and does not rewrite this one",
+            sid(statement).unwrap_or_default()
+        )
+    })
 }
 
 /// Whether a statement is one that a layout of trailhub writes (by its Sid).
@@ -505,11 +714,17 @@ mod tests {
             {"Sid": "Other", "Effect": "Deny", "Principal": "*", "Action": "s3:DeleteBucket", "Resource": BUCKET},
             {"Sid": OBJECTS_SID_ALT, "Effect": "Allow", "Principal": {"AWS": g.principal.clone()},
              "Action": ["s3:ReplicateObject"], "Resource": format!("{BUCKET}/*")}]});
-        let added_to = missing(Some(&before), &g);
-        assert_eq!(added_to, [CHECK_SID]);
+        let effect = effect_of_add(Some(&before), &g);
+        assert_eq!(effect.added_to, [CHECK_SID]);
+        assert_eq!(
+            effect.reshaped,
+            [before["Statement"][1].clone()],
+            "the objects statement is brought to the isolating shape"
+        );
         let (granted, _) = add(Some(&before), &g);
-        let (after, changed) = remove(&granted, &g, Some(&added_to));
+        let (after, changed) = remove(&granted, &g, Some(&effect.added_to));
         assert!(changed);
+        let (after, _) = restore(after, &effect.reshaped);
         assert_eq!(
             after,
             Some(before.clone()),
@@ -673,11 +888,15 @@ mod tests {
         ) {
             let g = grant(&account, mode);
             prop_assume!(!policy.to_string().contains(&account));
+            // A Deny (or NotPrincipal) statement of trailhub's Sid is refused, never rewritten.
+            prop_assume!(conflict(Some(&policy), &g).is_none());
+            let effect = effect_of_add(Some(&policy), &g);
             let (merged, changed) = add(Some(&policy), &g);
             prop_assert!(missing(Some(&merged), &g).is_empty());
             if changed {
-                let (back, changed) = remove(&merged, &g, None);
-                prop_assert!(changed);
+                let (back, changed) = remove(&merged, &g, Some(&effect.added_to));
+                prop_assert!(changed || !effect.reshaped.is_empty());
+                let (back, _) = restore(back, &effect.reshaped);
                 let back = back.expect("the original statements remain");
                 prop_assert_eq!(normalize(&back), normalize(&policy));
             } else {

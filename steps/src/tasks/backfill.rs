@@ -233,7 +233,7 @@ impl Backfill {
                     // Only trailhub's prefixes: rules kept beside its own are not its to run.
                     .key_name_constraint(
                         KeyNameConstraint::builder()
-                            .set_match_any_prefix(Some(logs.prefixes.clone()))
+                            .set_match_any_prefix(Some(logs.own_prefixes(self.account())))
                             .build(),
                     )
                     .build(),

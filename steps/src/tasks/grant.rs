@@ -35,6 +35,10 @@ pub struct GrantUndo {
     /// recorded: rollback takes it out of all of the layout's statements).
     #[serde(default)]
     pub statements: Option<Vec<String>>,
+    /// The earlier form of each trailhub statement the grant brought to this release's shape
+    /// (an earlier release's, or one made by hand from the article): rollback puts them back.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reshaped: Vec<Value>,
 }
 
 /// The grant in force.
@@ -64,6 +68,8 @@ struct Request {
     grant: PolicyGrant,
     /// For a removal, the statements to take the principal out of (`None`: all of the layout's).
     added_to: Option<Vec<String>>,
+    /// For a removal, the earlier forms of the statements the grant reshaped, put back.
+    restore: Vec<Value>,
     node: NodeId,
     done: oneshot::Sender<Result<Written, TaskError>>,
 }
@@ -151,6 +157,7 @@ impl PolicyWriter {
         op: Op,
         grant: PolicyGrant,
         added_to: Option<Vec<String>>,
+        restore: Vec<Value>,
     ) -> Result<Written, TaskError> {
         let (done, mut result) = oneshot::channel();
         self.queue
@@ -160,6 +167,7 @@ impl PolicyWriter {
                 op,
                 grant,
                 added_to,
+                restore,
                 node: ctx.node().clone(),
                 done,
             });
@@ -247,10 +255,11 @@ impl PolicyWriter {
                 }
                 Op::Remove => match &current {
                     Some(p) => {
-                        let (next, changed) =
+                        let (next, removed) =
                             policy::remove(p, &request.grant, request.added_to.as_deref());
+                        let (next, restored) = policy::restore(next, &request.restore);
                         current = next;
-                        changed
+                        removed || restored
                     }
                     None => false,
                 },
@@ -557,19 +566,20 @@ impl Task for Grant {
             bucket: self.ctx.setting.archive.bucket.clone(),
         };
         let current = self.writer.known_policy().await?;
-        let missing = policy::missing(current.as_ref(), &grant);
-        if missing.is_empty() {
+        if policy::missing(current.as_ref(), &grant).is_empty() {
             return Ok(Applied::unchanged(outputs));
         }
+        let effect = policy::effect_of_add(current.as_ref(), &grant);
         ctx.record_undo(GrantUndo {
             principal: principal.clone(),
             present_before: false,
-            statements: Some(missing),
+            statements: Some(effect.added_to),
+            reshaped: effect.reshaped,
         })
         .await?;
         let written = self
             .writer
-            .submit(ctx, Op::Add, grant, None)
+            .submit(ctx, Op::Add, grant, None, Vec::new())
             .await
             .map_err(|e| self.refused_principal(ctx, &principal, e))?;
         if written.by != *ctx.node() {
@@ -590,6 +600,7 @@ impl Task for Grant {
             principal,
             present_before: false,
             statements,
+            reshaped,
         }) = undo
         else {
             return Ok(RolledBack::default());
@@ -602,6 +613,7 @@ impl Task for Grant {
                 Op::Remove,
                 self.grant(&logs, principal.clone()),
                 statements,
+                reshaped,
             )
             .await?;
         Ok(RolledBack {

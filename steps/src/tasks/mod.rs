@@ -109,6 +109,9 @@ mod tests {
             principal: "arn:aws:iam::222222222222:role/S3ReplicationRole".into(),
             present_before: false,
             statements: Some(vec!["AllowReplicationPolicyCheck".into()]),
+            reshaped: vec![
+                json!({ "Sid": "AllowReplicationFromSourceAccount", "Resource": "arn:aws:s3:::a/*" }),
+            ],
         });
         round_trips(RetentionUndo {
             previous: None,
@@ -164,6 +167,7 @@ mod tests {
                 principal: "p".into(),
                 present_before: false,
                 statements: None,
+                reshaped: Vec::new(),
             },
         );
     }

@@ -151,7 +151,7 @@ async fn a_job_is_asked_for_once_with_its_token_and_waits_for_a_confirmation() {
         filter
             .key_name_constraint()
             .map(|k| k.match_any_prefix().to_vec()),
-        Some(vec!["AWSLogs/".to_string()]),
+        Some(vec!["AWSLogs/222222222222/".to_string()]),
         "trailhub's prefixes only"
     );
     let report = request.report().expect("a completion report");

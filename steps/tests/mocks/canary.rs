@@ -183,7 +183,11 @@ fn source_as_the_article_leaves_it() -> [Rule; 3] {
             .id("ReplicateCloudTrailLogs")
             .priority(1)
             .status(ReplicationRuleStatus::Enabled)
-            .filter(ReplicationRuleFilter::builder().prefix("AWSLogs/").build())
+            .filter(
+                ReplicationRuleFilter::builder()
+                    .prefix("AWSLogs/222222222222/")
+                    .build(),
+            )
             .destination(
                 Destination::builder()
                     .bucket(format!("arn:aws:s3:::{ARCHIVE_BUCKET}"))

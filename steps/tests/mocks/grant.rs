@@ -126,13 +126,23 @@ async fn a_grant_rejected_while_the_role_propagates_is_retried_and_succeeds() {
         run.node.attempts, 2,
         "one rejected attempt, one that succeeded"
     );
+    let undo = run.node.undo.clone().expect("an undo record");
+    assert_eq!(undo["principal"], json!(role_arn()));
+    assert_eq!(undo["present_before"], json!(false));
     assert_eq!(
-        run.node.undo,
-        Some(json!({
-            "principal": role_arn(),
-            "present_before": false,
-            "statements": ["AllowReplicationFromSourceAccount", "AllowReplicationPolicyCheck"],
-        }))
+        undo["statements"],
+        json!([
+            "AllowReplicationFromSourceAccount",
+            "AllowReplicationPolicyCheck"
+        ])
+    );
+    assert_eq!(
+        undo["reshaped"],
+        json!([
+            existing_policy()["Statement"][1].clone(),
+            existing_policy()["Statement"][2].clone()
+        ]),
+        "the statements of an earlier release, kept for rollback as they were"
     );
     assert_eq!(
         run.node.outputs,
@@ -201,11 +211,18 @@ async fn a_grant_rejected_while_the_role_propagates_is_retried_and_succeeds() {
             json!([OTHER, role_arn()]),
             "{sid} names the earlier source and the new one"
         );
-        assert_eq!(
-            statement(&policy, sid)["Action"],
-            statement(&existing_policy(), sid)["Action"]
+        let text = statement(&policy, sid).to_string();
+        assert!(
+            !text.contains("s3:ReplicateDelete") && !text.contains("s3:List*"),
+            "{sid} migrated to the isolating shape in the same write: {text}"
         );
     }
+    assert_eq!(
+        statement(&policy, "AllowReplicationFromSourceAccount")["Resource"],
+        json!(format!(
+            "arn:aws:s3:::{ARCHIVE_BUCKET}/AWSLogs/${{aws:PrincipalAccount}}/*"
+        ))
+    );
 }
 
 /// A grant of source `account` (role `S3ReplicationRole` there), as the workflow makes it.

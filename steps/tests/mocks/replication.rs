@@ -24,7 +24,7 @@ pub(crate) fn article_xml(status: &str) -> String {
   <Rule>
     <ID>ReplicateCloudTrailLogs</ID>
     <Priority>1</Priority>
-    <Filter><Prefix>AWSLogs/</Prefix></Filter>
+    <Filter><Prefix>AWSLogs/222222222222/</Prefix></Filter>
     <Status>{status}</Status>
     <Destination>
       <Bucket>arn:aws:s3:::{ARCHIVE_BUCKET}</Bucket>
@@ -40,7 +40,8 @@ pub(crate) fn article_xml(status: &str) -> String {
     )
 }
 
-/// The article's document (section 2) in the AWS CLI's JSON shape, rule status `status`.
+/// The article's document (section 2), filtered on the account's own keys as trailhub writes
+/// it, in the AWS CLI's JSON shape, rule status `status`.
 fn article_json(status: &str) -> Value {
     json!({
         "Role": role_arn(),
@@ -48,7 +49,7 @@ fn article_json(status: &str) -> Value {
             "ID": "ReplicateCloudTrailLogs",
             "Priority": 1,
             "Status": status,
-            "Filter": { "Prefix": "AWSLogs/" },
+            "Filter": { "Prefix": "AWSLogs/222222222222/" },
             "Destination": {
                 "Bucket": format!("arn:aws:s3:::{ARCHIVE_BUCKET}"),
                 "Account": ARCHIVE,

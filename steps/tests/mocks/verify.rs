@@ -20,11 +20,11 @@ fn granted_policy() -> String {
     json!({"Version": "2012-10-17", "Statement": [
         {"Sid": "AllowReplicationFromSourceAccount", "Effect": "Allow",
          "Principal": {"AWS": [role_arn()]},
-         "Action": ["s3:ReplicateObject", "s3:ReplicateDelete", "s3:ReplicateTags", "s3:ObjectOwnerOverrideToBucketOwner"],
-         "Resource": format!("arn:aws:s3:::{ARCHIVE_BUCKET}/*")},
+         "Action": ["s3:ReplicateObject", "s3:ReplicateTags", "s3:ObjectOwnerOverrideToBucketOwner"],
+         "Resource": format!("arn:aws:s3:::{ARCHIVE_BUCKET}/AWSLogs/${{aws:PrincipalAccount}}/*")},
         {"Sid": "AllowReplicationPolicyCheck", "Effect": "Allow",
          "Principal": {"AWS": [role_arn()]},
-         "Action": ["s3:GetBucketVersioning", "s3:PutBucketVersioning", "s3:List*"],
+         "Action": ["s3:GetBucketVersioning"],
          "Resource": format!("arn:aws:s3:::{ARCHIVE_BUCKET}")}
     ]})
     .to_string()

@@ -80,7 +80,8 @@ pub fn principals(policy: &Value, sid: &str) -> Vec<String> {
 }
 
 /// Both article statements of the archive policy name exactly `accounts`' roles, with the
-/// article's actions and resources.
+/// article's Sids, and actions and resources that isolate the members (each role writes its own
+/// account's keys only; no delete, list or versioning change).
 pub fn assert_policy(emu: &Emulator, accounts: &[String]) {
     let policy = archive_policy(emu).expect("the archive bucket has a policy");
     let mut want: Vec<String> = accounts.iter().map(|a| role_arn(a)).collect();
@@ -101,24 +102,19 @@ pub fn assert_policy(emu: &Emulator, accounts: &[String]) {
         objects["Action"],
         json!([
             "s3:ReplicateObject",
-            "s3:ReplicateDelete",
             "s3:ReplicateTags",
             "s3:ObjectOwnerOverrideToBucketOwner"
         ])
     );
-    assert_eq!(objects["Resource"], format!("arn:aws:s3:::{bucket}/*"));
+    assert_eq!(
+        objects["Resource"],
+        format!("arn:aws:s3:::{bucket}/AWSLogs/${{aws:PrincipalAccount}}/*")
+    );
     let check = statements
         .iter()
         .find(|s| s["Sid"] == "AllowReplicationPolicyCheck")
         .expect("check statement");
-    assert_eq!(
-        check["Action"],
-        json!([
-            "s3:GetBucketVersioning",
-            "s3:PutBucketVersioning",
-            "s3:List*"
-        ])
-    );
+    assert_eq!(check["Action"], json!(["s3:GetBucketVersioning"]));
     assert_eq!(check["Resource"], format!("arn:aws:s3:::{bucket}"));
 }
 
@@ -157,8 +153,8 @@ pub fn assert_source(emu: &Emulator, account: &str) {
                 {"Effect": "Allow", "Action": ["s3:GetObjectVersionForReplication", "s3:GetObjectVersionAcl", "s3:GetObjectVersionTagging",
                                                "s3:GetObjectRetention", "s3:GetObjectLegalHold"],
                  "Resource": format!("arn:aws:s3:::{bucket}/*")},
-                {"Effect": "Allow", "Action": ["s3:ReplicateObject", "s3:ReplicateTags", "s3:ReplicateDelete", "s3:ObjectOwnerOverrideToBucketOwner"],
-                 "Resource": format!("arn:aws:s3:::{}/*", archive_bucket())}
+                {"Effect": "Allow", "Action": ["s3:ReplicateObject", "s3:ReplicateTags", "s3:ObjectOwnerOverrideToBucketOwner"],
+                 "Resource": [format!("arn:aws:s3:::{}/AWSLogs/{account}/*", archive_bucket())]}
             ]),
             "{account} inline policy"
         );
@@ -202,7 +198,8 @@ pub fn assert_source(emu: &Emulator, account: &str) {
         assert_eq!(rule.id(), Some("ReplicateCloudTrailLogs"));
         assert_eq!(rule.priority(), Some(1));
         assert_eq!(rule.status().as_str(), "Enabled");
-        assert_eq!(rule.filter().and_then(|f| f.prefix()), Some("AWSLogs/"));
+        let own = format!("AWSLogs/{account}/");
+        assert_eq!(rule.filter().and_then(|f| f.prefix()), Some(own.as_str()), "the account's own keys");
         assert_eq!(
             rule.delete_marker_replication().and_then(|d| d.status()).map(|s| s.as_str()),
             Some("Disabled")
