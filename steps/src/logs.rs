@@ -116,6 +116,7 @@ pub async fn discover(ctx: &StepContext, s: &SourceSpec) -> Result<SourceLogs, T
     let mut prefixes: Vec<String> = logging.iter().map(|t| t.prefix.clone()).collect();
     prefixes.sort();
     prefixes.dedup();
+    check_prefixes(s, &logging, &prefixes)?;
     if let Some(want) = &s.prefix
         && prefixes.iter().any(|p| p != want)
     {
@@ -143,6 +144,85 @@ pub async fn discover(ctx: &StepContext, s: &SourceSpec) -> Result<SourceLogs, T
         kms_keys,
         bucket_key: encryption.bucket_key,
         kept,
+    })
+}
+
+/// The most key prefixes one account's trails may make trailhub grant: each is a resource of
+/// the archive policy, shared by every member within S3's 20 KB.
+pub const MAX_PREFIXES: usize = 4;
+/// The longest key prefix trailhub grants (CloudTrail allows 200 characters of S3KeyPrefix).
+pub const MAX_PREFIX_LEN: usize = 128;
+
+/// What a member's trails say is checked as the inventory's `prefix` is, since it becomes a
+/// resource of the shared archive policy: a literal prefix (no `*`, `?`, `$`, which a policy
+/// would read as a wildcard or a variable), not reaching into another account's folder
+/// (`AWSLogs/<another account>/`: a least-privilege grant there would let this member write
+/// under the other's keys), and a bounded number and length.
+fn check_prefixes(
+    s: &SourceSpec,
+    trails: &[&Delivering],
+    prefixes: &[String],
+) -> Result<(), TaskError> {
+    let refuse = |why: String, hint: &str| {
+        Err(TaskError::fatal(why)
+            .with_code("UnsafeTrailPrefix")
+            .with_hint(hint.to_string()))
+    };
+    for prefix in prefixes {
+        let trail = trails
+            .iter()
+            .find(|t| &t.prefix == prefix)
+            .map_or("a trail", |t| t.arn.as_str());
+        if let Some(c) = prefix.chars().find(|c| matches!(c, '*' | '?' | '$')) {
+            return refuse(
+                format!(
+                    "trail {trail} of account {} writes under `{prefix}`, whose `{c}` an S3 policy would read as a wildcard or a variable",
+                    s.account_id
+                ),
+                "give the trail a key prefix of letters, digits and `/-_.` only (aws cloudtrail update-trail --s3-key-prefix), or pin `trail` to another; then `trailhub resume`",
+            );
+        }
+        if let Some(other) = foreign_account(prefix, &s.account_id) {
+            return refuse(
+                format!(
+                    "trail {trail} of account {} writes under `{prefix}`, inside account {other}'s folder AWSLogs/{other}/: granting it would let account {} write among {other}'s logs",
+                    s.account_id, s.account_id
+                ),
+                "give the trail a key prefix outside AWSLogs/<account>/ (aws cloudtrail update-trail --s3-key-prefix), or pin `trail` to another; then `trailhub resume`",
+            );
+        }
+        if prefix.len() > MAX_PREFIX_LEN {
+            return refuse(
+                format!(
+                    "trail {trail} of account {} writes under a key prefix of {} characters (`{prefix}`): trailhub grants prefixes of at most {MAX_PREFIX_LEN}, the archive policy being shared by every member within 20 KB",
+                    s.account_id,
+                    prefix.len()
+                ),
+                "shorten the trail's key prefix, or pin `trail` to another; then `trailhub resume`",
+            );
+        }
+    }
+    if prefixes.len() > MAX_PREFIXES {
+        return refuse(
+            format!(
+                "the trails of account {} write under {} key prefixes ({}): trailhub grants at most {MAX_PREFIXES} per account, the archive policy being shared by every member within 20 KB",
+                s.account_id,
+                prefixes.len(),
+                prefixes.join(", ")
+            ),
+            "pin `trail` for this source to the trail whose logs the archive must hold, or give the trails one prefix; then `trailhub resume`",
+        );
+    }
+    Ok(())
+}
+
+/// The account of an `AWSLogs/<12 digits>/` folder in `prefix` that is not `own`, if any.
+fn foreign_account<'a>(prefix: &'a str, own: &str) -> Option<&'a str> {
+    prefix.match_indices("AWSLogs/").find_map(|(i, m)| {
+        let rest = &prefix[i + m.len()..];
+        let id = rest.get(..12)?;
+        let digits = id.chars().all(|c| c.is_ascii_digit());
+        (digits && rest[12..].starts_with('/') && id != own).then_some(id)
     })
 }
 
@@ -378,8 +458,62 @@ pub(crate) fn is_trail_drift(code: Option<&str>) -> bool {
                 | "TrailNotLogging"
                 | "PrefixMismatch"
                 | "OrganizationTrail"
+                | "UnsafeTrailPrefix"
         )
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn trail(prefix: &str) -> Delivering {
+        Delivering {
+            arn: "arn:aws:cloudtrail:ap-northeast-1:222222222222:trail/Members".into(),
+            prefix: prefix.into(),
+            kms_key: None,
+            logging: true,
+            organization: false,
+        }
+    }
+
+    fn checked(prefixes: &[&str]) -> Result<(), TaskError> {
+        let s = SourceSpec::example();
+        let trails: Vec<Delivering> = prefixes.iter().map(|p| trail(p)).collect();
+        let refs: Vec<&Delivering> = trails.iter().collect();
+        let list: Vec<String> = prefixes.iter().map(|p| p.to_string()).collect();
+        check_prefixes(&s, &refs, &list)
+    }
+
+    #[test]
+    fn a_trail_prefix_reaching_into_another_accounts_folder_is_refused() {
+        assert!(checked(&["AWSLogs/", "org/AWSLogs/"]).is_ok());
+        let e = checked(&["AWSLogs/333333333333/CloudTrail/us-east-1/2025/01/01/AWSLogs/"])
+            .expect_err("inside another account's tree");
+        assert_eq!(e.code.as_deref(), Some("UnsafeTrailPrefix"));
+        assert!(
+            e.message.contains("account 333333333333's folder"),
+            "{}",
+            e.message
+        );
+        assert!(
+            checked(&["AWSLogs/222222222222/x/AWSLogs/"]).is_ok(),
+            "its own folder"
+        );
+        assert!(checked(&["logs*/AWSLogs/"]).is_err());
+        assert!(checked(&["${aws:username}/AWSLogs/"]).is_err());
+        assert!(checked(&[&format!("{}/AWSLogs/", "a".repeat(130))]).is_err());
+        let many = [
+            "a/AWSLogs/",
+            "b/AWSLogs/",
+            "c/AWSLogs/",
+            "d/AWSLogs/",
+            "e/AWSLogs/",
+        ];
+        assert!(checked(&many[..4]).is_ok());
+        let e = checked(&many).expect_err("five prefixes");
+        assert!(e.message.contains("at most 4"), "{}", e.message);
+    }
 }
 
 /// A key policy's statements, whether `Statement` is a list or one object.

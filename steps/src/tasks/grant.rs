@@ -558,7 +558,7 @@ impl Task for Grant {
     async fn apply(&self, ctx: &ApplyCtx<GrantUndo>) -> Result<Applied<GrantOutput>, TaskError> {
         let principal = ctx
             .input::<RoleStackOutput>(&self.nodes.role_stack)?
-            .role_arn;
+            .checked_role_arn(&self.ctx, &self.source)?;
         let logs: SourceLogs = ctx.input(&self.nodes.bucket_check)?;
         let grant = self.grant(&logs, principal.clone());
         let outputs = GrantOutput {

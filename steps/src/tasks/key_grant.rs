@@ -363,7 +363,7 @@ impl Task for KeyGrant {
         }
         let principal = ctx
             .input::<RoleStackOutput>(&self.nodes.role_stack)?
-            .role_arn;
+            .checked_role_arn(&self.ctx, &self.source)?;
         let grant = grant_of(&self.ctx, &logs, principal.clone(), &self.source.account_id);
         let existing = self.key.find().await?;
         if let Some(key) = &existing

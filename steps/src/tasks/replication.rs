@@ -288,7 +288,7 @@ impl Task for Replication {
     ) -> Result<Applied<ReplicationOutput>, TaskError> {
         let role_arn = ctx
             .input::<RoleStackOutput>(&self.nodes.role_stack)?
-            .role_arn;
+            .checked_role_arn(&self.ctx, &self.source)?;
         let logs: SourceLogs = ctx.input(&self.nodes.bucket_check)?;
         // What bucket-check found holds in a later process too: no HeadBucket to ask again.
         self.ctx.pin_region(&logs.bucket, logs.region(&self.ctx));

@@ -81,6 +81,32 @@ pub struct RoleStackOutput {
     pub backfill_role_arn: Option<String>,
 }
 
+impl RoleStackOutput {
+    /// The role's ARN, once it is checked to be the one the inventory names:
+    /// `arn:<partition>:iam::<account>:role/<role_name>`. The stack lives in the member's
+    /// account, whose owner can make it output any ARN; only the expected one is ever granted
+    /// in the archive (or named in a rule), else the account fails naming both.
+    pub(crate) fn checked_role_arn(
+        &self,
+        ctx: &StepContext,
+        source: &SourceSpec,
+    ) -> Result<String, TaskError> {
+        let want = ctx.setting.role_arn(&source.account_id, &source.role_name);
+        if self.role_arn == want {
+            return Ok(want);
+        }
+        Err(TaskError::fatal(format!(
+            "stack {} of account {} reports role {}, not {want}: trailhub grants only the role the inventory names",
+            source.stack_name, source.account_id, self.role_arn
+        ))
+        .with_code("UnexpectedRole")
+        .with_hint(format!(
+            "check who changed stack {} (its ReplicationRoleArn output must be {want}); delete it or fix it, then `trailhub resume`",
+            source.stack_name
+        )))
+    }
+}
+
 /// Where a stack stands, as apply and plan treat it.
 enum Phase {
     Missing,
@@ -1007,6 +1033,52 @@ impl Task for RoleStack {
                     None => Ok(RolledBack::default()),
                 }
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clients::Accounts;
+    use crate::spec::{ArchiveSpec, Credentials, PolicyMode, Setting};
+
+    #[test]
+    fn only_the_role_the_inventory_names_is_granted() {
+        let setting = Setting {
+            region: "ap-northeast-1".into(),
+            partition: "aws".into(),
+            archive: ArchiveSpec {
+                account_id: "111111111111".into(),
+                bucket: "aggregation-cloudtrail-logs-111111111111".into(),
+                kms_key: None,
+                retention: None,
+                lifecycle: None,
+                credentials: Credentials::Default,
+            },
+            policy: PolicyMode::Article,
+        };
+        let ctx = StepContext::new(setting, Accounts::with_clients(Vec::new()));
+        let source = SourceSpec::example();
+        let mut out = RoleStackOutput {
+            role_arn: "arn:aws:iam::222222222222:role/S3ReplicationRole".into(),
+            role_name: "S3ReplicationRole".into(),
+            stack_id: None,
+            backfill_role_arn: None,
+        };
+        assert_eq!(
+            out.checked_role_arn(&ctx, &source).ok().as_deref(),
+            Some("arn:aws:iam::222222222222:role/S3ReplicationRole")
+        );
+        for forged in [
+            "arn:aws:iam::333333333333:role/S3ReplicationRole",
+            "arn:aws:iam::222222222222:role/Admin",
+            "arn:aws:iam::222222222222:root",
+        ] {
+            out.role_arn = forged.into();
+            let e = out.checked_role_arn(&ctx, &source).expect_err(forged);
+            assert_eq!(e.code.as_deref(), Some("UnexpectedRole"));
+            assert!(e.message.contains(forged), "{}", e.message);
         }
     }
 }
