@@ -463,6 +463,15 @@ pub(crate) fn is_trail_drift(code: Option<&str>) -> bool {
     )
 }
 
+/// A key policy's statements, whether `Statement` is a list or one object.
+pub(crate) fn statements(policy: &Value) -> Vec<&Value> {
+    match policy.get("Statement") {
+        Some(Value::Array(list)) => list.iter().collect(),
+        Some(one @ Value::Object(_)) => vec![one],
+        _ => Vec::new(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -513,14 +522,5 @@ mod tests {
         assert!(checked(&many[..4]).is_ok());
         let e = checked(&many).expect_err("five prefixes");
         assert!(e.message.contains("at most 4"), "{}", e.message);
-    }
-}
-
-/// A key policy's statements, whether `Statement` is a list or one object.
-pub(crate) fn statements(policy: &Value) -> Vec<&Value> {
-    match policy.get("Statement") {
-        Some(Value::Array(list)) => list.iter().collect(),
-        Some(one @ Value::Object(_)) => vec![one],
-        _ => Vec::new(),
     }
 }
