@@ -9,7 +9,9 @@ use serde_json::json;
 use std::path::Path;
 use std::time::Duration;
 use trailhub_engine::TaskError;
-use trailhub_steps::checks::{Finding, Known, Reads, archive_findings, source_findings};
+use trailhub_steps::checks::{
+    Finding, Known, Reads, archive_findings, source_findings, unlisted_principal_findings,
+};
 
 /// One account's verdict: its findings, or why it could not be read.
 type Checked = (String, Result<Vec<Finding>, TaskError>);
@@ -24,9 +26,19 @@ pub async fn verify(
     let prepared = prepare(cli, load_inventory(config)?, accounts)?;
     let ctx = prepared.ctx.clone();
     let sources: Vec<_> = prepared.workflow.sources().cloned().collect();
+    // Principals the inventory does not list are looked for only when it is read whole: with
+    // --account, the others are simply not being verified.
+    let whole = accounts.is_empty();
     let archive = async {
         let account = ctx.setting.archive.account_id.clone();
-        (account, archive_findings(&ctx).await)
+        let mut findings = archive_findings(&ctx).await;
+        if whole && let Ok(found) = &mut findings {
+            match unlisted_principal_findings(&ctx, &sources).await {
+                Ok(more) => found.extend(more),
+                Err(e) => findings = Err(e),
+            }
+        }
+        (account, findings)
     };
     let each = each_bounded(
         sources.clone(),

@@ -233,3 +233,52 @@ pub async fn archive_findings(ctx: &StepContext) -> Result<Vec<Finding>, TaskErr
     }
     Ok(out)
 }
+
+/// The principals of trailhub's statements in the archive policy that none of `sources` (the
+/// whole inventory) accounts for: an account off-boarded without a rollback, or a principal
+/// someone added to a trailhub statement by hand. Each is drift, with the command that
+/// removes it.
+pub async fn unlisted_principal_findings(
+    ctx: &StepContext,
+    sources: &[SourceSpec],
+) -> Result<Vec<Finding>, TaskError> {
+    let archive = &ctx.setting.archive;
+    let Some(policy) = archive_policy(ctx).await? else {
+        return Ok(Vec::new());
+    };
+    let listed: Vec<String> = sources
+        .iter()
+        .map(|s| match ctx.setting.policy {
+            crate::spec::PolicyMode::Accounts => {
+                format!("arn:{}:iam::{}:root", ctx.setting.partition, s.account_id)
+            }
+            crate::spec::PolicyMode::Article | crate::spec::PolicyMode::LeastPrivilege => {
+                ctx.setting.role_arn(&s.account_id, &s.role_name)
+            }
+        })
+        .collect();
+    let resource = format!("archive bucket {} policy", archive.bucket);
+    Ok(crate::policy::unlisted_principals(&policy, &listed)
+        .into_iter()
+        .map(|(sid, principal)| {
+            let account = principal
+                .split(':')
+                .nth(4)
+                .filter(|a| a.len() == 12)
+                .map(str::to_string);
+            let fix = match account {
+                Some(a) => format!(
+                    "only the inventory's members (`trailhub rollback --account {a}` takes out what trailhub granted it; else remove it from the statement by hand)"
+                ),
+                None => "only the inventory's members (remove it from the statement by hand)".into(),
+            };
+            Finding::new(
+                &archive.account_id,
+                &resource,
+                &format!("Statement[{sid}].Principal.AWS"),
+                fix,
+                principal,
+            )
+        })
+        .collect())
+}

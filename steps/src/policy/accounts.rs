@@ -68,6 +68,10 @@ impl Layout for AccountsLayout {
         }
     }
 
+    fn expected(&self, grant: &Grant) -> Vec<Value> {
+        vec![role_statement(grant)]
+    }
+
     fn conflict(&self, statements: &[&Value], grant: &Grant) -> Option<String> {
         statements
             .iter()

@@ -92,6 +92,12 @@ impl Layout for ArticleLayout {
         changed
     }
 
+    fn expected(&self, grant: &Grant) -> Vec<Value> {
+        let mut fresh = Vec::new();
+        self.add(&mut fresh, grant);
+        fresh
+    }
+
     fn conflict(&self, statements: &[&Value], _grant: &Grant) -> Option<String> {
         let sids = [OBJECTS_SID, OBJECTS_SID_ALT, CHECK_SID];
         statements

@@ -23,6 +23,10 @@ impl Layout for LeastPrivilegeLayout {
         grant.principal.clone()
     }
 
+    fn expected(&self, grant: &Grant) -> Vec<Value> {
+        wanted_statements(grant).to_vec()
+    }
+
     fn missing(&self, statements: &[&Value], grant: &Grant) -> Vec<String> {
         wanted_statements(grant)
             .iter()

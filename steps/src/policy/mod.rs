@@ -230,6 +230,10 @@ pub(crate) trait Layout {
     /// `remove` undoes `add`. Returns whether anything changed.
     fn remove(&self, statements: &mut Vec<Value>, grant: &Grant) -> bool;
 
+    /// The statements trailhub writes for `grant` alone (other grants add their principals and
+    /// object resources to the shared ones).
+    fn expected(&self, grant: &Grant) -> Vec<Value>;
+
     /// Why `grant` cannot be written into `statements` without overwriting what trailhub did not
     /// write; `None` for layouts that only ever add principals to their statements.
     fn conflict(&self, _statements: &[&Value], _grant: &Grant) -> Option<String> {
@@ -311,6 +315,78 @@ pub fn add(policy: Option<&Value>, grant: &Grant) -> (Value, bool) {
 pub fn conflict(policy: Option<&Value>, grant: &Grant) -> Option<String> {
     let stmts = policy.map(statements).unwrap_or_default();
     grant.mode.layout().conflict(&stmts, grant)
+}
+
+/// How `policy` falls short of granting `grant` as this release writes it, each as
+/// `(field, expected, found)`: a statement missing, the grant's principal missing from it, or
+/// a statement whose effect, actions, resources or conditions differ from trailhub's (widened
+/// by hand, or written by an earlier release).
+pub fn grant_drift(policy: Option<&Value>, grant: &Grant) -> Vec<(String, String, String)> {
+    let layout = grant.mode.layout();
+    let live = policy.map(statements).unwrap_or_default();
+    let missing = layout.missing(&live, grant);
+    let principal = layout.listed_principal(grant);
+    let mut out = Vec::new();
+    for want in layout.expected(grant) {
+        let Some(want_sid) = sid(&want) else { continue };
+        if !missing.iter().any(|m| m == want_sid) {
+            continue;
+        }
+        let found = live.iter().find(|s| {
+            sid(s) == Some(want_sid) || (want_sid == OBJECTS_SID && sid(s) == Some(OBJECTS_SID_ALT))
+        });
+        let field = format!("Statement[{want_sid}]");
+        match found {
+            None => out.push((field, "present".into(), "(missing)".into())),
+            Some(s) if !everyone(s) && !aws_principals(s).contains(&principal.as_str()) => out
+                .push((
+                    format!("{field}.Principal.AWS"),
+                    format!("includes {principal}"),
+                    "(missing)".into(),
+                )),
+            Some(s) => out.push((field, owned(&want).to_string(), owned(s).to_string())),
+        }
+    }
+    out
+}
+
+/// A statement's fields that say what it allows, as one JSON object.
+fn owned(statement: &Value) -> Value {
+    let mut map = Map::new();
+    for field in OWNED_FIELDS {
+        if let Some(v) = statement.get(field) {
+            map.insert(field.to_string(), v.clone());
+        }
+    }
+    Value::Object(map)
+}
+
+/// The principals of trailhub's statements in `policy` that are none of `listed` (the
+/// inventory's grants), each as `(Sid, principal)`: an off-boarded account, a role someone
+/// added by hand. A least-privilege statement pair of an account not listed counts as its
+/// principal.
+pub fn unlisted_principals(policy: &Value, listed: &[String]) -> Found {
+    let mut out = Vec::new();
+    for statement in statements(policy) {
+        if !trailhubs(statement) {
+            continue;
+        }
+        let label = sid(statement).unwrap_or_default().to_string();
+        let principals: Vec<String> = match statement.get("Principal") {
+            Some(Value::String(p)) => vec![p.clone()],
+            Some(_) => aws_principals(statement)
+                .into_iter()
+                .map(str::to_string)
+                .collect(),
+            None => Vec::new(),
+        };
+        for p in principals {
+            if !listed.contains(&p) && !is_unique_id(&p) {
+                out.push((label.clone(), p));
+            }
+        }
+    }
+    out
 }
 
 /// The fields of trailhub's statements that say what they allow (all but the Sid and the
@@ -702,6 +778,30 @@ mod tests {
             principal: format!("arn:aws:iam::{account}:role/S3ReplicationRole"),
             account: account.into(),
             prefixes: vec!["AWSLogs/".into()],
+        }
+    }
+
+    #[test]
+    fn drift_names_a_widened_statement_and_unlisted_principals_are_found() {
+        for mode in PolicyMode::ALL {
+            let (a, b) = (grant("222222222222", mode), grant("333333333333", mode));
+            let (policy, _) = add(None, &a);
+            let (policy, _) = add(Some(&policy), &b);
+            assert!(grant_drift(Some(&policy), &a).is_empty(), "{mode:?}");
+            let mut widened = policy.clone();
+            widened["Statement"][0]["Action"] = json!("s3:*");
+            let drift = grant_drift(Some(&widened), &a);
+            let (field, expected, found) = drift.first().unwrap_or_else(|| panic!("{mode:?}"));
+            assert!(field.starts_with("Statement["), "{mode:?} {field}");
+            assert!(found.contains("s3:*") && !expected.contains("s3:*"), "{mode:?}");
+            let listed = vec![a.listed_principal()];
+            let unlisted = unlisted_principals(&policy, &listed);
+            assert!(
+                !unlisted.is_empty() && unlisted.iter().all(|(_, p)| *p == b.listed_principal()),
+                "{mode:?}: {unlisted:?}"
+            );
+            let both = vec![a.listed_principal(), b.listed_principal()];
+            assert!(unlisted_principals(&policy, &both).is_empty(), "{mode:?}");
         }
     }
 

@@ -415,32 +415,20 @@ pub(crate) fn findings(
 ) -> Vec<Finding> {
     let grant = grant_of(ctx, source, logs, role_arn.to_string());
     let resource = format!("archive bucket {} policy", ctx.setting.archive.bucket);
-    drift(policy, &grant)
+    policy::grant_drift(policy, &grant)
         .into_iter()
-        .map(|c| {
-            let expected = format!("includes {}", c.to);
-            Finding::new(
-                &source.account_id,
-                &resource,
-                &c.field,
-                expected,
-                "(missing)",
-            )
+        .map(|(field, expected, actual)| {
+            Finding::new(&source.account_id, &resource, &field, expected, actual)
         })
         .collect()
 }
 
-/// How `policy` differs from one that grants `grant`: the grant's one comparison.
+/// How `policy` differs from one that grants `grant` as this release writes it: the grant's
+/// one comparison (a statement missing, its principal missing, or its shape changed).
 fn drift(policy: Option<&Value>, grant: &PolicyGrant) -> Vec<Change> {
-    policy::missing(policy, grant)
+    policy::grant_drift(policy, grant)
         .into_iter()
-        .map(|sid| {
-            Change::new(
-                format!("Statement[{sid}].Principal.AWS"),
-                None,
-                grant.listed_principal(),
-            )
-        })
+        .map(|(field, to, from)| Change::new(field, (from != "(missing)").then_some(from), to))
         .collect()
 }
 

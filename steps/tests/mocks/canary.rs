@@ -153,7 +153,7 @@ async fn a_failed_canary_names_the_setting_that_explains_it() {
         "{causes}"
     );
     assert!(
-        causes.contains("Principal.AWS"),
+        causes.contains("policy Statement[AllowReplicationFromSourceAccount]: expected present"),
         "the grant is missing too: {causes}"
     );
     assert_eq!(calls.count("s3:PutObject"), 1);
