@@ -287,6 +287,16 @@ fn sse_kms_logs_are_replicated_with_the_archive_key_and_a_key_that_does_not_dele
         tags.contains(&("trailhub:managed".into(), "true".into())),
         "{tags:?}"
     );
+    let rotating = emu.rt.block_on(async {
+        archive_kms
+            .get_key_rotation_status()
+            .key_id(&archive_key)
+            .send()
+            .await
+            .expect("rotation status")
+            .key_rotation_enabled()
+    });
+    assert!(rotating, "a key trailhub makes rotates");
     let grant = policy["Statement"]
         .as_array()
         .unwrap()

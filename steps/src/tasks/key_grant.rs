@@ -155,6 +155,19 @@ impl ArchiveKey {
             .and_then(|m| m.arn())
             .ok_or_else(|| TaskError::fatal("CreateKey answered no key ARN"))?
             .to_string();
+        // A key trailhub makes rotates its key material yearly (KMS's automatic rotation), as
+        // AWS's security guidance for customer managed keys recommends; old material stays to
+        // decrypt what it encrypted.
+        mutate(
+            ctx,
+            &archive.account_id,
+            "kms",
+            "EnableKeyRotation",
+            &arn,
+            kms.enable_key_rotation().key_id(&arn).send(),
+        )
+        .await
+        .map_err(|e| classify("EnableKeyRotation", &arn, e, &[]))?;
         let alias = self.alias();
         mutate(
             ctx,
