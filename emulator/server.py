@@ -168,6 +168,14 @@ q. ``/_emulator/replication`` (served on the emulator's own port; not AWS): the 
    ``policy``, ``statement``, ``conditions`` [{``operator``, ``key``, ``expected``,
    ``actual``}]), ``evaluated`` (each policy's outcome) and ``context`` (the request context
    used). ``POST /moto-api/reset`` clears the log too.
+r. Default settings of new buckets: moto made a bucket with no Object Ownership setting and no
+   Block Public Access configuration (GetBucketOwnershipControls answered
+   OwnershipControlsNotFoundError, GetPublicAccessBlock NoSuchPublicAccessBlockConfiguration).
+   Since April 2023 S3 gives every new bucket Object Ownership ``BucketOwnerEnforced`` (ACLs
+   off) and all four Block Public Access settings on (User Guide, "Default settings for new S3
+   buckets FAQ"; API Reference, CreateBucket: "By default, Object Ownership is set to
+   BucketOwnerEnforced and ACLs are disabled"); a CreateBucket with ``x-amz-object-ownership``
+   still sets that value. Block Public Access is stored and answered, not enforced.
 """
 
 import argparse
@@ -491,6 +499,25 @@ def patch_replication() -> None:
     S3Backend.complete_multipart_upload = complete_multipart_upload
 
 
+# --- r. default settings of new buckets --------------------------------------------------------
+def patch_new_bucket_defaults() -> None:
+    """New buckets get BucketOwnerEnforced and Block Public Access on, as on AWS since 2023."""
+    from moto.s3.models import PublicAccessBlock
+
+    original = S3Backend.create_bucket
+
+    @functools.wraps(original)
+    def create_bucket(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        bucket = original(self, *args, **kwargs)
+        if bucket.ownership_rule is None:
+            bucket.ownership_rule = "BucketOwnerEnforced"
+        if bucket.public_access_block is None:
+            bucket.public_access_block = PublicAccessBlock(True, True, True, True)
+        return bucket
+
+    S3Backend.create_bucket = create_bucket
+
+
 def apply_patches() -> None:
     patch_get_bucket_versioning()
     patch_get_bucket_replication()
@@ -504,6 +531,7 @@ def apply_patches() -> None:
     patch_object_lock_configuration()
     patch_replication()
     patch_get_object_retention()
+    patch_new_bucket_defaults()
 
 
 def main() -> None:

@@ -198,7 +198,7 @@ pub async fn archive_findings(ctx: &StepContext) -> Result<Vec<Finding>, TaskErr
     let archive = &ctx.setting.archive;
     let live = archive_bucket::read_archive(ctx).await?;
     let mut out = archive_bucket::findings(ctx, &live);
-    let archive_bucket::ArchiveLive::Owned { lock } = &live else {
+    let archive_bucket::ArchiveLive::Owned { lock, .. } = &live else {
         return Ok(out);
     };
     let versioning = bucket_versioning(ctx, &archive.account_id, &archive.bucket).await?;
@@ -243,8 +243,12 @@ pub async fn unlisted_principal_findings(
     sources: &[SourceSpec],
 ) -> Result<Vec<Finding>, TaskError> {
     let archive = &ctx.setting.archive;
-    let Some(policy) = archive_policy(ctx).await? else {
-        return Ok(Vec::new());
+    let policy = match archive_policy(ctx).await {
+        Ok(Some(policy)) => policy,
+        Ok(None) => return Ok(Vec::new()),
+        // A missing archive is its own finding (archive_findings): no policy to read then.
+        Err(e) if e.code.as_deref() == Some("NoSuchBucket") => return Ok(Vec::new()),
+        Err(e) => return Err(e),
     };
     let listed: Vec<String> = sources
         .iter()

@@ -10,6 +10,7 @@
 //! - [`rules`]: replication rules that are not trailhub's, refused or kept beside its own.
 //! - [`lifecycle_doc`]: lifecycle rules as journaled records, and trailhub's own rule.
 
+pub mod bucket_protection;
 pub mod canary;
 pub mod checks;
 pub mod clients;

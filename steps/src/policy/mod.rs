@@ -793,7 +793,10 @@ mod tests {
             let drift = grant_drift(Some(&widened), &a);
             let (field, expected, found) = drift.first().unwrap_or_else(|| panic!("{mode:?}"));
             assert!(field.starts_with("Statement["), "{mode:?} {field}");
-            assert!(found.contains("s3:*") && !expected.contains("s3:*"), "{mode:?}");
+            assert!(
+                found.contains("s3:*") && !expected.contains("s3:*"),
+                "{mode:?}"
+            );
             let listed = vec![a.listed_principal()];
             let unlisted = unlisted_principals(&policy, &listed);
             assert!(

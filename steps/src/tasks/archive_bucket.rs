@@ -3,6 +3,7 @@
 
 use super::retention::DefaultRule;
 use super::{StepContext, call, mutate};
+use crate::bucket_protection::{self, Protection};
 use crate::drift::Finding;
 use crate::errors::{classify, http_status, service_code};
 use async_trait::async_trait;
@@ -39,11 +40,15 @@ pub struct BucketOutput {
     pub bucket: String,
 }
 
-/// The archive bucket as found: absent, or owned, with its Object Lock configuration.
+/// The archive bucket as found: absent, or owned, with its Object Lock configuration and what
+/// keeps its objects its own and private.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum ArchiveLive {
     Missing,
-    Owned { lock: ObjectLock },
+    Owned {
+        lock: ObjectLock,
+        protection: Protection,
+    },
 }
 
 /// A bucket's Object Lock configuration (GetObjectLockConfiguration): whether it is enabled,
@@ -55,17 +60,22 @@ pub(crate) struct ObjectLock {
 }
 
 /// How the archive bucket differs from the article's: the one comparison of this resource.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum ArchiveDrift {
     Missing,
     NoObjectLock,
+    /// Owned, but its Object Ownership or Block Public Access falls short: `(setting, found)`.
+    Unprotected(Vec<(String, String)>),
 }
 
 impl ArchiveLive {
     pub(crate) fn drift(&self) -> Option<ArchiveDrift> {
         match self {
             ArchiveLive::Missing => Some(ArchiveDrift::Missing),
-            ArchiveLive::Owned { lock } if !lock.enabled => Some(ArchiveDrift::NoObjectLock),
+            ArchiveLive::Owned { lock, .. } if !lock.enabled => Some(ArchiveDrift::NoObjectLock),
+            ArchiveLive::Owned { protection, .. } if !protection.gaps().is_empty() => {
+                Some(ArchiveDrift::Unprotected(protection.gaps()))
+            }
             ArchiveLive::Owned { .. } => None,
         }
     }
@@ -76,9 +86,16 @@ pub(crate) async fn read_archive(ctx: &StepContext) -> Result<ArchiveLive, TaskE
     let archive = &ctx.setting.archive;
     match presence(ctx, &archive.account_id, &archive.bucket).await? {
         Presence::Missing => Ok(ArchiveLive::Missing),
-        Presence::Owned => Ok(ArchiveLive::Owned {
-            lock: object_lock(ctx, &archive.account_id, &archive.bucket).await?,
-        }),
+        Presence::Owned => {
+            let (lock, protection) = tokio::join!(
+                object_lock(ctx, &archive.account_id, &archive.bucket),
+                bucket_protection::read(ctx, &archive.account_id, &archive.bucket)
+            );
+            Ok(ArchiveLive::Owned {
+                lock: lock?,
+                protection: protection?,
+            })
+        }
     }
 }
 
@@ -95,6 +112,19 @@ pub(crate) fn findings(ctx: &StepContext, live: &ArchiveLive) -> Vec<Finding> {
         Some(ArchiveDrift::NoObjectLock) => {
             vec![finding("ObjectLockEnabled", "Enabled", "(not enabled)")]
         }
+        Some(ArchiveDrift::Unprotected(gaps)) => gaps
+            .iter()
+            .map(|(setting, found)| finding(setting, &expected_of(setting), found))
+            .collect(),
+    }
+}
+
+/// What trailhub requires of an archive setting.
+fn expected_of(setting: &str) -> String {
+    if setting == "ObjectOwnership" {
+        bucket_protection::ENFORCED.to_string()
+    } else {
+        "true".to_string()
     }
 }
 
@@ -250,6 +280,25 @@ impl ArchiveBucket {
         .with_hint("enable Object Lock on it (s3api put-object-lock-configuration) or name another bucket in [archive] bucket")
     }
 
+    /// An adopted bucket whose objects are not the archive's own, or may be made public, is
+    /// refused: trailhub changes no setting of a bucket it did not create.
+    fn unprotected(&self, gaps: &[(String, String)]) -> TaskError {
+        let listed: Vec<String> = gaps
+            .iter()
+            .map(|(setting, found)| format!("{setting} is {found}, not {}", expected_of(setting)))
+            .collect();
+        TaskError::fatal(format!(
+            "archive bucket {} exists but does not keep its logs private and its own: {}",
+            self.bucket(),
+            listed.join("; ")
+        ))
+        .with_code("ArchiveUnprotected")
+        .with_hint(format!(
+            "set them (aws s3api put-bucket-ownership-controls --bucket {b} --ownership-controls 'Rules=[{{ObjectOwnership=BucketOwnerEnforced}}]'; aws s3api put-public-access-block --bucket {b} --public-access-block-configuration BlockPublicAcls=true,IgnorePublicAcls=true,BlockPublicPolicy=true,RestrictPublicBuckets=true), or name another bucket in [archive] bucket; then `trailhub apply`",
+            b = self.bucket()
+        ))
+    }
+
     async fn require_lock(&self) -> Result<(), TaskError> {
         if object_lock_enabled(&self.ctx, self.account(), self.bucket()).await? {
             Ok(())
@@ -289,6 +338,7 @@ impl ArchiveBucket {
         match result {
             Ok(_) => {
                 self.tag(ctx).await?;
+                bucket_protection::set(&self.ctx, ctx, self.account(), self.bucket()).await?;
                 ctx.amend_undo(ArchiveBucketUndo {
                     existed: false,
                     tagged: true,
@@ -459,12 +509,17 @@ impl Task for ArchiveBucket {
 
     async fn plan(&self, _ctx: &PlanCtx) -> Result<Plan, TaskError> {
         match read_archive(&self.ctx).await?.drift() {
-            None => Ok(Plan::new(PlanAction::NoOp).note("bucket exists with Object Lock; adopted")),
+            None => Ok(Plan::new(PlanAction::NoOp).note(
+                "bucket exists with Object Lock, BucketOwnerEnforced and Block Public Access; adopted",
+            )),
             Some(ArchiveDrift::NoObjectLock) => Err(self.no_object_lock()),
+            Some(ArchiveDrift::Unprotected(gaps)) => Err(self.unprotected(&gaps)),
             Some(ArchiveDrift::Missing) => Ok(Plan::new(PlanAction::Create)
                 .change("Bucket", None, self.bucket())
                 .change("ObjectLockEnabledForBucket", None, "true")
-                .change("LocationConstraint", None, self.ctx.setting.region.clone())),
+                .change("LocationConstraint", None, self.ctx.setting.region.clone())
+                .change("ObjectOwnership", None, bucket_protection::ENFORCED)
+                .change("PublicAccessBlock", None, "all four on")),
         }
     }
 
@@ -475,6 +530,7 @@ impl Task for ArchiveBucket {
         match read_archive(&self.ctx).await?.drift() {
             None => Ok(Applied::unchanged(self.outputs())),
             Some(ArchiveDrift::NoObjectLock) => Err(self.no_object_lock()),
+            Some(ArchiveDrift::Unprotected(gaps)) => Err(self.unprotected(&gaps)),
             Some(ArchiveDrift::Missing) => {
                 ctx.record_undo(ArchiveBucketUndo {
                     existed: false,
