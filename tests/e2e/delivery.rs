@@ -21,7 +21,7 @@ use std::time::{Duration, SystemTime};
 
 /// Where and how a source account's logs are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Layout {
+pub(crate) enum Layout {
     /// The article's: SSE-S3, `AWSLogs/`, the inventory's region.
     Plain,
     /// The trail writes under a key prefix (`org-logs/AWSLogs/…`).
@@ -93,13 +93,13 @@ impl Layout {
 
 /// One policy mode's run: its archive account and its sources, one per layout.
 #[derive(Debug, Clone, Copy)]
-struct Mode {
-    policy: &'static str,
-    archive: &'static str,
-    first_source: u64,
+pub(crate) struct Mode {
+    pub(crate) policy: &'static str,
+    pub(crate) archive: &'static str,
+    pub(crate) first_source: u64,
 }
 
-const MODES: [Mode; 3] = [
+pub(crate) const MODES: [Mode; 3] = [
     Mode {
         policy: "article",
         archive: "111111111111",
@@ -126,7 +126,7 @@ impl Mode {
             .collect()
     }
 
-    fn archive_bucket(self) -> String {
+    pub(crate) fn archive_bucket(self) -> String {
         format!("aggregation-cloudtrail-logs-{}", self.archive)
     }
 
@@ -199,7 +199,7 @@ fn default_kms(emu: &Emulator, account: &str, region: &str, key: &str, bucket_ke
 
 /// Seeds `account` as `layout` says: its bucket, its trail `Members` (logging), keys, default
 /// encryption, a DR rule. Returns the key the trail encrypts with, if it does.
-fn seed(emu: &Emulator, account: &str, layout: Layout) -> Option<String> {
+pub(crate) fn seed(emu: &Emulator, account: &str, layout: Layout) -> Option<String> {
     let bucket = source_bucket(account);
     let s3 = emu.s3_in(account, layout.region());
     emu.rt.block_on(async {
@@ -259,7 +259,7 @@ fn seed(emu: &Emulator, account: &str, layout: Layout) -> Option<String> {
 }
 
 /// A log file's key as CloudTrail names it.
-fn log_key(account: &str, layout: Layout, name: &str) -> String {
+pub(crate) fn log_key(account: &str, layout: Layout, name: &str) -> String {
     format!(
         "{}{account}/CloudTrail/{REGION}/{DAY}/{account}_CloudTrail_{REGION}_20261201T0005Z_{name}.json.gz",
         layout.prefix()
@@ -269,7 +269,7 @@ fn log_key(account: &str, layout: Layout, name: &str) -> String {
 /// Writes a log as CloudTrail does: encrypted with the trail's key when it has one, else as
 /// the bucket's default encryption says. `bucket_key: Some(false)` writes it without the
 /// bucket's S3 Bucket Key (an object written before the Bucket Key was turned on).
-fn write_log(
+pub(crate) fn write_log(
     emu: &Emulator,
     account: &str,
     layout: Layout,
@@ -301,7 +301,7 @@ fn write_log(
 }
 
 /// The emulator's outcome for `key` replicated to `destination`, as its log says it.
-fn event(emu: &Emulator, source: &str, key: &str, destination: &str) -> Option<Value> {
+pub(crate) fn event(emu: &Emulator, source: &str, key: &str, destination: &str) -> Option<Value> {
     emu.replication_log(source)
         .into_iter()
         .find(|e| e["key"] == key && e["destination_bucket"] == destination)
@@ -482,7 +482,7 @@ fn every_layout_delivers_its_logs_to_the_archive_locked_in_every_policy_mode() {
 }
 
 /// Takes `principal` out of every statement of the archive policy (a grant removed by hand).
-fn remove_grant(emu: &Emulator, bucket: &str, principal: &str) {
+pub(crate) fn remove_grant(emu: &Emulator, bucket: &str, principal: &str) {
     let mut policy = archive_policy(emu).expect("a policy");
     let statements = policy["Statement"].as_array_mut().unwrap();
     for s in statements.iter_mut() {
