@@ -216,7 +216,7 @@ impl Intercept for Calls {
 }
 
 /// The mocked answers of one account, per service; a call no rule answers panics (in a run
-/// through the engine, [`run_one`] turns that into a timeout failure).
+/// through the engine too: [`run_one`] then fails with that panic).
 #[derive(Default)]
 pub struct Mocked<'a> {
     /// S3 rules.
@@ -482,8 +482,8 @@ pub async fn run_one_after<T: Task>(
         concurrency: 2,
         retry: RetryPolicy::fast(max_attempts),
     };
-    // A call no mock answers panics inside the engine's executor, which then never reports:
-    // bound the run so that such a test fails instead of hanging.
+    // A call no mock answers panics inside the engine's executor, and the panic comes out of
+    // `execute` (the walk polls its attempts itself); the bound is for a task that never ends.
     let summary = tokio::time::timeout(
         Duration::from_secs(30),
         execute(
@@ -497,7 +497,7 @@ pub async fn run_one_after<T: Task>(
         ),
     )
     .await
-    .expect("the run should finish (a panic in a task, e.g. an unmocked call, stops it)")
+    .expect("the run should finish")
     .expect("the engine should not fail");
     let node = journal
         .node(&run.id, &id)
