@@ -688,15 +688,166 @@ mod tests {
         }
 
         #[test]
-        fn other_principals_survive_any_grant_order(accounts in prop::collection::btree_set("[0-9]{12}", 1..8)) {
-            let mut policy: Option<Value> = None;
+        fn every_grant_order_admits_every_role_and_keeps_what_others_wrote(
+            (foreign, hand_made, accounts) in foreign_policy_and_accounts(),
+        ) {
+            let mut statements = foreign.clone();
+            statements.extend(hand_made.iter().cloned());
+            let start = json!({"Version": "2012-10-17", "Statement": statements});
+            let mut policy = Some(start);
             for a in &accounts {
                 policy = Some(add(policy.as_ref(), &grant(a, PolicyMode::Article)).0);
             }
             let policy = policy.expect("granted");
+            let after: Vec<Value> = policy["Statement"].as_array().cloned().unwrap_or_default();
             for a in &accounts {
-                prop_assert!(missing(Some(&policy), &grant(a, PolicyMode::Article)).is_empty());
+                let arn = format!("arn:aws:iam::{a}:role/S3ReplicationRole");
+                for (action, resource) in article_needs() {
+                    prop_assert!(
+                        after.iter().any(|s| allows(s, &arn, action, &resource)),
+                        "{arn} may not {action} on {resource}: {policy}"
+                    );
+                }
+            }
+            for s in &foreign {
+                prop_assert!(after.contains(s), "{s} kept as it was: {policy}");
+            }
+            for s in &hand_made {
+                let now = after
+                    .iter()
+                    .find(|n| n["Sid"] == s["Sid"])
+                    .expect("a hand-made article statement stays");
+                for p in listed(&s["Principal"]["AWS"]) {
+                    prop_assert!(listed(&now["Principal"]["AWS"]).contains(&p), "{p} kept in {now}");
+                }
+                for key in ["Effect", "Action", "Resource"] {
+                    prop_assert_eq!(&now[key], &s[key]);
+                }
             }
         }
+    }
+
+    /// What each role needs, read from the article (section 3), not from this module.
+    fn article_needs() -> Vec<(&'static str, String)> {
+        let objects = format!("{BUCKET}/*");
+        [
+            "s3:ReplicateObject",
+            "s3:ReplicateDelete",
+            "s3:ReplicateTags",
+            "s3:ObjectOwnerOverrideToBucketOwner",
+        ]
+        .into_iter()
+        .map(|a| (a, objects.clone()))
+        .chain(
+            [
+                "s3:GetBucketVersioning",
+                "s3:PutBucketVersioning",
+                "s3:List*",
+            ]
+            .into_iter()
+            .map(|a| (a, BUCKET.to_string())),
+        )
+        .collect()
+    }
+
+    /// A string or a list of strings, as IAM allows either.
+    fn listed(v: &Value) -> Vec<String> {
+        match v {
+            Value::String(s) => vec![s.clone()],
+            Value::Array(items) => items
+                .iter()
+                .filter_map(|i| i.as_str().map(str::to_string))
+                .collect(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// Whether statement `s` allows `principal` to do `action` on `resource`, read as IAM
+    /// reads it (Principal `*` or listed, Action and Resource as a string or a list), with no
+    /// condition.
+    fn allows(s: &Value, principal: &str, action: &str, resource: &str) -> bool {
+        let who = s["Principal"] == json!("*")
+            || listed(&s["Principal"]["AWS"])
+                .iter()
+                .any(|p| p == principal || p == "*");
+        s["Effect"] == "Allow"
+            && s.get("Condition").is_none()
+            && who
+            && listed(&s["Action"]).iter().any(|a| a == action)
+            && listed(&s["Resource"]).iter().any(|r| r == resource)
+    }
+
+    /// Statements of others (Sids trailhub never writes, principals of accounts `9…` that are
+    /// never granted here), article statements an operator wrote by hand for other accounts
+    /// (either Sid spelling, a string or a list of principals), and 1 to 8 accounts to grant,
+    /// in any order.
+    fn foreign_policy_and_accounts() -> impl Strategy<Value = (Vec<Value>, Vec<Value>, Vec<String>)>
+    {
+        let foreign_principal = prop_oneof![
+            "9[0-9]{11}".prop_map(|a| json!({"AWS": format!("arn:aws:iam::{a}:role/R")})),
+            prop::collection::vec("9[0-9]{11}", 1..4).prop_map(|v| json!({"AWS": v
+                .iter()
+                .map(|a| format!("arn:aws:iam::{a}:role/S3ReplicationRole"))
+                .collect::<Vec<_>>()})),
+            Just(json!({"Service": "cloudtrail.amazonaws.com"})),
+        ];
+        let foreign = (
+            "[A-Za-z]{1,12}",
+            foreign_principal,
+            prop::bool::ANY,
+            prop::collection::vec("s3:[A-Za-z]{3,10}", 1..4),
+            prop::bool::ANY,
+        )
+            .prop_map(|(sid, principal, allow, actions, objects)| {
+                json!({
+                    "Sid": format!("Other{sid}"),
+                    "Effect": if allow { "Allow" } else { "Deny" },
+                    "Principal": principal,
+                    "Action": actions,
+                    "Resource": if objects { format!("{BUCKET}/*") } else { BUCKET.to_string() },
+                })
+            });
+        let hand_principals = prop_oneof![
+            "9[0-9]{11}".prop_map(|a| json!(format!("arn:aws:iam::{a}:role/S3ReplicationRole"))),
+            prop::collection::vec("9[0-9]{11}", 1..3).prop_map(|v| json!(
+                v.iter()
+                    .map(|a| format!("arn:aws:iam::{a}:role/S3ReplicationRole"))
+                    .collect::<Vec<_>>()
+            )),
+        ];
+        let hand_made = (
+            prop::option::of((prop::bool::ANY, hand_principals.clone())),
+            prop::option::of(hand_principals),
+        )
+            .prop_map(|(objects, check)| {
+                let mut out = Vec::new();
+                if let Some((alt, who)) = objects {
+                    out.push(json!({
+                        "Sid": if alt { OBJECTS_SID_ALT } else { OBJECTS_SID },
+                        "Effect": "Allow",
+                        "Principal": {"AWS": who},
+                        "Action": ["s3:ReplicateObject", "s3:ReplicateDelete", "s3:ReplicateTags", "s3:ObjectOwnerOverrideToBucketOwner"],
+                        "Resource": format!("{BUCKET}/*"),
+                    }));
+                }
+                if let Some(who) = check {
+                    out.push(json!({
+                        "Sid": CHECK_SID,
+                        "Effect": "Allow",
+                        "Principal": {"AWS": who},
+                        "Action": ["s3:GetBucketVersioning", "s3:PutBucketVersioning", "s3:List*"],
+                        "Resource": BUCKET,
+                    }));
+                }
+                out
+            });
+        let foreign = prop::collection::vec(foreign, 0..5).prop_map(|mut stmts| {
+            let mut seen = std::collections::BTreeSet::new();
+            stmts.retain(|s| seen.insert(s["Sid"].as_str().unwrap_or_default().to_string()));
+            stmts
+        });
+        let accounts = prop::collection::btree_set("[1-8][0-9]{11}", 1..8)
+            .prop_flat_map(|set| Just(set.into_iter().collect::<Vec<_>>()).prop_shuffle());
+        (foreign, hand_made, accounts)
     }
 }
