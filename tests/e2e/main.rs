@@ -20,5 +20,6 @@ mod ownership;
 mod recovery;
 mod reliability;
 mod rollback;
+mod scope;
 mod support;
 mod verify;
