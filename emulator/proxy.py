@@ -37,14 +37,15 @@ opened on first use and re-opened when the emulator closes it, so hundreds of co
 connections work.
 
 --log FILE appends one JSON line per request (flushed per line):
-``{"t": <epoch s, request start>, "method", "path", "action", "service", "status", "fault":
-null|"503"|"reset", "ms": <request start to response end, delay included>}``.
+``{"t": <epoch s, request start>, "method", "path", "action", "service", "key", "status",
+"fault": null|"503"|"reset", "ms": <request start to response end, delay included>}``.
 ``action`` is the query-protocol Action, the JSON-protocol operation (the X-Amz-Target suffix)
 or, for S3, the method plus the sorted query keys (``PUT ?policy``, ``GET ?versioning``) or,
 without query keys, the method plus ``bucket`` / ``object`` / ``service`` (``HEAD bucket``,
 ``PUT object``). ``service`` is the SigV4 credential scope's service (``s3``, ``sts``,
-``cloudformation``, ...) or null; ``status`` is null when the connection was reset or the
-upstream failed (then the client got a 502).
+``cloudformation``, ...) or null, ``key`` its access key id (with the emulator's 12-digit
+keys, the account the request acts as) or null; ``status`` is null when the connection was
+reset or the upstream failed (then the client got a 502).
 """
 
 from __future__ import annotations
@@ -208,18 +209,25 @@ def form_params(req: Request) -> dict[str, str]:
     return params
 
 
-def sigv4_service(req: Request) -> str | None:
+def sigv4_credential(req: Request) -> list[str]:
+    """The SigV4 Credential: access key id, date, region, service, ``aws4_request``."""
     auth = req.header("authorization") or ""
     marker = "Credential="
     i = auth.find(marker)
     if i < 0:
         cred = dict(urllib.parse.parse_qsl(req.query)).get("X-Amz-Credential")
-        if not cred:
-            return None
-        scope = cred.split("/")
-    else:
-        scope = auth[i + len(marker):].split(",", 1)[0].strip().split("/")
+        return cred.split("/") if cred else []
+    return auth[i + len(marker):].split(",", 1)[0].strip().split("/")
+
+
+def sigv4_service(req: Request) -> str | None:
+    scope = sigv4_credential(req)
     return scope[3] if len(scope) >= 5 else None
+
+
+def sigv4_key(req: Request) -> str | None:
+    scope = sigv4_credential(req)
+    return scope[0] if len(scope) >= 5 else None
 
 
 def classify(req: Request) -> tuple[str, str, str | None]:
@@ -297,6 +305,7 @@ class Proxy:
             "path": req.path,
             "action": action,
             "service": service,
+            "key": sigv4_key(req),
             "status": status,
             "fault": fault,
             "ms": round((time.time() - req.start) * 1000.0, 3),

@@ -170,9 +170,11 @@ assert not short, f"requests faster than the 50 ms delay: {short}"
 stacks = [r for r in rows if r["action"] == "CreateStack"]
 assert len(stacks) == 1 and stacks[0]["ms"] >= 1050, stacks
 assert all(r["fault"] is None and r["status"] < 500 for r in rows), [r for r in rows if r["fault"] or r["status"] >= 500]
+signed = [r for r in rows if r["service"]]
+assert signed and all(r["key"] == "111111111111" for r in signed), [r for r in signed if r["key"] != "111111111111"]
 print(f"  {len(rows)} requests logged, fastest {min(r['ms'] for r in rows):.0f} ms; CreateStack {stacks[0]['ms']:.0f} ms")
 EOF
-ok "every request took >= 50 ms, CreateStack >= 1050 ms (50 + 1000)"
+ok "every request took >= 50 ms, CreateStack >= 1050 ms (50 + 1000); each logged with its access key id"
 
 stop_pid "$proxy_pid" || fail "proxy did not exit 0 on SIGTERM"
 proxy_pid=""

@@ -50,7 +50,11 @@ h. Deleting a stack whose role was deleted outside CloudFormation: moto's delete
    now skips a role that no longer exists.
 i. UpdateStack to a template that declares fewer parameters: moto kept the earlier template's
    parameters and failed (HTTP 500, KeyError) on one the new template no longer declares. On
-   AWS a stack's parameters are the template's: those it does not declare are dropped.
+   AWS a stack's parameters are the template's: those it does not declare are dropped. Its
+   exports too follow the template: moto registered a stack's exports at CreateStack only, so
+   an export an update added was missing from ListExports, and the stack's DeleteStack then
+   failed (HTTP 500, KeyError on withdrawing it). An update now withdraws the stack's earlier
+   exports and registers the new template's.
 j. Object Lock configuration: GetObjectLockConfiguration answered a default retention with
    both ``<Days>`` and ``<Years>``, the one never put as ``0`` (``Days 30`` read back as
    ``Days 30, Years 0``); AWS answers the period that was put, and a default retention holds
@@ -193,7 +197,7 @@ from xml.sax.saxutils import escape
 import xmltodict
 from werkzeug.serving import make_server
 
-from moto.cloudformation.models import Stack
+from moto.cloudformation.models import CloudFormationBackend, Stack
 from moto.cloudformation.parsing import ResourceMap
 from moto.core.responses import BaseResponse
 from moto.iam.models import Role, iam_backends
@@ -362,7 +366,7 @@ def patch_cfn_delete_missing_role() -> None:
 
 
 def patch_cfn_dropped_parameters() -> None:
-    """Parameters the updated template no longer declares are dropped (i)."""
+    """Parameters and exports of an updated stack are its new template's (i)."""
     original = ResourceMap.load_parameters
 
     def load_parameters(self: ResourceMap) -> None:
@@ -374,6 +378,21 @@ def patch_cfn_dropped_parameters() -> None:
         original(self)
 
     ResourceMap.load_parameters = load_parameters
+
+    update_stack = CloudFormationBackend.update_stack
+
+    @functools.wraps(update_stack)
+    def update_stack_exports(self: CloudFormationBackend, name: str, *args: Any, **kwargs: Any) -> Stack:
+        earlier = [export.name for export in self.get_stack(name).exports]
+        stack = update_stack(self, name, *args, **kwargs)
+        for export_name in earlier:
+            if getattr(self.exports.get(export_name), "exporting_stack_id", None) == stack.stack_id:
+                del self.exports[export_name]
+        for export in stack.exports:
+            self.exports[export.name] = export
+        return stack
+
+    CloudFormationBackend.update_stack = update_stack_exports
 
 
 def patch_deleted_stacks() -> None:

@@ -169,6 +169,41 @@ aws222 cloudformation create-stack --stack-name trailhub-replication-role \
   --template-body "file://$tmp/role.json" --capabilities CAPABILITY_NAMED_IAM >/dev/null
 ok "delete-stack deletes the role, describing the deleted stack does not re-create it (patch f), re-create works"
 
+# --- h. a stack whose role was deleted outside CloudFormation can be deleted ----------------------
+aws222 iam delete-role-policy --role-name S3ReplicationRole --policy-name S3ReplicationPolicy
+aws222 iam delete-role --role-name S3ReplicationRole
+stack_id="$(aws222 cloudformation describe-stacks --stack-name trailhub-replication-role --query 'Stacks[0].StackId' --output text)"
+aws222 cloudformation delete-stack --stack-name trailhub-replication-role \
+  || fail "delete-stack of a stack whose role was deleted by hand failed"
+[ "$(aws222 cloudformation describe-stacks --stack-name "$stack_id" --query 'Stacks[0].StackStatus' --output text)" = DELETE_COMPLETE ] \
+  || fail "a stack whose role is gone is not DELETE_COMPLETE"
+ok "delete-stack of a stack whose role was deleted by hand completes (patch h)"
+
+# --- i. an update to a template that declares fewer parameters ------------------------------------
+cat >"$tmp/with-param.json" <<EOF
+{"AWSTemplateFormatVersion": "2010-09-09", "Parameters": {"DestinationAccountId": {"Type": "String"}},
+ "Resources": {"ReplicationRole": {"Type": "AWS::IAM::Role", "Properties": {
+   "RoleName": "S3ReplicationRole", "AssumeRolePolicyDocument": $trust}}}}
+EOF
+aws222 cloudformation create-stack --stack-name trailhub-params \
+  --template-body "file://$tmp/with-param.json" --capabilities CAPABILITY_NAMED_IAM \
+  --parameters ParameterKey=DestinationAccountId,ParameterValue=111111111111 >/dev/null
+aws222 cloudformation update-stack --stack-name trailhub-params \
+  --template-body "file://$tmp/role.json" --capabilities CAPABILITY_NAMED_IAM >/dev/null \
+  || fail "update-stack to a template without the parameter failed"
+[ "$(aws222 cloudformation describe-stacks --stack-name trailhub-params --query 'Stacks[0].StackStatus' --output text)" = UPDATE_COMPLETE ] \
+  || fail "update to a template without the parameter is not UPDATE_COMPLETE"
+ok "update-stack to a template that no longer declares a parameter completes (patch i)"
+# The update added role.json's export: listed, and withdrawn by the stack's deletion (moto
+# registered exports at create-stack only, and this delete-stack failed with HTTP 500).
+[ "$(aws222 cloudformation list-exports --query 'Exports[?Name==`S3ReplicationRoleArn`].Value' --output text)" \
+  = arn:aws:iam::222222222222:role/S3ReplicationRole ] || fail "the export the update added is not listed"
+aws222 cloudformation delete-stack --stack-name trailhub-params
+[ -z "$(aws222 cloudformation list-exports --query 'Exports[?Name==`S3ReplicationRoleArn`].Value' --output text)" ] \
+  || fail "the deleted stack's export is still listed"
+expect_error NoSuchEntity aws222 iam get-role --role-name S3ReplicationRole
+ok "an update's exports are listed, and delete-stack of the updated stack withdraws them and deletes its role (patch i)"
+
 # --- d. x-amz-expected-bucket-owner --------------------------------------------------------------
 aws222 s3api head-bucket --bucket "$src" --expected-bucket-owner 222222222222 >/dev/null
 aws111 s3api head-bucket --bucket "$src" --expected-bucket-owner 222222222222 >/dev/null

@@ -4,6 +4,7 @@ use crate::dag::{Built, Dag};
 use crate::errors::TaskError;
 use crate::task::PlanCtx;
 use serde::Serialize;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
@@ -21,6 +22,10 @@ pub enum PlanAction {
     NoOp,
     /// It cannot be known before earlier nodes apply (their outputs are needed), or probing failed.
     Unknown,
+    /// A node it depends on could not be planned (its probe failed): `apply` would not run it
+    /// before that node succeeds. Set by [`plan`], never by a task; [`Plan::blocked_by`] names
+    /// the node.
+    Blocked,
 }
 
 impl PlanAction {
@@ -31,6 +36,7 @@ impl PlanAction {
             PlanAction::Update => "update",
             PlanAction::NoOp => "no-op",
             PlanAction::Unknown => "unknown",
+            PlanAction::Blocked => "blocked",
         }
     }
 }
@@ -66,6 +72,9 @@ pub struct Plan {
     pub changes: Vec<Change>,
     /// Anything else the operator should know (why `unknown`, what is checked…).
     pub note: Option<String>,
+    /// For `blocked`, the node whose error blocks it: the first, in dependency order, of the
+    /// failed nodes it depends on (directly or not).
+    pub blocked_by: Option<NodeId>,
 }
 
 impl Plan {
@@ -75,6 +84,17 @@ impl Plan {
             action,
             changes: Vec::new(),
             note: None,
+            blocked_by: None,
+        }
+    }
+
+    /// The plan of a node that `by`'s error blocks.
+    pub fn blocked(by: &NodeId) -> Self {
+        Plan {
+            blocked_by: Some(by.clone()),
+            ..Plan::new(PlanAction::Blocked).note(format!(
+                "blocked by {by}: apply runs it only once that step succeeds"
+            ))
         }
     }
 
@@ -114,6 +134,10 @@ pub struct PlannedNode {
 
 /// Plans every node, at most `concurrency` at once, and returns them in dependency order.
 /// Calls only `Task::plan`, which must not mutate anything.
+///
+/// As `apply` would not run what depends on a failed node, a node that depends (directly or
+/// not) on one whose probe failed is planned [`PlanAction::Blocked`], whatever its own probe
+/// found: the plan never predicts work below an error.
 pub async fn plan(dag: &Dag<Built>, concurrency: usize) -> Vec<PlannedNode> {
     let permits = Arc::new(Semaphore::new(concurrency.max(1)));
     let mut set = JoinSet::new();
@@ -163,5 +187,34 @@ pub async fn plan(dag: &Dag<Built>, concurrency: usize) -> Vec<PlannedNode> {
                 Ok(Plan::new(PlanAction::Unknown).note(format!("known once {first} is created")));
         }
     }
+    block_below_errors(dag, &mut planned);
     planned
+}
+
+/// Marks every node below a failed one (its descendants) as blocked by the first failed node,
+/// in dependency order, among those it depends on. `planned` is in dependency order.
+fn block_below_errors(dag: &Dag<Built>, planned: &mut [PlannedNode]) {
+    let position: HashMap<NodeId, usize> = planned
+        .iter()
+        .enumerate()
+        .map(|(i, p)| (p.id.clone(), i))
+        .collect();
+    let failed: HashSet<NodeId> = planned
+        .iter()
+        .filter(|p| p.result.is_err())
+        .map(|p| p.id.clone())
+        .collect();
+    if failed.is_empty() {
+        return;
+    }
+    for p in planned.iter_mut() {
+        let by = dag
+            .ancestors(&p.id)
+            .into_iter()
+            .filter(|a| failed.contains(*a))
+            .min_by_key(|a| position.get(*a).copied().unwrap_or(usize::MAX));
+        if let Some(by) = by {
+            p.result = Ok(Plan::blocked(by));
+        }
+    }
 }

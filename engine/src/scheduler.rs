@@ -56,7 +56,9 @@ pub struct RunSummary {
 /// is applied again, with the undo record its first attempt journaled. Failed and blocked nodes
 /// of an earlier process are attempted again. A failed node blocks only its descendants.
 /// `shutdown` resolving stops the run: running attempts finish, nothing new starts, and the
-/// run ends `interrupted`.
+/// run ends `interrupted`. Dropping the returned future instead stops every attempt with it:
+/// none runs afterwards (they are polled by this future, not spawned), so the journal then
+/// reopened, and the world, are as a crash at that moment would leave them.
 ///
 /// A run being rolled back, or with rolled-back nodes, is refused: finish the rollback, or
 /// start a new run.

@@ -1,6 +1,12 @@
 //! The dispatcher shared by apply and rollback: walks the selected nodes, starting one only
-//! when what it waits for has finished, runs attempts in spawned executors, and alone writes
-//! the journal, one durable commit per batch of reports.
+//! when what it waits for has finished, runs attempts in executors it polls itself, and alone
+//! writes the journal, one durable commit per batch of reports.
+//!
+//! The executors are futures of the walk (a `FuturesUnordered`), not spawned tasks: when the
+//! walk is dropped (its caller stops waiting, or returns on a journal error) every attempt is
+//! dropped with it, at once, and none runs afterwards. Spawned and aborted, an attempt being
+//! polled on another worker went on until its next await, and could still change the world
+//! after the journal had been closed and reopened.
 //!
 //! What the loop tracks lives in one struct, [`Drain`], with one short method per message (the
 //! shape of cargo's job queue). Contract on stop (shutdown future, e.g. Ctrl-C): running
@@ -12,12 +18,13 @@ use crate::events::{Observer, Progress};
 use crate::gate::GroupGate;
 use crate::retry::RetryPolicy;
 use crate::task::{Applied, Attempt, ErasedTask, Input, Locks, Msg, Outcome, RolledBack};
+use futures_util::future::{BoxFuture, FutureExt};
+use futures_util::stream::{FuturesUnordered, StreamExt};
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::future::Future;
 use std::sync::Arc;
 use tokio::sync::{Semaphore, mpsc, oneshot, watch};
-use tokio::task::JoinSet;
 use trailhub_state::{EventKind, Journal, NodeId, NodeRecord, NodeState, Write, now_ms};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,6 +71,9 @@ pub(crate) struct Walk<'a> {
 }
 
 type AttemptAck = (u32, Option<Value>);
+
+/// The executors in flight, polled by the walk's loop.
+type Attempts = FuturesUnordered<BoxFuture<'static, ()>>;
 
 /// For each selected node, the selected nodes among `related(node)`: what it waits for.
 pub(crate) fn waits_for<'d>(
@@ -131,11 +141,11 @@ impl<'a> Walk<'a> {
             permits: Arc::new(Semaphore::new(self.concurrency.max(1))),
             locks: Arc::new(Locks::default()),
         };
-        let mut set = JoinSet::new();
+        let mut attempts: Attempts = FuturesUnordered::new();
         let mut drain = Drain::new(self);
         tokio::pin!(shutdown);
         loop {
-            drain.start_ready(&mut set, &wiring);
+            drain.start_ready(&mut attempts, &wiring);
             if drain.in_flight == 0 {
                 break;
             }
@@ -148,6 +158,8 @@ impl<'a> Walk<'a> {
                     continue;
                 }
                 msg = rx.recv() => msg.expect("the dispatcher holds a sender"),
+                // Drives the executors; what they report arrives on the channel.
+                Some(()) = attempts.next(), if !attempts.is_empty() => continue,
             };
             drain.handle(first);
             while let Ok(msg) = rx.try_recv() {
@@ -155,8 +167,8 @@ impl<'a> Walk<'a> {
             }
             drain.flush()?;
         }
-        // Drain: executors have all reported; make sure none is left running.
-        set.shutdown().await;
+        // Every executor has reported its end: let each return.
+        while attempts.next().await.is_some() {}
         drain.finish()
     }
 }
@@ -195,7 +207,7 @@ impl<'a> Drain<'a> {
     }
 
     /// Starts every ready node the group gate admits; the rest wait until a group finishes.
-    fn start_ready(&mut self, set: &mut JoinSet<()>, wiring: &Wiring) {
+    fn start_ready(&mut self, attempts: &mut Attempts, wiring: &Wiring) {
         if self.stopped {
             return;
         }
@@ -208,7 +220,7 @@ impl<'a> Drain<'a> {
                 continue;
             }
             self.in_flight += 1;
-            set.spawn(self.executor(&node, wiring).run());
+            attempts.push(self.executor(&node, wiring).run().boxed());
         }
     }
 

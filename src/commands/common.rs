@@ -142,12 +142,22 @@ where
 }
 
 /// Resolves on the first Ctrl-C (stop starting new steps); a second one exits at once.
+///
+/// One listener serves both: a second Ctrl-C that comes before the task waiting for it has
+/// run is still seen (a listener made after it would miss it).
 pub async fn shutdown() {
-    if tokio::signal::ctrl_c().await.is_err() {
+    #[cfg(unix)]
+    let listener = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt());
+    #[cfg(windows)]
+    let listener = tokio::signal::windows::ctrl_c();
+    let Ok(mut interrupts) = listener else {
+        return std::future::pending::<()>().await;
+    };
+    if interrupts.recv().await.is_none() {
         std::future::pending::<()>().await;
     }
-    tokio::spawn(async {
-        let _ = tokio::signal::ctrl_c().await;
+    tokio::spawn(async move {
+        interrupts.recv().await;
         eprintln!("interrupted again: exiting now; `trailhub resume` continues from the journal");
         std::process::exit(130);
     });

@@ -58,11 +58,17 @@ impl Counts {
 fn plan_json(by_group: &BTreeMap<usize, Vec<&PlannedNode>>, counts: &Counts) {
     for p in by_group.values().flatten() {
         let value = match &p.result {
-            Ok(plan) => json!({
-                "type": "plan", "node": p.id, "account": p.id.group(), "step": p.id.step(),
-                "action": plan.action.as_str(), "changes": plan.changes, "note": plan.note,
-                "description": p.description,
-            }),
+            Ok(plan) => {
+                let mut line = json!({
+                    "type": "plan", "node": p.id, "account": p.id.group(), "step": p.id.step(),
+                    "action": plan.action.as_str(), "changes": plan.changes, "note": plan.note,
+                    "description": p.description,
+                });
+                if let Some(by) = &plan.blocked_by {
+                    line["blocked_by"] = json!(by);
+                }
+                line
+            }
             Err(e) => json!({
                 "type": "plan", "node": p.id, "account": p.id.group(), "step": p.id.step(),
                 "action": "error", "code": e.code, "error": e.message, "hint": e.hint,
@@ -77,6 +83,7 @@ fn plan_json(by_group: &BTreeMap<usize, Vec<&PlannedNode>>, counts: &Counts) {
         "update": counts.of(PlanAction::Update),
         "no_op": counts.of(PlanAction::NoOp),
         "unknown": counts.of(PlanAction::Unknown),
+        "blocked": counts.of(PlanAction::Blocked),
         "errors": counts.errors,
     }));
 }
@@ -94,8 +101,13 @@ fn plan_text(by_group: &BTreeMap<usize, Vec<&PlannedNode>>, counts: &Counts, arc
         }
     }
     let errors = counts.errors;
+    // Blocked steps are counted apart from the work apply would do: it would not reach them.
+    let blocked = match counts.of(PlanAction::Blocked) {
+        0 => String::new(),
+        n => format!("{n} blocked by errors, "),
+    };
     println!(
-        "\nPlan: {} to create, {} to update, {} unchanged, {} unknown until apply, {errors} error{}. Nothing was changed.",
+        "\nPlan: {} to create, {} to update, {} unchanged, {} unknown until apply, {blocked}{errors} error{}. Nothing was changed.",
         counts.of(PlanAction::Create),
         counts.of(PlanAction::Update),
         counts.of(PlanAction::NoOp),
@@ -113,6 +125,7 @@ fn plan_node_text(p: &PlannedNode) {
                 PlanAction::Update => "~",
                 PlanAction::NoOp => " ",
                 PlanAction::Unknown => "?",
+                PlanAction::Blocked => "x",
             };
             println!(
                 "  {sign} {:<8} {step:<13} {}",

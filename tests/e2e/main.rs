@@ -21,5 +21,6 @@ mod ownership;
 mod recovery;
 mod reliability;
 mod rollback;
+mod scope;
 mod support;
 mod verify;

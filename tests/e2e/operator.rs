@@ -124,6 +124,28 @@ fn completions_and_help() {
     assert!(bash.contains("_trailhub()") && bash.contains("rollback"));
     let (zsh, _) = th.expect(&["completions", "zsh"], 0);
     assert!(zsh.contains("#compdef trailhub"));
+    // Loaded into fish (installed by scripts/setup-tools), it completes commands and flags.
+    let (fish, _) = th.expect(&["completions", "fish"], 0);
+    let script = th.dir.path().join("trailhub.fish");
+    std::fs::write(&script, &fish).unwrap();
+    let complete = |line: &str| {
+        let out = Command::new("fish")
+            .args(["--no-config", "-c"])
+            .arg(format!("source {}; complete -C '{line}'", script.display()))
+            .env("HOME", th.dir.path())
+            .output()
+            .expect("fish is installed by scripts/setup-tools");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let commands = complete("trailhub ro");
+    assert!(commands.starts_with("rollback\t"), "{commands}");
+    let flags = complete("trailhub apply --conc");
+    assert!(flags.starts_with("--concurrency\t"), "{flags}");
     for command in [
         "plan", "apply", "resume", "rollback", "status", "runs", "history", "graph", "verify",
         "report",

@@ -1,10 +1,10 @@
-//! A bad day, part one (issue 4): a partial failure then resume, and crashes then resume.
+//! A bad day, part one (issue 4): a partial failure then resume, crashes then resume, and
+//! Ctrl-C (a first one lets running steps finish, a second one exits at once).
 
 use crate::support::article::{
     archive_policy, assert_archive, assert_policy, assert_source, principals, snapshot,
 };
 use crate::support::*;
-use std::time::Duration;
 
 #[test]
 fn a_missing_bucket_fails_one_account_and_resume_finishes_only_it() {
@@ -162,7 +162,7 @@ fn killed_at_several_moments_then_resumed_converges() {
             .stderr(std::process::Stdio::null())
             .spawn()
             .unwrap();
-        wait_for_action(log.path(), action);
+        wait_for_action(log.path(), action, 1);
         let finished_first = child.try_wait().unwrap().is_some();
         child.kill().unwrap();
         child.wait().unwrap();
@@ -171,7 +171,9 @@ fn killed_at_several_moments_then_resumed_converges() {
             "round {round}: the run was still going when killed after {action}"
         );
 
-        // A second kill, during the resume, then a resume to the end.
+        // A second kill, during the resume (once it has had three answers of its own), then a
+        // resume to the end.
+        let answered = proxy_log(log.path()).len();
         let mut child = th
             .command()
             .arg("resume")
@@ -179,7 +181,12 @@ fn killed_at_several_moments_then_resumed_converges() {
             .stderr(std::process::Stdio::null())
             .spawn()
             .unwrap();
-        std::thread::sleep(Duration::from_millis(300));
+        wait_for_log(
+            log.path(),
+            "three answers to the resume",
+            answered + 3,
+            |_| true,
+        );
         child.kill().unwrap();
         child.wait().unwrap();
 
@@ -194,24 +201,202 @@ fn killed_at_several_moments_then_resumed_converges() {
     }
 }
 
-/// Waits until the proxy's log shows a response to `action` (its log line is written when the
-/// response has been sent).
-fn wait_for_action(log: &std::path::Path, action: &str) {
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    loop {
-        let text = std::fs::read_to_string(log).unwrap_or_default();
-        let seen = text.lines().any(|l| {
-            serde_json::from_str::<serde_json::Value>(l)
-                .map(|v| v["action"] == action)
-                .unwrap_or(false)
-        });
-        if seen {
-            return;
+/// Sends SIGINT to `child`, as Ctrl-C in its terminal would.
+fn interrupt(child: &std::process::Child) {
+    let status = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success(), "kill -INT {}", child.id());
+}
+
+/// Reads `child`'s stderr on a thread: its lines arrive on the channel as they are written.
+fn stderr_lines(child: &mut std::process::Child) -> std::sync::mpsc::Receiver<String> {
+    use std::io::BufRead;
+    let stderr = child.stderr.take().expect("stderr is piped");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
         }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no {action} in the proxy's log within 60 s:\n{text}"
-        );
-        std::thread::sleep(Duration::from_millis(5));
+    });
+    rx
+}
+
+/// Waits for a line containing `needle` on `lines`, and returns every line read until it.
+fn wait_for_line(lines: &std::sync::mpsc::Receiver<String>, needle: &str) -> Vec<String> {
+    let mut seen = Vec::new();
+    loop {
+        match lines.recv_timeout(std::time::Duration::from_secs(60)) {
+            Ok(line) => {
+                let found = line.contains(needle);
+                seen.push(line);
+                if found {
+                    return seen;
+                }
+            }
+            Err(e) => panic!("no line with {needle:?} ({e}): {seen:?}"),
+        }
     }
+}
+
+#[test]
+fn ctrl_c_lets_running_steps_finish_starts_no_other_and_resume_completes() {
+    let emu = Emulator::start();
+    let sources = accounts(3);
+    emu.seed_sources(&sources);
+    let log = tempfile::NamedTempFile::new().unwrap();
+    let proxy = Proxy::start(
+        &emu.url,
+        &[
+            "--delay-ms",
+            "20",
+            "--create-stack-delay-ms",
+            "1500",
+            "--log",
+            log.path().to_str().unwrap(),
+        ],
+    );
+    let th = Trailhub::with_endpoint(&proxy.url);
+    th.profiles(&sources);
+    let inv = th.write_inventory(&inventory(&sources, ""));
+    let mut child = th
+        .command()
+        .args(["apply", "-c", inv.to_str().unwrap()])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let lines = stderr_lines(&mut child);
+    // A source's versioning is written while its stack is being created (1.5 s): the stacks
+    // are running steps when Ctrl-C comes, and replication has not started anywhere.
+    wait_for_action(log.path(), "PUT ?versioning", 1);
+    interrupt(&child);
+    let said = wait_for_line(&lines, "stopping:");
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}\n{said:?}");
+    let run = th.json(&["runs"], 0).last().unwrap()["run"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        stdout.contains(&format!("Run {run} interrupted")),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(&format!("`trailhub resume {run}` continues it")),
+        "{stdout}"
+    );
+    assert_eq!(
+        th.json(&["runs"], 0).last().unwrap()["status"],
+        "interrupted"
+    );
+
+    // Every stack whose creation had started was waited for: its step is done, none is left
+    // running, and nothing after the stacks started.
+    let nodes = th.json(&["status"], 0);
+    let state = |account: &str, step: &str| {
+        nodes
+            .iter()
+            .find(|n| n["type"] == "node" && n["account"] == account && n["step"] == step)
+            .map(|n| n["state"].as_str().unwrap().to_string())
+    };
+    let log_lines = proxy_log(log.path());
+    let created = log_lines
+        .iter()
+        .filter(|l| l["action"] == "CreateStack")
+        .count();
+    assert!(created > 0, "a stack was being created: {log_lines:?}");
+    let done_stacks = sources
+        .iter()
+        .filter(|s| state(s, "role-stack").as_deref() == Some("done"))
+        .count();
+    assert_eq!(
+        done_stacks, created,
+        "every stack started was finished: {nodes:?}"
+    );
+    assert!(
+        !nodes.iter().any(|n| n["state"] == "running"),
+        "no step left running: {nodes:?}"
+    );
+    assert!(
+        !log_lines.iter().any(|l| l["action"] == "PUT ?replication"),
+        "no replication was started after Ctrl-C"
+    );
+    for s in &sources {
+        assert_eq!(
+            snapshot(&emu, s)["replication"],
+            serde_json::json!(null),
+            "{s}"
+        );
+    }
+
+    let (stdout, _) = th.expect(&["resume"], 0);
+    assert!(stdout.contains("succeeded"), "{stdout}");
+    for s in &sources {
+        assert_source(&emu, s);
+    }
+    assert_policy(&emu, &sources);
+}
+
+#[test]
+fn a_second_ctrl_c_exits_at_once_and_resume_completes() {
+    let emu = Emulator::start();
+    let sources = accounts(2);
+    emu.seed_sources(&sources);
+    let log = tempfile::NamedTempFile::new().unwrap();
+    // Stacks take 30 s: after a first Ctrl-C the run would wait that long for them.
+    let proxy = Proxy::start(
+        &emu.url,
+        &[
+            "--delay-ms",
+            "20",
+            "--create-stack-delay-ms",
+            "30000",
+            "--log",
+            log.path().to_str().unwrap(),
+        ],
+    );
+    let mut th = Trailhub::with_endpoint(&proxy.url);
+    th.profiles(&sources);
+    let inv = th.write_inventory(&inventory(&sources, ""));
+    let mut child = th
+        .command()
+        .args(["apply", "-c", inv.to_str().unwrap()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let lines = stderr_lines(&mut child);
+    wait_for_action(log.path(), "PUT ?versioning", 1);
+    interrupt(&child);
+    wait_for_line(&lines, "stopping:");
+    let second = std::time::Instant::now();
+    interrupt(&child);
+    let said = wait_for_line(&lines, "interrupted again");
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(130), "{said:?}");
+    assert!(
+        second.elapsed() < std::time::Duration::from_secs(10),
+        "exited {:?} after the second Ctrl-C, not at once",
+        second.elapsed()
+    );
+    assert!(
+        said.last().unwrap().contains("`trailhub resume` continues"),
+        "{said:?}"
+    );
+
+    // The stacks' requests die with the proxy; resume goes to the emulator directly.
+    drop(proxy);
+    th.endpoint = emu.url.clone();
+    let (stdout, _) = th.expect(&["resume"], 0);
+    assert!(stdout.contains("succeeded"), "{stdout}");
+    for s in &sources {
+        assert_source(&emu, s);
+    }
+    assert_policy(&emu, &sources);
 }

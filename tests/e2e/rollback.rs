@@ -9,7 +9,6 @@ use crate::support::article::{
 };
 use crate::support::*;
 use serde_json::json;
-use std::time::Duration;
 
 fn onboarded(n: usize) -> (Emulator, Trailhub, Vec<String>, std::path::PathBuf) {
     let emu = Emulator::start();
@@ -190,6 +189,59 @@ fn rollback_to_a_step_undoes_only_what_comes_after_it() {
 }
 
 #[test]
+fn rollback_of_one_account_to_a_step_undoes_only_what_came_after_it_there() {
+    // The README's bad day: `trailhub rollback --account 222222222222 --to role-stack`.
+    let (emu, th, sources, _) = onboarded(2);
+    let (a, b) = (&sources[0], &sources[1]);
+    let before_b = snapshot(&emu, b);
+    th.expect(&["rollback", "--account", a, "--to", "role-stack"], 0);
+
+    let snap = snapshot(&emu, a);
+    assert_eq!(snap["replication"], json!(null), "{a}: replication undone");
+    assert_eq!(
+        snap["stacks"],
+        json!(["cloudtrail-replication-role CREATE_COMPLETE"]),
+        "{a}: the stack is kept"
+    );
+    assert!(snap["role"] != json!(null), "{a}: its role is kept");
+    assert_eq!(snap["versioning"], json!("Enabled"), "{a}: versioning kept");
+    assert_eq!(snapshot(&emu, b), before_b, "{b} untouched");
+    let policy = archive_policy(&emu).expect("b's grant keeps the policy");
+    for sid in [
+        "AllowReplicationFromSourceAccount",
+        "AllowReplicationPolicyCheck",
+    ] {
+        assert_eq!(
+            principals(&policy, sid),
+            [role_arn(b)],
+            "{a}'s grant undone in {sid}"
+        );
+    }
+    assert!(bucket_exists(&emu, ARCHIVE, &archive_bucket()));
+    let nodes = th.json(&["status"], 0);
+    let state = |account: &str, step: &str| {
+        nodes
+            .iter()
+            .find(|n| n["type"] == "node" && n["account"] == account && n["step"] == step)
+            .map(|n| n["state"].as_str().unwrap().to_string())
+            .unwrap()
+    };
+    for step in ["identity", "bucket-check", "versioning", "role-stack"] {
+        assert_eq!(state(a, step), "done", "{a}/{step}");
+    }
+    for step in ["grant", "replication", "verify"] {
+        assert_eq!(state(a, step), "rolled-back", "{a}/{step}");
+        assert_eq!(state(b, step), "done", "{b}/{step}");
+    }
+
+    // Applied again, the account gets back what came after its stack.
+    let inv = th.write_inventory(&inventory(&sources, ""));
+    th.expect(&["apply", "-c", inv.to_str().unwrap()], 0);
+    assert_source(&emu, a);
+    assert_policy(&emu, &sources);
+}
+
+#[test]
 fn a_rollback_killed_mid_way_continues_to_the_same_end() {
     let emu = Emulator::start();
     let sources = accounts(4);
@@ -202,7 +254,11 @@ fn a_rollback_killed_mid_way_continues_to_the_same_end() {
             &format!("AWSLogs/{s}/CloudTrail/log-0.json.gz"),
         );
     }
-    let proxy = Proxy::start(&emu.url, &["--delay-ms", "80"]);
+    let log = tempfile::NamedTempFile::new().unwrap();
+    let proxy = Proxy::start(
+        &emu.url,
+        &["--delay-ms", "80", "--log", log.path().to_str().unwrap()],
+    );
     let th = Trailhub::with_endpoint(&proxy.url);
     th.profiles(&sources);
     let inv = th.write_inventory(&inventory(&sources, ""));
@@ -214,7 +270,9 @@ fn a_rollback_killed_mid_way_continues_to_the_same_end() {
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_millis(500));
+    // Killed once the rollback has deleted its first replication configuration: the rules come
+    // first (they depend on everything else), so the stacks and grants are still to undo.
+    wait_for_action(log.path(), "DELETE ?replication", 1);
     assert!(
         child.try_wait().unwrap().is_none(),
         "the rollback was still going when killed"

@@ -6,6 +6,7 @@
 #![allow(clippy::unwrap_used, reason = "in tests a panic is the failure report")]
 
 mod crash;
+mod plan;
 mod props;
 mod render;
 mod rollback;

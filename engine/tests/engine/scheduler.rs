@@ -237,6 +237,7 @@ async fn stop_then_resume_finishes_without_repeating() {
         &behaviours,
     );
     let run = new_run(&journal);
+    let a_started = world.started.clone();
     let summary = execute(
         &dag,
         &journal,
@@ -244,7 +245,7 @@ async fn stop_then_resume_finishes_without_repeating() {
         "apply",
         &options(2),
         &NullObserver,
-        tokio::time::sleep(Duration::from_millis(5)),
+        async move { a_started.notified().await },
     )
     .await
     .unwrap();
@@ -375,4 +376,52 @@ async fn no_more_groups_in_progress_than_the_concurrency() {
     }
     assert_eq!(most, 2, "{timeline:?}");
     assert!(timeline.iter().filter(|e| e.starts_with('>')).count() == 19);
+}
+
+#[test]
+fn a_dropped_run_leaves_no_attempt_running() {
+    // a -> b
+    // a is busy for 300 ms (computing, between two awaits) once its undo record is journaled;
+    // b takes 10 s. The run's future is dropped as soon as a is busy, as a crash would stop
+    // it: nothing may happen after that, and the journal opens again at once.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let dir = tempfile::tempdir().unwrap();
+        let world = World::default();
+        let busy = Behaviour {
+            busy: Duration::from_millis(300),
+            ..Default::default()
+        };
+        let slow = Behaviour {
+            delay: Duration::from_secs(10),
+            ..Default::default()
+        };
+        let dag = graph(
+            &world,
+            &[("a", &[]), ("b", &["a"])],
+            &BTreeMap::from([("a", busy), ("b", slow)]),
+        );
+        {
+            let journal = open(dir.path());
+            let run = new_run(&journal);
+            let opts = options(1);
+            let exec = execute(&dag, &journal, &run, "apply", &opts, &NullObserver, never());
+            tokio::select! {
+                _ = exec => panic!("the run should be dropped first"),
+                () = world.busy.notified() => {}
+            }
+        }
+        let at_drop = world.with(|w| w.log.clone());
+        open(dir.path());
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        assert_eq!(
+            world.with(|w| w.log.clone()),
+            at_drop,
+            "no attempt went on after its run was dropped"
+        );
+    });
 }

@@ -39,12 +39,19 @@ pub struct WorldState {
     pub applies: usize,
     /// Crash (stop answering) when the n-th apply (1-based) has written its effect.
     pub crash_at: Option<usize>,
+    /// Every apply that got past its checks, by node, whether or not it found its effect
+    /// there already: an engine that applies a finished node again shows here.
+    pub applications: BTreeMap<String, u32>,
 }
 
 #[derive(Clone, Default)]
 pub struct World {
     pub state: Arc<Mutex<WorldState>>,
     pub crashed: Arc<Notify>,
+    /// Notified when an attempt starts.
+    pub started: Arc<Notify>,
+    /// Notified when a `busy` attempt has journaled its undo record and starts being busy.
+    pub busy: Arc<Notify>,
 }
 
 impl World {
@@ -68,6 +75,11 @@ pub struct Behaviour {
     pub exclusive: Option<String>,
     /// Time an apply takes.
     pub delay: Duration,
+    /// Fail `plan` with a standing error (a conflict with what is live).
+    pub plan_fails: bool,
+    /// Once the undo record is journaled, compute (block the thread) this long before the
+    /// effect, as a task does between two awaits.
+    pub busy: Duration,
 }
 
 pub struct TestTask {
@@ -116,6 +128,11 @@ impl Task for TestTask {
     }
 
     async fn plan(&self, _ctx: &PlanCtx) -> Result<Plan, TaskError> {
+        if self.behaviour.plan_fails {
+            return Err(TaskError::fatal(format!("{} conflicts", self.id))
+                .with_code("Conflict")
+                .standing());
+        }
         let exists = self.world.with(|w| w.effects.contains_key(&self.id));
         Ok(if exists {
             Plan::new(PlanAction::NoOp)
@@ -132,6 +149,7 @@ impl Task for TestTask {
             w.max_running = w.max_running.max(w.running);
             w.attempts.iter().filter(|a| **a == self.id).count() as u32 - 1
         });
+        self.world.started.notify_one();
         let _guard = match &self.behaviour.exclusive {
             Some(name) => Some(ctx.exclusive(name).await),
             None => None,
@@ -191,7 +209,10 @@ impl TestTask {
         if self.behaviour.always_retryable || failures_so_far < self.behaviour.transient_failures {
             return Err(TaskError::retryable("throttled").with_code("Throttling"));
         }
-        let had = self.world.with(|w| w.effects.contains_key(&self.id));
+        let had = self.world.with(|w| {
+            *w.applications.entry(self.id.clone()).or_default() += 1;
+            w.effects.contains_key(&self.id)
+        });
         let output = TestOutput {
             node: self.id.clone(),
         };
@@ -203,6 +224,10 @@ impl TestTask {
             attempt: ctx.attempt(),
         };
         let undo = ctx.record_undo(proposed).await?;
+        if !self.behaviour.busy.is_zero() {
+            self.world.busy.notify_one();
+            std::thread::sleep(self.behaviour.busy);
+        }
         let crash = self.world.with(|w| {
             // The effective record: after a crash, an earlier attempt's journaled record wins
             // over this attempt's proposal.

@@ -1010,15 +1010,196 @@ mod tests {
         }
 
         #[test]
-        fn other_principals_survive_any_grant_order(accounts in prop::collection::btree_set("[0-9]{12}", 1..8)) {
-            let mut policy: Option<Value> = None;
+        fn every_grant_order_admits_every_role_and_keeps_what_others_wrote(
+            (foreign, hand_made, accounts) in foreign_policy_and_accounts(),
+        ) {
+            let mut statements = foreign.clone();
+            statements.extend(hand_made.iter().cloned());
+            let start = json!({"Version": "2012-10-17", "Statement": statements});
+            let mut policy = Some(start);
             for a in &accounts {
                 policy = Some(add(policy.as_ref(), &grant(a, PolicyMode::Article)).0);
             }
             let policy = policy.expect("granted");
+            let after: Vec<Value> = policy["Statement"].as_array().cloned().unwrap_or_default();
             for a in &accounts {
-                prop_assert!(missing(Some(&policy), &grant(a, PolicyMode::Article)).is_empty());
+                let arn = format!("arn:aws:iam::{a}:role/S3ReplicationRole");
+                for (action, resource) in needs(a) {
+                    prop_assert!(
+                        after.iter().any(|s| allows(s, &arn, action, &resource)),
+                        "{arn} may not {action} on {resource}: {policy}"
+                    );
+                }
+                // Nothing beyond: not another account's keys, no delete, list or versioning.
+                let other = format!("{BUCKET}/AWSLogs/900000000000/CloudTrail/forged.json.gz");
+                for (action, resource) in [
+                    ("s3:ReplicateObject", other.as_str()),
+                    ("s3:ReplicateDelete", &format!("{BUCKET}/AWSLogs/{a}/x")),
+                    ("s3:ListBucket", BUCKET),
+                    ("s3:PutBucketVersioning", BUCKET),
+                ] {
+                    let granted = after
+                        .iter()
+                        .filter(|s| {
+                            let sid = s["Sid"].as_str().unwrap_or_default();
+                            !sid.starts_with("Other")
+                        })
+                        .any(|s| allows(s, &arn, action, resource));
+                    prop_assert!(!granted, "{arn} may {action} on {resource}: {policy}");
+                }
+            }
+            for s in &foreign {
+                prop_assert!(after.contains(s), "{s} kept as it was: {policy}");
+            }
+            for s in &hand_made {
+                let now = after
+                    .iter()
+                    .find(|n| n["Sid"] == s["Sid"])
+                    .expect("a hand-made article statement stays");
+                for p in listed(&s["Principal"]["AWS"]) {
+                    prop_assert!(listed(&now["Principal"]["AWS"]).contains(&p), "{p} kept in {now}");
+                }
             }
         }
+    }
+
+    /// What each role needs, read from the S3 User Guide's replication permissions (the archive
+    /// side), not from this module: replicate objects under its own account's keys, and read
+    /// the bucket's versioning.
+    fn needs(account: &str) -> Vec<(&'static str, String)> {
+        let own =
+            format!("{BUCKET}/AWSLogs/{account}/CloudTrail/ap-northeast-1/2026/12/01/log.json.gz");
+        [
+            "s3:ReplicateObject",
+            "s3:ReplicateTags",
+            "s3:ObjectOwnerOverrideToBucketOwner",
+        ]
+        .into_iter()
+        .map(|a| (a, own.clone()))
+        .chain(std::iter::once((
+            "s3:GetBucketVersioning",
+            BUCKET.to_string(),
+        )))
+        .collect()
+    }
+
+    /// Whether an IAM resource pattern (`*` and `?` as wildcards) matches `resource`.
+    fn matches(pattern: &str, resource: &str) -> bool {
+        fn go(p: &[char], r: &[char]) -> bool {
+            match (p.first(), r.first()) {
+                (None, None) => true,
+                (Some('*'), _) => go(&p[1..], r) || (!r.is_empty() && go(p, &r[1..])),
+                (Some('?'), Some(_)) => go(&p[1..], &r[1..]),
+                (Some(a), Some(b)) if a == b => go(&p[1..], &r[1..]),
+                _ => false,
+            }
+        }
+        let (p, r): (Vec<char>, Vec<char>) =
+            (pattern.chars().collect(), resource.chars().collect());
+        go(&p, &r)
+    }
+
+    /// A string or a list of strings, as IAM allows either.
+    fn listed(v: &Value) -> Vec<String> {
+        match v {
+            Value::String(s) => vec![s.clone()],
+            Value::Array(items) => items
+                .iter()
+                .filter_map(|i| i.as_str().map(str::to_string))
+                .collect(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// Whether statement `s` allows `principal` to do `action` on `resource`, read as IAM
+    /// reads it (Principal `*` or listed, Action and Resource as a string or a list, wildcards,
+    /// `${aws:PrincipalAccount}` resolved to the principal's account), with no condition.
+    fn allows(s: &Value, principal: &str, action: &str, resource: &str) -> bool {
+        let who = s["Principal"] == json!("*")
+            || listed(&s["Principal"]["AWS"])
+                .iter()
+                .any(|p| p == principal || p == "*");
+        let account = principal.split(':').nth(4).unwrap_or_default();
+        s["Effect"] == "Allow"
+            && s.get("Condition").is_none()
+            && who
+            && listed(&s["Action"]).iter().any(|a| matches(a, action))
+            && listed(&s["Resource"])
+                .iter()
+                .any(|r| matches(&r.replace("${aws:PrincipalAccount}", account), resource))
+    }
+
+    /// Statements of others (Sids trailhub never writes, principals of accounts `9…` that are
+    /// never granted here), article statements an operator wrote by hand for other accounts
+    /// (either Sid spelling, a string or a list of principals), and 1 to 8 accounts to grant,
+    /// in any order.
+    fn foreign_policy_and_accounts() -> impl Strategy<Value = (Vec<Value>, Vec<Value>, Vec<String>)>
+    {
+        let foreign_principal = prop_oneof![
+            "9[0-9]{11}".prop_map(|a| json!({"AWS": format!("arn:aws:iam::{a}:role/R")})),
+            prop::collection::vec("9[0-9]{11}", 1..4).prop_map(|v| json!({"AWS": v
+                .iter()
+                .map(|a| format!("arn:aws:iam::{a}:role/S3ReplicationRole"))
+                .collect::<Vec<_>>()})),
+            Just(json!({"Service": "cloudtrail.amazonaws.com"})),
+        ];
+        let foreign = (
+            "[A-Za-z]{1,12}",
+            foreign_principal,
+            prop::bool::ANY,
+            prop::collection::vec("s3:[A-Za-z]{3,10}", 1..4),
+            prop::bool::ANY,
+        )
+            .prop_map(|(sid, principal, allow, actions, objects)| {
+                json!({
+                    "Sid": format!("Other{sid}"),
+                    "Effect": if allow { "Allow" } else { "Deny" },
+                    "Principal": principal,
+                    "Action": actions,
+                    "Resource": if objects { format!("{BUCKET}/*") } else { BUCKET.to_string() },
+                })
+            });
+        let hand_principals = prop_oneof![
+            "9[0-9]{11}".prop_map(|a| json!(format!("arn:aws:iam::{a}:role/S3ReplicationRole"))),
+            prop::collection::vec("9[0-9]{11}", 1..3).prop_map(|v| json!(
+                v.iter()
+                    .map(|a| format!("arn:aws:iam::{a}:role/S3ReplicationRole"))
+                    .collect::<Vec<_>>()
+            )),
+        ];
+        let hand_made = (
+            prop::option::of((prop::bool::ANY, hand_principals.clone())),
+            prop::option::of(hand_principals),
+        )
+            .prop_map(|(objects, check)| {
+                let mut out = Vec::new();
+                if let Some((alt, who)) = objects {
+                    out.push(json!({
+                        "Sid": if alt { OBJECTS_SID_ALT } else { OBJECTS_SID },
+                        "Effect": "Allow",
+                        "Principal": {"AWS": who},
+                        "Action": ["s3:ReplicateObject", "s3:ReplicateDelete", "s3:ReplicateTags", "s3:ObjectOwnerOverrideToBucketOwner"],
+                        "Resource": format!("{BUCKET}/*"),
+                    }));
+                }
+                if let Some(who) = check {
+                    out.push(json!({
+                        "Sid": CHECK_SID,
+                        "Effect": "Allow",
+                        "Principal": {"AWS": who},
+                        "Action": ["s3:GetBucketVersioning", "s3:PutBucketVersioning", "s3:List*"],
+                        "Resource": BUCKET,
+                    }));
+                }
+                out
+            });
+        let foreign = prop::collection::vec(foreign, 0..5).prop_map(|mut stmts| {
+            let mut seen = std::collections::BTreeSet::new();
+            stmts.retain(|s| seen.insert(s["Sid"].as_str().unwrap_or_default().to_string()));
+            stmts
+        });
+        let accounts = prop::collection::btree_set("[1-8][0-9]{11}", 1..8)
+            .prop_flat_map(|set| Just(set.into_iter().collect::<Vec<_>>()).prop_shuffle());
+        (foreign, hand_made, accounts)
     }
 }

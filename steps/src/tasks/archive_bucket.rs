@@ -27,8 +27,10 @@ pub struct ArchiveBucketUndo {
     /// adopted without an undo record).
     pub existed: bool,
     /// Whether the bucket was tagged with the run's marks once created (`false` in journals of
-    /// before tags, and after a crash between CreateBucket and the tagging): rollback then
-    /// deletes it only if those tags are still on it.
+    /// before tags, and after a crash between CreateBucket and the tagging). Rollback does not
+    /// trust it either way: it deletes the bucket only if the run's tag is on it now, so a
+    /// record without it (another run, or someone else, may have made the bucket since) deletes
+    /// nothing it cannot prove is its own.
     #[serde(default)]
     pub tagged: bool,
 }
@@ -421,12 +423,18 @@ impl ArchiveBucket {
             Err(e) => return Err(classify("GetBucketTagging", self.bucket(), e, &[])),
         };
         let pairs: Vec<(&str, &str)> = tags.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-        Ok((!crate::tags::made_by(&pairs, run)).then(|| {
-            format!(
-                "bucket {} kept: it does not carry the tag {}={run} of the run that created it (made again by someone else?)",
-                self.bucket(),
-                crate::tags::RUN
-            )
+        if crate::tags::made_by(&pairs, run) {
+            return Ok(None);
+        }
+        let bucket = self.bucket();
+        let tag = crate::tags::RUN;
+        Ok(Some(match pairs.iter().find(|(k, _)| *k == tag) {
+            Some((_, other)) => format!(
+                "bucket {bucket} kept: it carries {tag}={other}, not {tag}={run}: another run made it"
+            ),
+            None => format!(
+                "bucket {bucket} kept: it does not carry the tag {tag}={run}, so nothing proves this run made it (someone else may have made it since, or the run stopped between CreateBucket and PutBucketTagging); delete it by hand if it is yours and empty"
+            ),
         }))
     }
 
@@ -548,11 +556,8 @@ impl Task for ArchiveBucket {
         ctx: &ApplyCtx<ArchiveBucketUndo>,
     ) -> Result<RolledBack, TaskError> {
         match undo {
-            Some(ArchiveBucketUndo {
-                existed: false,
-                tagged,
-            }) => {
-                if tagged && let Some(kept) = self.not_ours(ctx.run()).await? {
+            Some(ArchiveBucketUndo { existed: false, .. }) => {
+                if let Some(kept) = self.not_ours(ctx.run()).await? {
                     return Ok(RolledBack::kept(kept));
                 }
                 self.delete_if_empty(ctx).await

@@ -113,3 +113,107 @@ async fn a_name_another_account_holds_is_refused_before_any_creation() {
     assert_eq!(calls.list(), ["s3:HeadBucket"], "no CreateBucket");
     assert!(history.entries().is_empty(), "no undo record, nothing made");
 }
+
+/// The archive bucket's rollback over `tags` (GetBucketTagging's answer: `None` for
+/// `NoSuchTagSet`), given the undo record `undo`: what it says, and the calls it made.
+async fn rollback_with_tags(
+    undo: serde_json::Value,
+    tags: Option<&[(&str, &str)]>,
+) -> (String, bool, Calls) {
+    use aws_sdk_s3::operation::get_bucket_tagging::GetBucketTaggingOutput;
+    use aws_sdk_s3::operation::list_object_versions::ListObjectVersionsOutput;
+    use aws_sdk_s3::types::Tag;
+    let tagging = match tags {
+        Some(tags) => {
+            let tags: Vec<Tag> = tags
+                .iter()
+                .map(|(k, v)| Tag::builder().key(*k).value(*v).build().expect("tag"))
+                .collect();
+            mock!(Client::get_bucket_tagging).then_output(move || {
+                GetBucketTaggingOutput::builder()
+                    .set_tag_set(Some(tags.clone()))
+                    .build()
+                    .expect("tagging")
+            })
+        }
+        None => mock!(Client::get_bucket_tagging)
+            .sequence()
+            .http_status(
+                404,
+                Some(s3_error("NoSuchTagSet", "The TagSet does not exist")),
+            )
+            .build(),
+    };
+    let list = mock!(Client::list_object_versions)
+        .then_output(|| ListObjectVersionsOutput::builder().build());
+    let delete = mock!(Client::delete_bucket).then_output(|| {
+        aws_sdk_s3::operation::delete_bucket::DeleteBucketOutput::builder().build()
+    });
+    let calls = Calls::default();
+    let ctx = context(vec![account(
+        ARCHIVE,
+        Mocked {
+            s3: &[&tagging, &list, &delete],
+            ..Default::default()
+        },
+        &calls,
+    )]);
+    let task = ArchiveBucket::new(ctx);
+    let (rollback_ctx, _history) = detached_with(NODE, "archive", Some(undo.clone()));
+    let undo = serde_json::from_value(undo).expect("an undo record of the archive bucket");
+    let rolled = task
+        .rollback(Some(undo), &rollback_ctx)
+        .await
+        .expect("rollback answers");
+    (rolled.note.unwrap_or_default(), rolled.changed, calls)
+}
+
+#[tokio::test]
+async fn rollback_keeps_an_untagged_bucket_whatever_the_undo_record_says() {
+    // A format-1 record (no `tagged`), and a record of a run stopped between CreateBucket and
+    // PutBucketTagging: the bucket carries no tag of the run, so nothing proves it is the run's.
+    for undo in [
+        json!({ "existed": false }),
+        json!({ "existed": false, "tagged": false }),
+    ] {
+        let (note, changed, calls) = rollback_with_tags(undo.clone(), None).await;
+        assert!(!changed, "{undo}: nothing deleted");
+        assert_eq!(
+            calls.count("s3:DeleteBucket"),
+            0,
+            "{undo}: {:?}",
+            calls.list()
+        );
+        assert!(
+            note.contains("kept") && note.contains("trailhub:run=detached"),
+            "{undo}: {note}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn rollback_keeps_a_bucket_another_run_tagged_and_deletes_its_own() {
+    let other = [
+        ("trailhub:managed", "true"),
+        ("trailhub:run", "20260101T000000Z-0007"),
+    ];
+    let (note, changed, calls) =
+        rollback_with_tags(json!({ "existed": false }), Some(&other)).await;
+    assert!(!changed);
+    assert_eq!(calls.count("s3:DeleteBucket"), 0, "{:?}", calls.list());
+    assert!(note.contains("20260101T000000Z-0007"), "{note}");
+
+    // The run's own tags (the detached context's run is `detached`): deleted, once empty.
+    let own = [("trailhub:managed", "true"), ("trailhub:run", "detached")];
+    let (note, changed, calls) =
+        rollback_with_tags(json!({ "existed": false, "tagged": true }), Some(&own)).await;
+    assert!(changed, "{note}");
+    assert_eq!(
+        calls.list(),
+        [
+            "s3:GetBucketTagging",
+            "s3:ListObjectVersions",
+            "s3:DeleteBucket"
+        ]
+    );
+}

@@ -3,17 +3,16 @@
 //! confirmation unless told otherwise; a resumed node asks for no second job; a failed job
 //! fails the step with its reasons; a bucket without trailhub's rule is refused; rollback
 //! cancels a job still running.
+//!
+//! S3 Control's answers are raw REST-XML bodies in the shapes of its service model (the one AWS
+//! publishes for every SDK: `DescribeJobResult`, lists of `member`), so the SDK's parser reads
+//! them as it reads AWS's.
 
 use crate::replication::article_xml;
 use crate::support::*;
 use aws_sdk_s3control::Client;
-use aws_sdk_s3control::operation::create_job::{CreateJobInput, CreateJobOutput};
-use aws_sdk_s3control::operation::describe_job::DescribeJobOutput;
-use aws_sdk_s3control::operation::update_job_status::UpdateJobStatusOutput;
-use aws_sdk_s3control::types::{
-    JobDescriptor, JobFailure, JobManifestGenerator, JobProgressSummary, JobStatus,
-    ReplicationStatus, RequestedJobStatus,
-};
+use aws_sdk_s3control::operation::create_job::CreateJobInput;
+use aws_sdk_s3control::types::{JobManifestGenerator, ReplicationStatus, RequestedJobStatus};
 use aws_smithy_mocks::{Rule, mock};
 use serde_json::json;
 use std::sync::{Arc, Mutex};
@@ -23,29 +22,39 @@ use trailhub_steps::tasks::{Backfill, BackfillNodes, BackfillOptions, BackfillOu
 const NODE: &str = "222222222222/backfill";
 const JOB: &str = "6b0b3c4e-5d8a-4f8e-9a34-1e2f3a4b5c6d";
 
-fn job(status: JobStatus, confirmation: bool, tasks: Option<(i64, i64, i64)>) -> JobDescriptor {
-    let mut job = JobDescriptor::builder()
-        .job_id(JOB)
-        .status(status)
-        .confirmation_required(confirmation);
-    if let Some((total, ok, failed)) = tasks {
-        job = job.progress_summary(
-            JobProgressSummary::builder()
-                .total_number_of_tasks(total)
-                .number_of_tasks_succeeded(ok)
-                .number_of_tasks_failed(failed)
-                .build(),
-        );
-    }
-    job.build()
+const NS: &str = "http://awss3control.amazonaws.com/doc/2018-08-20/";
+
+/// DescribeJob's answer for job `JOB` in `status` (`Active`, `Suspended`…), with its progress
+/// (total, succeeded, failed tasks) and failures (code, reason) when given.
+fn job(
+    status: &str,
+    confirmation: bool,
+    tasks: Option<(i64, i64, i64)>,
+    failures: &[(&str, &str)],
+) -> String {
+    let progress = tasks.map_or(String::new(), |(total, ok, failed)| {
+        format!(
+            "<ProgressSummary><TotalNumberOfTasks>{total}</TotalNumberOfTasks><NumberOfTasksSucceeded>{ok}</NumberOfTasksSucceeded><NumberOfTasksFailed>{failed}</NumberOfTasksFailed><Timers><ElapsedTimeInActiveSeconds>42</ElapsedTimeInActiveSeconds></Timers></ProgressSummary>"
+        )
+    });
+    let failures: String = failures
+        .iter()
+        .map(|(code, reason)| {
+            format!("<member><FailureCode>{code}</FailureCode><FailureReason>{reason}</FailureReason></member>")
+        })
+        .collect();
+    format!(
+        r#"<?xml version="1.0" encoding="UTF-8"?>
+<DescribeJobResult xmlns="{NS}"><Job><ConfirmationRequired>{confirmation}</ConfirmationRequired><CreationTime>2026-01-05T10:00:00.000Z</CreationTime><FailureReasons>{failures}</FailureReasons><JobArn>arn:aws:s3:{REGION}:{SOURCE}:job/{JOB}</JobArn><JobId>{JOB}</JobId><Priority>10</Priority>{progress}<RoleArn>arn:aws:iam::{SOURCE}:role/{ROLE}Backfill</RoleArn><Status>{status}</Status></Job></DescribeJobResult>"#
+    )
 }
 
-fn describe(jobs: Vec<JobDescriptor>) -> Rule {
+fn describe(jobs: Vec<String>) -> Rule {
     let mut rule = mock!(Client::describe_job)
         .match_requests(|req| req.account_id() == Some(SOURCE) && req.job_id() == Some(JOB))
         .sequence();
     for j in jobs {
-        rule = rule.output(move || DescribeJobOutput::builder().job(j.clone()).build());
+        rule = rule.http_response(move || raw_response(200, &[], &j));
     }
     rule.build()
 }
@@ -65,7 +74,16 @@ fn create(seen: Arc<Mutex<Vec<CreateJobInput>>>) -> Rule {
             seen.lock().expect("seen").push(req.clone());
             true
         })
-        .then_output(|| CreateJobOutput::builder().job_id(JOB).build())
+        .then_http_response(|| {
+            raw_response(
+                200,
+                &[],
+                &format!(
+                    r#"<?xml version="1.0" encoding="UTF-8"?>
+<CreateJobResult xmlns="{NS}"><JobId>{JOB}</JobId></CreateJobResult>"#
+                ),
+            )
+        })
 }
 
 fn backfill(s3: &[&Rule], s3control: &[&Rule], options: BackfillOptions) -> (Backfill, Calls) {
@@ -92,7 +110,7 @@ async fn a_job_is_asked_for_once_with_its_token_and_waits_for_a_confirmation() {
     let (create, get, describe) = (
         create(seen.clone()),
         onboarded(),
-        describe(vec![job(JobStatus::Suspended, true, None)]),
+        describe(vec![job("Suspended", true, None, &[])]),
     );
     let (task, calls) = backfill(&[&get], &[&create, &describe], BackfillOptions::default());
     let (ctx, history) = detached(NODE, SOURCE);
@@ -168,7 +186,7 @@ async fn a_resumed_node_asks_for_no_second_job() {
     let (create, get, describe) = (
         create(seen.clone()),
         onboarded(),
-        describe(vec![job(JobStatus::Active, false, Some((10, 4, 0)))]),
+        describe(vec![job("Active", false, Some((10, 4, 0)), &[])]),
     );
     let (task, calls) = backfill(&[&get], &[&create, &describe], BackfillOptions::default());
     // An earlier attempt created the job and journaled its id, then the process died.
@@ -196,9 +214,9 @@ async fn with_yes_and_wait_the_failed_objects_too_are_replicated_until_the_job_c
         create(seen.clone()),
         onboarded(),
         describe(vec![
-            job(JobStatus::Preparing, false, None),
-            job(JobStatus::Active, false, Some((3, 1, 0))),
-            job(JobStatus::Complete, false, Some((3, 3, 0))),
+            job("Preparing", false, None, &[]),
+            job("Active", false, Some((3, 1, 0)), &[]),
+            job("Complete", false, Some((3, 3, 0)), &[]),
         ]),
     );
     let options = BackfillOptions {
@@ -238,16 +256,12 @@ async fn with_yes_and_wait_the_failed_objects_too_are_replicated_until_the_job_c
 
 #[tokio::test]
 async fn a_failed_job_fails_the_step_with_its_reasons_and_report() {
-    let failed = JobDescriptor::builder()
-        .job_id(JOB)
-        .status(JobStatus::Failed)
-        .failure_reasons(
-            JobFailure::builder()
-                .failure_code("AccessDenied")
-                .failure_reason("Reading the manifest is forbidden")
-                .build(),
-        )
-        .build();
+    let failed = job(
+        "Failed",
+        false,
+        None,
+        &[("AccessDenied", "Reading the manifest is forbidden")],
+    );
     let seen = Arc::new(Mutex::new(Vec::new()));
     let (create, get, describe) = (create(seen), onboarded(), describe(vec![failed]));
     let options = BackfillOptions {
@@ -314,8 +328,17 @@ async fn rollback_cancels_a_job_still_running_and_keeps_a_finished_one() {
                 .push(req.requested_job_status().cloned());
             req.job_id() == Some(JOB)
         })
-        .then_output(|| UpdateJobStatusOutput::builder().build());
-    let running = describe(vec![job(JobStatus::Active, false, Some((9, 2, 0)))]);
+        .then_http_response(|| {
+            raw_response(
+                200,
+                &[],
+                &format!(
+                    r#"<?xml version="1.0" encoding="UTF-8"?>
+<UpdateJobStatusResult xmlns="{NS}"><JobId>{JOB}</JobId><Status>Cancelling</Status></UpdateJobStatusResult>"#
+                ),
+            )
+        });
+    let running = describe(vec![job("Active", false, Some((9, 2, 0)), &[])]);
     let (task, _calls) = backfill(&[], &[&running, &update], BackfillOptions::default());
     let undo = json!({ "token": "t", "job_id": JOB });
     let (ctx, _history) = detached_with(NODE, SOURCE, Some(undo.clone()));
@@ -334,7 +357,7 @@ async fn rollback_cancels_a_job_still_running_and_keeps_a_finished_one() {
         [Some(RequestedJobStatus::Cancelled)]
     );
 
-    let done = describe(vec![job(JobStatus::Complete, false, Some((9, 9, 0)))]);
+    let done = describe(vec![job("Complete", false, Some((9, 9, 0)), &[])]);
     let (task, calls) = backfill(&[], &[&done], BackfillOptions::default());
     let kept = task
         .rollback(Some(serde_json::from_value(undo).expect("undo")), &ctx)
@@ -405,7 +428,7 @@ async fn history_older_than_the_archives_expiry_is_named_before_it_is_copied() {
     let (create, get, describe) = (
         create(seen),
         onboarded(),
-        describe(vec![job(JobStatus::Suspended, true, None)]),
+        describe(vec![job("Suspended", true, None, &[])]),
     );
     let calls = Calls::default();
     let mut ctx = context(vec![account(

@@ -1,11 +1,13 @@
 //! `verify --canary` against S3's replication statuses, which the emulator never reports: a
 //! canary that becomes COMPLETED at the source and REPLICA in the archive is a success; a
 //! FAILED one is reported with the checks that explain it.
+//!
+//! S3's answers are raw HTTP responses as the S3 API Reference documents them (HeadObject's
+//! `x-amz-replication-status` header, PutObject's `ETag` and `x-amz-version-id`, REST-XML
+//! bodies), so the SDK's parser reads them as it reads AWS's.
 
+use crate::replication::article_xml;
 use crate::support::*;
-use aws_sdk_s3::operation::head_object::HeadObjectOutput;
-use aws_sdk_s3::operation::put_object::PutObjectOutput;
-use aws_sdk_s3::types::ReplicationStatus;
 use aws_smithy_mocks::{Rule, mock};
 use std::time::Duration;
 use trailhub_steps::canary::{CanaryOutcome, CanaryTiming, canary};
@@ -18,10 +20,51 @@ fn timing() -> CanaryTiming {
     }
 }
 
-fn head(status: ReplicationStatus) -> HeadObjectOutput {
-    HeadObjectOutput::builder()
-        .replication_status(status)
-        .build()
+/// HeadObject's answer for a canary object whose replication status is `status` (`PENDING`,
+/// `COMPLETED`, `FAILED` on the source, `REPLICA` on the copy).
+fn head(status: &str) -> aws_smithy_runtime_api::http::Response {
+    raw_response(
+        200,
+        &[
+            ("Last-Modified", "Mon, 05 Jan 2026 10:00:00 GMT"),
+            ("ETag", "\"5d41402abc4b2a76b9719d911017c592\""),
+            ("Content-Length", "0"),
+            ("Content-Type", "application/json"),
+            ("x-amz-version-id", "3HL4kqtJlcpXroDTDmJ.rmSpXd3dIbrHY"),
+            ("x-amz-replication-status", status),
+        ],
+        "",
+    )
+}
+
+/// HeadObject's answer for the archive copy: a replica in STANDARD_IA (S3 names the storage
+/// class of every object but a STANDARD one).
+fn replica_head() -> aws_smithy_runtime_api::http::Response {
+    raw_response(
+        200,
+        &[
+            ("Last-Modified", "Mon, 05 Jan 2026 10:00:01 GMT"),
+            ("ETag", "\"5d41402abc4b2a76b9719d911017c592\""),
+            ("Content-Length", "0"),
+            ("x-amz-version-id", "3HL4kqtJlcpXroDTDmJ.rmSpXd3dIbrHY"),
+            ("x-amz-replication-status", "REPLICA"),
+            ("x-amz-storage-class", "STANDARD_IA"),
+        ],
+        "",
+    )
+}
+
+/// PutObject's answer in a versioned bucket.
+fn put_answer() -> aws_smithy_runtime_api::http::Response {
+    raw_response(
+        200,
+        &[
+            ("ETag", "\"5d41402abc4b2a76b9719d911017c592\""),
+            ("x-amz-version-id", "3HL4kqtJlcpXroDTDmJ.rmSpXd3dIbrHY"),
+            ("x-amz-server-side-encryption", "AES256"),
+        ],
+        "",
+    )
 }
 
 #[tokio::test]
@@ -32,22 +75,17 @@ async fn a_canary_completed_at_the_source_and_replicated_to_the_archive_succeeds
                 && r.key()
                     .is_some_and(|k| k.starts_with("AWSLogs/222222222222/trailhub-canary/"))
         })
-        .then_output(|| PutObjectOutput::builder().build());
+        .then_http_response(put_answer);
     let source_head = mock!(aws_sdk_s3::Client::head_object)
         .match_requests(|r| r.bucket() == Some(SOURCE_BUCKET))
         .sequence()
-        .output(|| head(ReplicationStatus::Pending))
+        .http_response(|| head("PENDING"))
         .times(2)
-        .output(|| head(ReplicationStatus::Completed))
+        .http_response(|| head("COMPLETED"))
         .build();
     let archive_head = mock!(aws_sdk_s3::Client::head_object)
         .match_requests(|r| r.bucket() == Some(ARCHIVE_BUCKET))
-        .then_output(|| {
-            HeadObjectOutput::builder()
-                .replication_status(ReplicationStatus::Replica)
-                .storage_class(aws_sdk_s3::types::StorageClass::StandardIa)
-                .build()
-        });
+        .then_http_response(replica_head);
     let calls = Calls::default();
     let ctx = context(vec![
         account(
@@ -89,11 +127,10 @@ async fn a_canary_completed_at_the_source_and_replicated_to_the_archive_succeeds
 
 #[tokio::test]
 async fn a_failed_canary_names_the_setting_that_explains_it() {
-    let put =
-        mock!(aws_sdk_s3::Client::put_object).then_output(|| PutObjectOutput::builder().build());
+    let put = mock!(aws_sdk_s3::Client::put_object).then_http_response(put_answer);
     let source_head = mock!(aws_sdk_s3::Client::head_object)
         .match_requests(|r| r.bucket() == Some(SOURCE_BUCKET))
-        .then_output(|| head(ReplicationStatus::Failed));
+        .then_http_response(|| head("FAILED"));
     // The archive bucket is gone: the destination no longer exists.
     let archive_gone = mock!(aws_sdk_s3::Client::head_bucket)
         .match_requests(|r| r.bucket() == Some(ARCHIVE_BUCKET))
@@ -164,75 +201,16 @@ async fn a_failed_canary_names_the_setting_that_explains_it() {
 fn source_as_the_article_leaves_it() -> [Rule; 3] {
     use aws_sdk_cloudformation::operation::describe_stacks::DescribeStacksOutput;
     use aws_sdk_cloudformation::types::{Stack, StackStatus};
-    use aws_sdk_s3::operation::get_bucket_replication::GetBucketReplicationOutput;
-    use aws_sdk_s3::operation::get_bucket_versioning::GetBucketVersioningOutput;
-    use aws_sdk_s3::types::{
-        AccessControlTranslation, BucketVersioningStatus, DeleteMarkerReplication,
-        DeleteMarkerReplicationStatus, Destination, Metrics, MetricsStatus, OwnerOverride,
-        ReplicationConfiguration, ReplicationRule, ReplicationRuleFilter, ReplicationRuleStatus,
-        ReplicationTime, ReplicationTimeStatus, ReplicationTimeValue, StorageClass,
-    };
-    let versioning = mock!(aws_sdk_s3::Client::get_bucket_versioning).then_output(|| {
-        GetBucketVersioningOutput::builder()
-            .status(BucketVersioningStatus::Enabled)
-            .build()
+    let versioning = mock!(aws_sdk_s3::Client::get_bucket_versioning).then_http_response(|| {
+        raw_response(
+            200,
+            &[],
+            r#"<?xml version="1.0" encoding="UTF-8"?>
+<VersioningConfiguration xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><Status>Enabled</Status></VersioningConfiguration>"#,
+        )
     });
-    let fifteen = || ReplicationTimeValue::builder().minutes(15).build();
-    let replication = mock!(aws_sdk_s3::Client::get_bucket_replication).then_output(move || {
-        let rule = ReplicationRule::builder()
-            .id("ReplicateCloudTrailLogs")
-            .priority(1)
-            .status(ReplicationRuleStatus::Enabled)
-            .filter(
-                ReplicationRuleFilter::builder()
-                    .prefix("AWSLogs/222222222222/")
-                    .build(),
-            )
-            .destination(
-                Destination::builder()
-                    .bucket(format!("arn:aws:s3:::{ARCHIVE_BUCKET}"))
-                    .account(ARCHIVE)
-                    .storage_class(StorageClass::StandardIa)
-                    .access_control_translation(
-                        AccessControlTranslation::builder()
-                            .owner(OwnerOverride::Destination)
-                            .build()
-                            .expect("act"),
-                    )
-                    .replication_time(
-                        ReplicationTime::builder()
-                            .status(ReplicationTimeStatus::Enabled)
-                            .time(fifteen())
-                            .build()
-                            .expect("rtc"),
-                    )
-                    .metrics(
-                        Metrics::builder()
-                            .status(MetricsStatus::Enabled)
-                            .event_threshold(fifteen())
-                            .build()
-                            .expect("metrics"),
-                    )
-                    .build()
-                    .expect("destination"),
-            )
-            .delete_marker_replication(
-                DeleteMarkerReplication::builder()
-                    .status(DeleteMarkerReplicationStatus::Disabled)
-                    .build(),
-            )
-            .build()
-            .expect("rule");
-        GetBucketReplicationOutput::builder()
-            .replication_configuration(
-                ReplicationConfiguration::builder()
-                    .role(role_arn())
-                    .rules(rule)
-                    .build()
-                    .expect("configuration"),
-            )
-            .build()
-    });
+    let replication = mock!(aws_sdk_s3::Client::get_bucket_replication)
+        .then_http_response(|| raw_response(200, &[], &article_xml("Enabled")));
     let stacks = mock!(aws_sdk_cloudformation::Client::describe_stacks).then_output(|| {
         DescribeStacksOutput::builder()
             .stacks(

@@ -160,7 +160,6 @@ async fn a_throttled_stack_poll_after_create_stack_does_not_create_the_stack_twi
     use aws_sdk_cloudformation::operation::describe_stacks::DescribeStacksOutput;
     use aws_sdk_cloudformation::operation::get_template::GetTemplateOutput;
     use aws_sdk_cloudformation::types::{Parameter, Stack, StackStatus};
-    use trailhub_steps::role_template;
     use trailhub_steps::tasks::RoleStack;
 
     let stack = |status: StackStatus| {
@@ -199,7 +198,7 @@ async fn a_throttled_stack_poll_after_create_stack_does_not_create_the_stack_twi
         .then_output(|| CreateStackOutput::builder().stack_id("stack-id").build());
     let template = mock!(Cfn::get_template).then_output(|| {
         GetTemplateOutput::builder()
-            .template_body(role_template(&setting(), &source(), &logs()).0)
+            .template_body(recorded_template())
             .build()
     });
     let calls = Calls::default();

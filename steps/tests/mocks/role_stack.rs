@@ -15,7 +15,6 @@ use aws_smithy_mocks::{Rule, mock};
 use serde_json::{Value, json};
 use std::sync::{Arc, Mutex};
 use trailhub_engine::{ErrorKind, Task};
-use trailhub_steps::role_template;
 use trailhub_steps::tasks::RoleStack;
 
 const STACK_ID: &str = "arn:aws:cloudformation:ap-northeast-1:222222222222:stack/cloudtrail-replication-role/6a1c2f50-0000-11ef-8000-0a1b2c3d4e5f";
@@ -64,9 +63,9 @@ pub(crate) fn stack(status: StackStatus) -> DescribeStacksOutput {
         .build()
 }
 
-/// The article's template for the source, as trailhub writes it.
+/// The template of a stack trailhub made for the source, as recorded.
 fn article_template() -> String {
-    role_template(&setting(), &source(), &logs()).0
+    recorded_template()
 }
 
 fn created() -> CreateStackOutput {
@@ -75,13 +74,18 @@ fn created() -> CreateStackOutput {
 
 /// A RoleStack over these CloudFormation rules, and the record of the calls it makes.
 fn role_stack(cfn: &[&Rule]) -> (RoleStack, Calls) {
-    let calls = Calls::default();
     let [get_role, get_policy] = template_role_rules();
+    role_stack_with_iam(cfn, &[&get_role, &get_policy])
+}
+
+/// A RoleStack over these CloudFormation and IAM rules.
+fn role_stack_with_iam(cfn: &[&Rule], iam: &[&Rule]) -> (RoleStack, Calls) {
+    let calls = Calls::default();
     let ctx = context(vec![account(
         SOURCE,
         Mocked {
             cfn,
-            iam: &[&get_role, &get_policy],
+            iam,
             ..Default::default()
         },
         &calls,
@@ -452,4 +456,106 @@ async fn a_stack_waiting_for_a_change_set_fails_at_once() {
         "no polling of a stack that will not change by itself"
     );
     assert!(history.entries().is_empty());
+}
+
+#[tokio::test]
+async fn a_role_edited_by_hand_is_planned_as_an_update_and_put_back_to_the_templates_documents() {
+    // The stack and its template are trailhub's; in the console, someone took
+    // s3:ReplicateTags out of the role's inline policy.
+    let edited = ARTICLE_INLINE.replace(r#""s3:ReplicateTags","#, "");
+    assert_ne!(edited, ARTICLE_INLINE);
+    let describe =
+        mock!(Client::describe_stacks).then_output(|| stack(StackStatus::CreateComplete));
+    let template = mock!(Client::get_template).then_output(|| {
+        GetTemplateOutput::builder()
+            .template_body(article_template())
+            .build()
+    });
+    let [get_role, get_policy] = role_rules(ARTICLE_TRUST, &edited);
+    let put = Arc::new(Mutex::new(Vec::<String>::new()));
+    let seen = put.clone();
+    let put_policy = mock!(aws_sdk_iam::Client::put_role_policy)
+        .match_requests(move |req| {
+            seen.lock()
+                .expect("seen")
+                .push(req.policy_document().unwrap_or_default().to_string());
+            req.role_name() == Some(ROLE) && req.policy_name() == Some("S3ReplicationPolicy")
+        })
+        .then_output(|| {
+            aws_sdk_iam::operation::put_role_policy::PutRolePolicyOutput::builder().build()
+        });
+    let put_trust = mock!(aws_sdk_iam::Client::update_assume_role_policy).then_output(|| {
+        aws_sdk_iam::operation::update_assume_role_policy::UpdateAssumeRolePolicyOutput::builder()
+            .build()
+    });
+    let (task, _calls) = role_stack_with_iam(
+        &[&describe, &template],
+        &[&get_role, &get_policy, &put_policy, &put_trust],
+    );
+
+    let plan = task
+        .plan(&trailhub_engine::PlanCtx {
+            node: node_id(NODE),
+        })
+        .await
+        .expect("planned");
+    assert_eq!(plan.action, trailhub_engine::PlanAction::Update, "{plan:?}");
+    assert!(
+        plan.changes
+            .iter()
+            .any(|c| c.field == "S3ReplicationPolicy"),
+        "{plan:?}"
+    );
+
+    let (ctx, history) = detached(NODE, SOURCE);
+    let applied = task.apply(&ctx).await.expect("the role is put back");
+    assert!(applied.changed);
+    assert_eq!(
+        history.steps(),
+        ["undo", "iam:PutRolePolicy", "iam:UpdateAssumeRolePolicy"]
+    );
+    let edited_json: Value = serde_json::from_str(&edited).expect("JSON");
+    assert_eq!(
+        history.undo()[0]["inline"],
+        edited_json,
+        "the undo record keeps the edited document"
+    );
+    let written: Value =
+        serde_json::from_str(&put.lock().expect("put")[0]).expect("a JSON policy document");
+    let want: Value = serde_json::from_str(ARTICLE_INLINE).expect("JSON");
+    assert_eq!(
+        allowed(&written),
+        allowed(&want),
+        "the template's inline policy is written back"
+    );
+    assert!(allowed(&written).contains(&(
+        "s3:ReplicateTags".to_string(),
+        format!("arn:aws:s3:::{ARCHIVE_BUCKET}/AWSLogs/{SOURCE}/*")
+    )));
+}
+
+/// Every (action, resource) an IAM policy document allows, read statement by statement.
+fn allowed(doc: &Value) -> std::collections::BTreeSet<(String, String)> {
+    let list = |v: &Value| -> Vec<String> {
+        match v {
+            Value::String(s) => vec![s.clone()],
+            Value::Array(items) => items
+                .iter()
+                .filter_map(|i| i.as_str().map(str::to_string))
+                .collect(),
+            _ => Vec::new(),
+        }
+    };
+    let mut out = std::collections::BTreeSet::new();
+    for statement in doc["Statement"].as_array().into_iter().flatten() {
+        if statement["Effect"] != "Allow" {
+            continue;
+        }
+        for action in list(&statement["Action"]) {
+            for resource in list(&statement["Resource"]) {
+                out.insert((action.clone(), resource));
+            }
+        }
+    }
+    out
 }

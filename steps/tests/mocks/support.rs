@@ -216,7 +216,7 @@ impl Intercept for Calls {
 }
 
 /// The mocked answers of one account, per service; a call no rule answers panics (in a run
-/// through the engine, [`run_one`] turns that into a timeout failure).
+/// through the engine too: [`run_one`] then fails with that panic).
 #[derive(Default)]
 pub struct Mocked<'a> {
     /// S3 rules.
@@ -229,23 +229,41 @@ pub struct Mocked<'a> {
     pub s3control: &'a [&'a Rule],
 }
 
+/// The role's trust policy as the article's template makes it, written here, not computed by
+/// the code under test.
+pub const ARTICLE_TRUST: &str = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"s3.amazonaws.com"},"Action":"sts:AssumeRole"}]}"#;
+
+/// The role's inline policy as trailhub's template makes it for the article's account: the
+/// article's three statements, with the Object Lock reads trailhub adds to the source objects'
+/// (actions in another order than the template's, as IAM may return them).
+pub const ARTICLE_INLINE: &str = r#"{"Version":"2012-10-17","Statement":[
+{"Effect":"Allow","Action":["s3:ListBucket","s3:GetReplicationConfiguration"],"Resource":"arn:aws:s3:::cm-members-cloudtrail-222222222222"},
+{"Effect":"Allow","Action":["s3:GetObjectVersionForReplication","s3:GetObjectVersionAcl","s3:GetObjectVersionTagging","s3:GetObjectRetention","s3:GetObjectLegalHold"],"Resource":"arn:aws:s3:::cm-members-cloudtrail-222222222222/*"},
+{"Effect":"Allow","Action":["s3:ReplicateObject","s3:ReplicateTags","s3:ObjectOwnerOverrideToBucketOwner"],"Resource":["arn:aws:s3:::aggregation-cloudtrail-logs-111111111111/AWSLogs/222222222222/*"]}]}"#;
+
+/// The template a stack trailhub created holds (GetTemplate's body), recorded from trailhub's
+/// CreateStack: a change of the template shows here as a difference, made on purpose.
+pub fn recorded_template() -> String {
+    include_str!("../fixtures/role-template.json").to_string()
+}
+
 /// IAM answers for a role exactly as the article's template makes it (GetRole, GetRolePolicy),
 /// documents URL-encoded as IAM returns them.
 pub fn template_role_rules() -> [Rule; 2] {
+    role_rules(ARTICLE_TRUST, ARTICLE_INLINE)
+}
+
+/// IAM answers for the source's role with these trust and inline policies (JSON text).
+pub fn role_rules(trust: &str, inline: &str) -> [Rule; 2] {
     use aws_sdk_iam::operation::get_role::GetRoleOutput;
     use aws_sdk_iam::operation::get_role_policy::GetRolePolicyOutput;
     use aws_sdk_iam::types::Role;
     use aws_smithy_mocks::mock;
-    let encode = |v: Value| {
-        percent_encoding::utf8_percent_encode(&v.to_string(), percent_encoding::NON_ALPHANUMERIC)
-            .to_string()
+    let encode = |text: &str| {
+        percent_encoding::utf8_percent_encode(text, percent_encoding::NON_ALPHANUMERIC).to_string()
     };
-    let trust = encode(trailhub_steps::trust_policy(&setting(), &source()));
-    let inline = encode(trailhub_steps::resolved_inline_policy(
-        &setting(),
-        &source(),
-        &logs(),
-    ));
+    let trust = encode(trust);
+    let inline = encode(inline);
     let get_role = mock!(aws_sdk_iam::Client::get_role).then_output(move || {
         GetRoleOutput::builder()
             .role(
@@ -340,6 +358,25 @@ pub fn s3_error(code: &str, message: &str) -> String {
         r#"<?xml version="1.0" encoding="UTF-8"?>
 <Error><Code>{code}</Code><Message>{message}</Message><RequestId>4442587FB7D0A2F9</RequestId><HostId>host-id</HostId></Error>"#
     )
+}
+
+/// A raw HTTP response, headers and body as the service writes them: the SDK's own parser
+/// reads it, as it reads AWS's answers.
+pub fn raw_response(
+    status: u16,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> aws_smithy_runtime_api::http::Response {
+    let mut response = aws_smithy_runtime_api::http::Response::new(
+        aws_smithy_runtime_api::http::StatusCode::try_from(status).expect("an HTTP status"),
+        aws_smithy_types::body::SdkBody::from(body.to_string()),
+    );
+    for (name, value) in headers {
+        response
+            .headers_mut()
+            .insert(name.to_string(), value.to_string());
+    }
+    response
 }
 
 /// A CloudFormation error response as CloudFormation writes it (awsQuery).
@@ -482,8 +519,8 @@ pub async fn run_one_after<T: Task>(
         concurrency: 2,
         retry: RetryPolicy::fast(max_attempts),
     };
-    // A call no mock answers panics inside the engine's executor, which then never reports:
-    // bound the run so that such a test fails instead of hanging.
+    // A call no mock answers panics inside the engine's executor, and the panic comes out of
+    // `execute` (the walk polls its attempts itself); the bound is for a task that never ends.
     let summary = tokio::time::timeout(
         Duration::from_secs(30),
         execute(
@@ -497,7 +534,7 @@ pub async fn run_one_after<T: Task>(
         ),
     )
     .await
-    .expect("the run should finish (a panic in a task, e.g. an unmocked call, stops it)")
+    .expect("the run should finish")
     .expect("the engine should not fail");
     let node = journal
         .node(&run.id, &id)

@@ -8,7 +8,7 @@ mod recorder;
 mod trailhub;
 
 pub use emulator::{Emulator, root};
-pub use proxy::Proxy;
+pub use proxy::{Proxy, proxy_log, wait_for_action, wait_for_log};
 pub use trailhub::{Trailhub, inventory};
 
 /// The archive account of the tests.
