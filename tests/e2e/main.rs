@@ -14,6 +14,7 @@ mod bad_input;
 mod corruption;
 mod delivery;
 mod dryrun;
+mod isolation;
 mod layouts;
 mod migration;
 mod operator;
