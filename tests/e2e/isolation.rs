@@ -62,6 +62,34 @@ fn widen_member(emu: &Emulator, account: &str) {
     });
 }
 
+/// parliament's findings on what trailhub wrote: the archive bucket policy and `member`'s
+/// role inline policy.
+fn lint_written(emu: &Emulator, archive_account: &str, archive: &str, member: &str) -> Vec<Value> {
+    let s3 = emu.s3(archive_account);
+    let iam = emu.iam(member);
+    let (policy, inline) = emu.rt.block_on(async {
+        let policy = s3.get_bucket_policy().bucket(archive).send().await.unwrap();
+        let inline = iam
+            .get_role_policy()
+            .role_name("S3ReplicationRole")
+            .policy_name("S3ReplicationPolicy")
+            .send()
+            .await
+            .unwrap();
+        (
+            policy.policy().unwrap().to_string(),
+            inline.policy_document().to_string(),
+        )
+    });
+    let inline = percent_encoding::percent_decode_str(&inline)
+        .decode_utf8()
+        .unwrap();
+    [policy.as_str(), inline.as_ref()]
+        .iter()
+        .flat_map(|doc| parliament(&serde_json::from_str(doc).unwrap()))
+        .collect()
+}
+
 /// Whether `key` is in `bucket` of `account`.
 fn exists(emu: &Emulator, account: &str, bucket: &str, key: &str) -> bool {
     let s3 = emu.s3(account);
@@ -99,6 +127,10 @@ fn in_every_mode_a_member_cannot_write_another_accounts_logs_while_its_own_arriv
                     let inv = th.write_inventory(&inv);
                     th.expect(&["apply", "-c", inv.to_str().unwrap()], 0);
                     let archive = mode.archive_bucket();
+                    let lint = lint_written(emu, mode.archive, &archive, &a);
+                    if !lint.is_empty() {
+                        return (mode.policy.to_string(), Err(format!("parliament: {lint:?}")));
+                    }
                     widen_member(emu, &a);
                     let own = log_key(&a, Layout::Plain, "own");
                     write_log(emu, &a, Layout::Plain, &own, None, None);

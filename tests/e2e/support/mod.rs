@@ -35,3 +35,24 @@ pub fn source_bucket(account: &str) -> String {
 pub fn role_arn(account: &str) -> String {
     format!("arn:aws:iam::{account}:role/S3ReplicationRole")
 }
+
+/// What parliament (duo-labs' IAM policy linter, pinned in the emulator's venv by
+/// scripts/setup-emulator) finds in a policy document: one JSON object per finding.
+pub fn parliament(doc: &serde_json::Value) -> Vec<serde_json::Value> {
+    let out = std::process::Command::new(root().join(".venv/bin/parliament"))
+        .args(["--string", &doc.to_string(), "--json"])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run parliament (scripts/setup-emulator installs it)");
+    let findings: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("parliament said {l}: {e}")))
+        .collect();
+    assert!(
+        out.status.success() || !findings.is_empty(),
+        "parliament failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    findings
+}
