@@ -517,23 +517,10 @@ pub(crate) async fn live(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::spec::{ArchiveSpec, Credentials, PolicyMode};
 
     #[test]
     fn the_articles_document_round_trips_through_the_sdk() {
-        let setting = Setting {
-            region: "ap-northeast-1".into(),
-            partition: "aws".into(),
-            archive: ArchiveSpec {
-                account_id: "111111111111".into(),
-                bucket: "aggregation-cloudtrail-logs-111111111111".into(),
-                kms_key: None,
-                retention: None,
-                lifecycle: None,
-                credentials: Credentials::Default,
-            },
-            policy: PolicyMode::Article,
-        };
+        let setting = Setting::example();
         let source = SourceSpec::example();
         let logs = SourceLogs {
             bucket: source.bucket.clone(),

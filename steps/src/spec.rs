@@ -290,6 +290,26 @@ pub struct SourceSpec {
 }
 
 #[cfg(test)]
+impl Setting {
+    /// The article's setting: archive `111111111111` in ap-northeast-1, article mode, for tests.
+    pub(crate) fn example() -> Setting {
+        Setting {
+            region: "ap-northeast-1".into(),
+            partition: "aws".into(),
+            archive: ArchiveSpec {
+                account_id: "111111111111".into(),
+                bucket: "aggregation-cloudtrail-logs-111111111111".into(),
+                kms_key: None,
+                retention: None,
+                lifecycle: None,
+                credentials: Credentials::Default,
+            },
+            policy: PolicyMode::Article,
+        }
+    }
+}
+
+#[cfg(test)]
 impl SourceSpec {
     /// The article's source `222222222222`, for tests.
     pub(crate) fn example() -> SourceSpec {

@@ -338,22 +338,9 @@ pub fn resolved_inline_policy(setting: &Setting, source: &SourceSpec, logs: &Sou
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::spec::{ArchiveSpec, Credentials, PolicyMode};
 
     fn setting() -> Setting {
-        Setting {
-            region: "ap-northeast-1".into(),
-            partition: "aws".into(),
-            archive: ArchiveSpec {
-                account_id: "111111111111".into(),
-                bucket: "aggregation-cloudtrail-logs-111111111111".into(),
-                kms_key: None,
-                retention: None,
-                lifecycle: None,
-                credentials: Credentials::Default,
-            },
-            policy: PolicyMode::Article,
-        }
+        Setting::example()
     }
 
     fn source(trust_conditions: bool) -> SourceSpec {

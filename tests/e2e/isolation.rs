@@ -8,7 +8,7 @@
 //! whose objects could be made public is refused.
 
 use crate::delivery::{Layout, MODES, event, log_key, seed, write_log};
-use crate::support::article::archive_policy;
+use crate::support::article::{archive_policy, put_archive_policy};
 use crate::support::*;
 use serde_json::{Value, json};
 
@@ -184,18 +184,6 @@ fn earlier_release_policy(accounts: &[String]) -> Value {
     ]})
 }
 
-fn put_policy(emu: &Emulator, policy: &Value) {
-    let s3 = emu.s3(ARCHIVE);
-    emu.rt.block_on(async {
-        s3.put_bucket_policy()
-            .bucket(archive_bucket())
-            .policy(policy.to_string())
-            .send()
-            .await
-            .unwrap();
-    });
-}
-
 #[test]
 fn an_earlier_releases_archive_policy_is_migrated_while_logs_keep_arriving_and_rolled_back() {
     let emu = Emulator::start();
@@ -208,7 +196,7 @@ fn an_earlier_releases_archive_policy_is_migrated_while_logs_keep_arriving_and_r
     th.expect(&["apply", "-c", inv], 0);
     // The archive as the earlier release left it.
     let earlier = earlier_release_policy(&sources);
-    put_policy(&emu, &earlier);
+    put_archive_policy(&emu, &earlier);
     let (out, _) = th.expect(&["plan", "-c", inv], 0);
     assert!(
         out.contains("Statement[AllowReplicationFromSourceAccount]") && out.contains("update"),
@@ -275,7 +263,7 @@ fn a_widened_statement_and_an_unlisted_principal_are_drift_and_an_open_archive_i
 
     let mut widened = granted.clone();
     widened["Statement"][0]["Action"] = json!("s3:*");
-    put_policy(&emu, &widened);
+    put_archive_policy(&emu, &widened);
     let (out, _) = th.expect(&["verify", "-c", inv], 3);
     assert!(
         out.contains("Statement[TrailhubReplicationByAccountS3ReplicationRole]")
@@ -288,7 +276,7 @@ fn a_widened_statement_and_an_unlisted_principal_are_drift_and_an_open_archive_i
         .as_array_mut()
         .unwrap()
         .push(json!("arn:aws:iam::999999999999:root"));
-    put_policy(&emu, &foreign);
+    put_archive_policy(&emu, &foreign);
     let lines = th.json(&["verify", "-c", inv], 3);
     let unlisted = lines
         .iter()

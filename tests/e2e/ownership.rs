@@ -2,7 +2,7 @@
 //! trailhub's, refused by default and kept beside its own on request; rollback that gives back
 //! what was there and deletes only what trailhub made, checked against live identity.
 
-use crate::support::article::{archive_policy, bucket_exists, snapshot};
+use crate::support::article::{archive_policy, bucket_exists, put_archive_policy, snapshot};
 use crate::support::*;
 use aws_sdk_s3::types::{
     BucketVersioningStatus, DeleteMarkerReplication, DeleteMarkerReplicationStatus, Destination,
@@ -402,18 +402,6 @@ fn an_adopted_stack_whose_role_was_deleted_gets_it_back_and_rollback_returns_its
         "returned to the template found"
     );
     assert!(role_exists(&emu, account), "with a role");
-}
-
-fn put_archive_policy(emu: &Emulator, policy: &Value) {
-    let s3 = emu.s3(ARCHIVE);
-    emu.rt.block_on(async {
-        s3.put_bucket_policy()
-            .bucket(archive_bucket())
-            .policy(policy.to_string())
-            .send()
-            .await
-            .expect("put the policy by hand");
-    });
 }
 
 #[test]

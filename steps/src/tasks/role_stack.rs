@@ -1041,23 +1041,11 @@ impl Task for RoleStack {
 mod tests {
     use super::*;
     use crate::clients::Accounts;
-    use crate::spec::{ArchiveSpec, Credentials, PolicyMode, Setting};
+    use crate::spec::Setting;
 
     #[test]
     fn only_the_role_the_inventory_names_is_granted() {
-        let setting = Setting {
-            region: "ap-northeast-1".into(),
-            partition: "aws".into(),
-            archive: ArchiveSpec {
-                account_id: "111111111111".into(),
-                bucket: "aggregation-cloudtrail-logs-111111111111".into(),
-                kms_key: None,
-                retention: None,
-                lifecycle: None,
-                credentials: Credentials::Default,
-            },
-            policy: PolicyMode::Article,
-        };
+        let setting = Setting::example();
         let ctx = StepContext::new(setting, Accounts::with_clients(Vec::new()));
         let source = SourceSpec::example();
         let mut out = RoleStackOutput {

@@ -324,3 +324,16 @@ pub fn bucket_exists(emu: &Emulator, account: &str, bucket: &str) -> bool {
             .is_ok()
     })
 }
+
+/// Writes `policy` as the archive bucket's policy, by hand (as the archive's owner).
+pub fn put_archive_policy(emu: &Emulator, policy: &Value) {
+    let s3 = emu.s3(ARCHIVE);
+    emu.rt.block_on(async {
+        s3.put_bucket_policy()
+            .bucket(archive_bucket())
+            .policy(policy.to_string())
+            .send()
+            .await
+            .expect("put the policy by hand");
+    });
+}
