@@ -183,8 +183,20 @@ fn the_report_renders_in_a_browser() {
         .unwrap()
         .find_iter(&dom)
         .count();
-    assert_eq!(graph_nodes, 5 + 8 * 2, "the DAG as SVG, one shape per node");
+    assert_eq!(
+        graph_nodes,
+        5 + 8,
+        "the DAG drawn once: the archive's steps and one account's"
+    );
+    assert!(
+        dom.contains("each of 2 accounts"),
+        "the accounts' cluster says how many it stands for"
+    );
     assert!(dom.contains("#f4a3a3"), "the failed node is colored");
+    assert!(
+        dom.contains("1 failed · 1 done"),
+        "bucket-check counts each state"
+    );
     let bars = Regex::new(r#"<rect class="bar (done|failed|retried)""#)
         .unwrap()
         .find_iter(&dom)
@@ -200,7 +212,15 @@ fn the_report_renders_in_a_browser() {
         dom.contains(r#"<tr class="failed" data-account="200000000002">"#),
         "{dom}"
     );
-    assert!(dom.contains("NoSuchBucket"));
+    let failures = dom.find("id=\"failures\"").unwrap();
+    let matrix = dom.find("id=\"matrix\"").unwrap();
+    let timeline = dom.find("id=\"timeline\"").unwrap();
+    assert!(
+        failures < matrix && matrix < timeline,
+        "failures, then the matrix, then the timeline"
+    );
+    assert!(dom[failures..matrix].contains("1 account failed at bucket-check: NoSuchBucket"));
+    assert!(dom[failures..matrix].contains("What to do:"));
     let shot = th.dir.path().join("report.png");
     let out = chromium(&[&format!("--screenshot={}", shot.display())]);
     assert!(out.status.success());
