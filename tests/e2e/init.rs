@@ -13,7 +13,7 @@ fn fleet_config() -> String {
         "[default]\nregion = ap-northeast-1\noutput = json\n\n\
          [sso-session corp]\nsso_start_url = https://corp.awsapps.com/start\nsso_region = us-east-1\n\
          sso_registration_scopes = sso:account:access\n\n\
-         [profile log-archive]\nsso_session = corp\nsso_account_id = 111111111111\n\
+         [profile log-archive-admin]\nsso_session = corp\nsso_account_id = 111111111111\n\
          sso_role_name = AdministratorAccess\nregion = ap-northeast-1\n\n",
     );
     for i in 1..=20 {
@@ -108,7 +108,7 @@ fn twenty_sso_profiles_round_trip_into_an_inventory_that_loads() {
         sources, expected,
         "one source per account, through the matching profile"
     );
-    assert_eq!(archive_profile.as_deref(), Some("log-archive"));
+    assert_eq!(archive_profile.as_deref(), Some("log-archive-admin"));
     assert!(written.contains("account_id = \"111111111111\""));
     assert!(written.contains("region = \"ap-northeast-1\""));
 

@@ -116,6 +116,43 @@ fn cmd_with_env(from: &Command, mut to: Command) -> Command {
     to
 }
 
+/// `trailhub runs | head -1`: the reader goes away before the command has written everything.
+/// The command must not panic (Rust ignores SIGPIPE: a write then fails with BrokenPipe), say
+/// nothing about it, and exit as it would have.
+#[test]
+fn every_printing_command_exits_quietly_when_its_reader_goes_away() {
+    let (_emu, th, inv) = two_accounts_one_broken();
+    let inv = inv.to_str().unwrap();
+    th.expect(&["apply", "-c", inv], 1);
+    for (args, code) in [
+        (vec!["runs"], 0),
+        (vec!["status"], 0),
+        (vec!["status", "--all"], 0),
+        (vec!["--output", "json", "status"], 0),
+        (vec!["history"], 0),
+        (vec!["plan", "-c", inv], 1),
+        (vec!["graph", "-c", inv, "--format", "dot"], 0),
+        (vec!["verify", "-c", inv], 3),
+        (vec!["completions", "bash"], 0),
+        (vec!["apply", "-c", inv], 1),
+    ] {
+        let mut child = th
+            .command()
+            .args(&args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        // The reader goes away before anything is read.
+        drop(child.stdout.take());
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+        assert!(!stderr.contains("Broken pipe"), "{args:?}: {stderr}");
+        assert_eq!(out.status.code(), Some(code), "{args:?}: {stderr}");
+    }
+}
+
 #[test]
 fn completions_and_help() {
     let emu = Emulator::start();
