@@ -588,7 +588,7 @@ async fn rollback_run(
     } else {
         let groups: Vec<_> = in_scope(&summary).cloned().collect();
         if fleet::is_fleet(&groups) {
-            rollback_fleet_text(run, &summary, elapsed, asked.all);
+            out!("{}", rollback_fleet_text(run, &summary, elapsed, asked.all));
         } else {
             rollback_text(run, &summary, elapsed);
         }
@@ -663,7 +663,7 @@ fn rollback_text(run: &str, summary: &RollbackSummary, elapsed: u64) {
 
 /// A fleet's rollback: the notes, the failures and what was kept, each grouped by step and
 /// cause with the accounts it concerns, then the accounts not rolled back (all with `--all`).
-fn rollback_fleet_text(run: &str, summary: &RollbackSummary, elapsed: u64, all: bool) {
+fn rollback_fleet_text(run: &str, summary: &RollbackSummary, elapsed: u64, all: bool) -> String {
     let groups: Vec<_> = in_scope(summary).cloned().collect();
     let headline = format!(
         "Rollback of run {run} ({}) {} in {}: {} of {} steps undone, {} changed, {} failed, {} kept.",
@@ -698,10 +698,13 @@ fn rollback_fleet_text(run: &str, summary: &RollbackSummary, elapsed: u64, all: 
                 (node, format!("kept, because {by} could not be rolled back"))
             })),
     );
-    out!("{}", view.text_with(&notes));
+    let mut out = view.text_with(&notes);
     if summary.not_run > 0 || !summary.failed.is_empty() {
-        outln!("`trailhub rollback {run}` continues it once the cause is fixed.");
+        out.push_str(&format!(
+            "`trailhub rollback {run}` continues it once the cause is fixed.\n"
+        ));
     }
+    out
 }
 
 /// The groups the rollback's scope names (all when it names none).
@@ -753,6 +756,66 @@ mod tests {
         );
         let all = finished(50, &[11, 12, 13], true);
         assert!(all.contains("200000000001  succeeded") && all.contains("200000000050  succeeded"));
+    }
+
+    #[test]
+    fn a_fleets_rollback_groups_its_notes_and_failures() {
+        let (view, _) = synthetic::run(12, &[]);
+        let mut groups = view.groups();
+        for g in groups
+            .iter_mut()
+            .filter(|g| g.group != trailhub_workflows::ARCHIVE)
+        {
+            g.result = GroupResult::RolledBack;
+        }
+        let failed_node: trailhub_engine::NodeId =
+            "200000000004/role-stack".parse().expect("an id");
+        let failed_group = groups
+            .iter_mut()
+            .find(|g| g.group == "200000000004")
+            .expect("it");
+        failed_group.result = GroupResult::Failed;
+        let mut notes = std::collections::BTreeMap::new();
+        for i in 1..=12 {
+            let a = format!("{}", 200_000_000_000u64 + i);
+            notes.insert(
+                format!("{a}/versioning").parse().expect("an id"),
+                format!("bucket cm-members-cloudtrail-{a} stays versioned: S3 can only suspend it"),
+            );
+        }
+        let summary = RollbackSummary {
+            status: RunStatus::RollbackFailed,
+            scope: RollbackScope::default(),
+            selected: 96,
+            rolled_back: 95,
+            changed: 60,
+            failed: [(
+                failed_node,
+                trailhub_state::ErrorRecord {
+                    message: "stack deletion failed".into(),
+                    code: Some("DELETE_FAILED".into()),
+                    retryable: false,
+                    hint: None,
+                },
+            )]
+            .into(),
+            blocked: Default::default(),
+            notes,
+            not_run: 0,
+            groups,
+        };
+        let text = rollback_fleet_text("R", &summary, 3_000, false);
+        assert!(
+            text.contains("1 account failed at role-stack: DELETE_FAILED — 200000000004\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("12 accounts at versioning: bucket cm-members-cloudtrail-{account_id} stays versioned: S3 can only suspend it — 200000000001 "),
+            "{text}"
+        );
+        assert!(text.contains("200000000004  failed"), "{text}");
+        assert!(!text.contains("200000000001  rolled-back"), "{text}");
+        assert!(text.lines().count() <= 12, "{text}");
     }
 
     #[test]
