@@ -110,13 +110,14 @@ pub async fn init(cli: &Cli, args: &InitArgs<'_>) -> Result<Outcome, CliError> {
             say(format!("  {}: {}", s.profile, s.reason));
         }
     }
-    let file = if to_stdout {
-        "the inventory".to_string()
+    say(if to_stdout {
+        "Next: save it, check each source's bucket and trail, then `trailhub plan -c FILE`."
+            .to_string()
     } else {
-        args.out.display().to_string()
-    };
-    say(format!(
-        "Next: check each source's bucket and trail in {file}, then `trailhub plan -c {file}`."
-    ));
+        let file = args.out.display();
+        format!(
+            "Next: check each source's bucket and trail in {file}, then `trailhub plan -c {file}`."
+        )
+    });
     Ok(Outcome::Ok)
 }
