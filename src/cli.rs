@@ -84,6 +84,9 @@ pub enum Command {
         /// Only these source accounts (repeatable).
         #[arg(long = "account", value_name = "ID")]
         accounts: Vec<String>,
+        /// List every account in full (a fleet's plan shows identical accounts once).
+        #[arg(long)]
+        all: bool,
     },
     /// Print the workflow's DAG; with --run, nodes carry their journaled state.
     #[command(
@@ -118,6 +121,9 @@ pub enum Command {
         /// Only these source accounts (repeatable); the archive steps always run.
         #[arg(long = "account", value_name = "ID")]
         accounts: Vec<String>,
+        /// List every account in the summary (a fleet's lists only the accounts not done).
+        #[arg(long)]
+        all: bool,
     },
     /// Copy to the archive the logs that live replication never copied (written before the
     /// account was onboarded; with --include-failed, those whose replication failed): one S3
@@ -144,6 +150,9 @@ pub enum Command {
         /// Node attempts in flight at most.
         #[arg(long, default_value_t = crate::DEFAULT_CONCURRENCY, value_parser = clap::value_parser!(u16).range(1..=1024))]
         concurrency: u16,
+        /// List every account in the summary (a fleet's lists only the accounts not done).
+        #[arg(long)]
+        all: bool,
     },
     /// Continue a run (default: the latest) from its journal; finished steps are not run again.
     #[command(after_help = "Examples:\n  trailhub resume\n  trailhub resume 20261128T101500Z-0001")]
@@ -153,6 +162,9 @@ pub enum Command {
         /// Node attempts in flight at most (default: the run's own).
         #[arg(long, value_parser = clap::value_parser!(u16).range(1..=1024))]
         concurrency: Option<u16>,
+        /// List every account in the summary (a fleet's lists only the accounts not done).
+        #[arg(long)]
+        all: bool,
     },
     /// Undo journaled effects in reverse dependency order (log objects are never deleted): an
     /// account's enrollment across every run (--account without a run), or one run's changes.
@@ -182,12 +194,21 @@ A node that a later run changed again or relies on is not undone under it: the r
         /// Node rollbacks in flight at most.
         #[arg(long, default_value_t = crate::DEFAULT_CONCURRENCY, value_parser = clap::value_parser!(u16).range(1..=1024))]
         concurrency: u16,
+        /// List every account in the summary (a fleet's lists only the accounts not done).
+        #[arg(long)]
+        all: bool,
     },
-    /// Per account and step: state, attempts, last error and what to do, times.
-    #[command(after_help = "Examples:\n  trailhub status\n  trailhub status --output json")]
+    /// Per account and step: state, attempts, last error and what to do, times. A fleet's
+    /// status gives the counts, the failures grouped by cause, and the accounts not done.
+    #[command(
+        after_help = "Examples:\n  trailhub status\n  trailhub status --all            every account and step\n  trailhub status --output json"
+    )]
     Status {
         /// The run (default: the latest).
         run: Option<String>,
+        /// Every account and step, also of a fleet.
+        #[arg(long)]
+        all: bool,
     },
     /// List the runs of the state directory.
     Runs,
@@ -230,6 +251,40 @@ A node that a later run changed again or relies on is not undone under it: the r
             default_value = "trailhub-report.html"
         )]
         out: std::path::PathBuf,
+    },
+    /// Write an inventory from the AWS config file's profiles: one source per account that an
+    /// SSO or assume-role profile reaches, through that profile. Makes no AWS request.
+    #[command(
+        after_help = "Examples:\n  trailhub init --from-aws-config --archive 111111111111\n  trailhub init --from-aws-config --match 'AdministratorAccess$' -o fleet.toml\n  AWS_CONFIG_FILE=./sso-config trailhub init --from-aws-config -o -"
+    )]
+    Init {
+        /// Read the AWS config file (`AWS_CONFIG_FILE`, default ~/.aws/config) and the shared
+        /// credentials file, with the AWS SDK's profile parser.
+        #[arg(long, required = true)]
+        from_aws_config: bool,
+        /// When several profiles reach one account, prefer the one whose name matches this
+        /// regular expression (e.g. the permission set you onboard with).
+        #[arg(long = "match", value_name = "REGEX")]
+        prefer: Option<String>,
+        /// The log-archive account (default: the one account that profiles named like
+        /// *archive* reach).
+        #[arg(long, value_name = "ACCOUNT")]
+        archive: Option<String>,
+        /// The inventory's region (default: the archive profile's, else the one most source
+        /// profiles set).
+        #[arg(long, value_name = "REGION")]
+        region: Option<String>,
+        /// Where to write the inventory (`-`: stdout).
+        #[arg(
+            short = 'o',
+            long = "out",
+            value_name = "FILE",
+            default_value = "inventory.toml"
+        )]
+        out: PathBuf,
+        /// Replace the file if it exists.
+        #[arg(long)]
+        force: bool,
     },
     /// Print a shell completion script.
     #[command(

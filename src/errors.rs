@@ -20,6 +20,12 @@ pub enum CliError {
     /// The engine refused or the graph is invalid.
     #[error(transparent)]
     Engine(#[from] EngineError),
+    /// The AWS config files could not be read (`init`).
+    #[error(transparent)]
+    Profiles(#[from] trailhub_steps::profiles::ProfilesError),
+    /// No inventory could be drafted from the profiles (`init`).
+    #[error(transparent)]
+    Init(#[from] trailhub_workflows::init::InitError),
     /// Bad arguments.
     #[error("{0}")]
     Usage(String),
@@ -32,7 +38,10 @@ impl CliError {
     /// The process exit code for this error.
     pub fn exit_code(&self) -> u8 {
         match self {
-            CliError::Inventory(_) | CliError::Usage(_) => 2,
+            CliError::Inventory(_)
+            | CliError::Usage(_)
+            | CliError::Profiles(_)
+            | CliError::Init(_) => 2,
             CliError::State(e) => state_code(e),
             CliError::Engine(EngineError::Journal(e)) => state_code(e),
             CliError::Engine(EngineError::Invalid(_) | EngineError::Refused(_)) => 2,

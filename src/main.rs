@@ -5,8 +5,14 @@
 mod cli;
 mod commands;
 mod errors;
+mod fleet;
 mod output;
+mod print;
 mod progress;
+#[cfg(test)]
+mod synthetic;
+
+use print::errln;
 
 use clap::Parser;
 use std::process::ExitCode;
@@ -23,7 +29,7 @@ fn main() -> ExitCode {
     {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
+            errln!("error: cannot start the async runtime: {e}");
             return ExitCode::from(1);
         }
     };
@@ -38,7 +44,7 @@ fn main() -> ExitCode {
                     "message": e.to_string(),
                 }));
             }
-            eprintln!("error: {e}");
+            errln!("error: {e}");
             ExitCode::from(code)
         }
     }

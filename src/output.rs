@@ -1,5 +1,6 @@
 //! Rendering helpers: aligned tables, times, and JSON lines. Only the binary prints.
 
+use crate::print::outln;
 use serde::Serialize;
 use std::time::{Duration, UNIX_EPOCH};
 use trailhub_engine::GroupSummary;
@@ -7,7 +8,7 @@ use trailhub_state::ErrorRecord;
 
 /// Prints one JSON object on its own line.
 pub fn json_line<T: Serialize>(value: &T) {
-    println!(
+    outln!(
         "{}",
         serde_json::to_string(value).expect("reports should serialize")
     );
@@ -151,13 +152,14 @@ pub fn print_jobs(run: &str, jobs: &[(String, trailhub_steps::tasks::BackfillOut
     if jobs.is_empty() {
         return;
     }
-    println!("\nBackfill jobs:");
+    outln!("\nBackfill jobs:");
     for (account, job) in jobs {
-        println!("  {account}  {}", job.describe());
+        outln!("  {account}  {}", job.describe());
         if job.awaiting_confirmation {
-            println!(
+            outln!(
                 "      confirm: aws s3control update-job-status --region {} --account-id {account} --job-id {} --requested-job-status Ready   (or cancel it: trailhub rollback {run} --account {account})",
-                job.region, job.job_id
+                job.region,
+                job.job_id
             );
         }
     }

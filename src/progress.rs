@@ -3,6 +3,7 @@
 //! terminal or in CI; JSON lines with `--output json`.
 
 use crate::output::{clock, json_line};
+use crate::print::errln;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde_json::json;
 use std::collections::BTreeMap;
@@ -88,7 +89,7 @@ impl Reporter {
     fn line(&self, text: String) {
         match (&self.bar, self.style) {
             (Some(bar), _) => bar.println(text),
-            (None, Style::Lines) => eprintln!("[{}] {text}", clock(now_ms())),
+            (None, Style::Lines) => errln!("[{}] {text}", clock(now_ms())),
             _ => {}
         }
     }

@@ -31,7 +31,7 @@ pub use dag::{Building, Built, Dag, NodeSpec, Shape};
 pub use errors::{EngineError, ErrorKind, TaskError, ValidationError};
 pub use events::{NullObserver, Observer, Progress};
 pub use plan::{Change, Plan, PlanAction, PlannedNode, plan};
-pub use render::{GraphFormat, render};
+pub use render::{GraphFormat, render, render_folded};
 pub use retry::RetryPolicy;
 pub use rollback::{RollbackScope, RollbackSummary, pending_rollback, rollback};
 pub use scheduler::{RunOptions, RunSummary, execute};

@@ -4,6 +4,7 @@
 
 use crate::cli::Cli;
 use crate::errors::CliError;
+use crate::print::errln;
 use std::collections::BTreeMap;
 use std::path::Path;
 use trailhub_engine::{Built, Dag, GroupSummary, NodeId, NodeRecord, Shape, summarize};
@@ -158,7 +159,7 @@ pub async fn shutdown() {
     }
     tokio::spawn(async move {
         interrupts.recv().await;
-        eprintln!("interrupted again: exiting now; `trailhub resume` continues from the journal");
+        errln!("interrupted again: exiting now; `trailhub resume` continues from the journal");
         std::process::exit(130);
     });
 }

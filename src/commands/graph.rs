@@ -4,6 +4,7 @@
 use super::common::{RunView, load_inventory, open_existing_journal};
 use crate::cli::{Cli, GraphFormat};
 use crate::errors::{CliError, Outcome};
+use crate::print::out;
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::Path;
@@ -43,9 +44,9 @@ pub fn graph(
     };
     let text = render(&shape, engine_format, states.as_ref());
     if format == GraphFormat::Svg {
-        print!("{}", svg(&text)?);
+        out!("{}", svg(&text)?);
     } else {
-        print!("{text}");
+        out!("{text}");
     }
     Ok(Outcome::Ok)
 }

@@ -1,7 +1,8 @@
 //! The subcommands: each reads its inputs, calls the engine, and renders the result.
 
-mod common;
+pub(crate) mod common;
 mod graph;
+mod init;
 mod plan;
 mod report;
 mod run;
@@ -18,7 +19,8 @@ pub async fn run(cli: &Cli) -> Result<Outcome, CliError> {
         Command::Plan {
             inventory,
             accounts,
-        } => plan::plan(cli, &inventory.config, accounts).await,
+            all,
+        } => plan::plan(cli, &inventory.config, accounts, *all).await,
         Command::Graph {
             config,
             run,
@@ -28,7 +30,8 @@ pub async fn run(cli: &Cli) -> Result<Outcome, CliError> {
             inventory,
             concurrency,
             accounts,
-        } => run::apply(cli, &inventory.config, *concurrency, accounts).await,
+            all,
+        } => run::apply(cli, &inventory.config, *concurrency, accounts, *all).await,
         Command::Backfill {
             inventory,
             accounts,
@@ -36,28 +39,46 @@ pub async fn run(cli: &Cli) -> Result<Outcome, CliError> {
             yes,
             wait,
             concurrency,
+            all,
         } => {
             let options = trailhub_steps::tasks::BackfillOptions {
                 include_failed: *include_failed,
                 confirmed: *yes,
                 wait: *wait,
             };
-            run::backfill(cli, &inventory.config, *concurrency, accounts, options).await
+            run::backfill(
+                cli,
+                &inventory.config,
+                *concurrency,
+                accounts,
+                options,
+                *all,
+            )
+            .await
         }
-        Command::Resume { run, concurrency } => {
-            run::resume(cli, run.as_deref(), *concurrency).await
-        }
+        Command::Resume {
+            run,
+            concurrency,
+            all,
+        } => run::resume(cli, run.as_deref(), *concurrency, *all).await,
         Command::Rollback {
             run,
             accounts,
             to,
             force,
             concurrency,
+            all,
         } => {
-            let to = to.as_deref();
-            run::rollback(cli, run.as_deref(), accounts, to, *force, *concurrency).await
+            let args = run::RollbackArgs {
+                accounts,
+                to: to.as_deref(),
+                force: *force,
+                concurrency: *concurrency,
+                all: *all,
+            };
+            run::rollback(cli, run.as_deref(), &args).await
         }
-        Command::Status { run } => status::status(cli, run.as_deref()),
+        Command::Status { run, all } => status::status(cli, run.as_deref(), *all),
         Command::Runs => status::runs(cli),
         Command::History { run } => status::history(cli, run.as_deref()),
         Command::Verify {
@@ -67,9 +88,29 @@ pub async fn run(cli: &Cli) -> Result<Outcome, CliError> {
             accounts,
         } => verify::verify(cli, &inventory.config, *canary, *timeout, accounts).await,
         Command::Report { run, out } => report::report(cli, run.as_deref(), out),
+        Command::Init {
+            from_aws_config: _,
+            prefer,
+            archive,
+            region,
+            out,
+            force,
+        } => {
+            let args = init::InitArgs {
+                prefer: prefer.as_deref(),
+                archive: archive.as_deref(),
+                region: region.as_deref(),
+                out,
+                force: *force,
+            };
+            init::init(cli, &args).await
+        }
         Command::Completions { shell } => {
             let mut command = <Cli as clap::CommandFactory>::command();
-            clap_complete::generate(*shell, &mut command, "trailhub", &mut std::io::stdout());
+            // Written whole through the binary's stdout, which a closed pipe does not panic.
+            let mut script = Vec::new();
+            clap_complete::generate(*shell, &mut command, "trailhub", &mut script);
+            crate::print::out_bytes(&script);
             Ok(Outcome::Ok)
         }
     }

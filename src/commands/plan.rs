@@ -1,39 +1,40 @@
 //! `trailhub plan`: every step's read-only plan against live state, per account, with the
 //! fields that would change. Never mutates anything.
+//!
+//! A fleet (from [`FLEET`] accounts on) is shown grouped: accounts whose plans are the same but
+//! for their own id are shown once, with the list of those accounts, the steps that change
+//! nothing on one line; accounts that differ are shown in full; groups with errors come first.
+//! `--all` lists every account in full, as a small fleet is; JSON is always per account.
 
 use super::common::{load_inventory, prepare};
 use crate::cli::{Cli, OutputFormat};
 use crate::errors::{CliError, Outcome};
+use crate::fleet::{FLEET, IDS_SHOWN, generalize, id_list};
 use crate::output::{error_line, json_line};
+use crate::print::out;
 use serde_json::json;
 use std::collections::BTreeMap;
+use std::fmt::Write as _;
 use std::path::Path;
 use trailhub_engine::{PlanAction, PlannedNode};
+use trailhub_workflows::ARCHIVE;
 
-pub async fn plan(cli: &Cli, config: &Path, accounts: &[String]) -> Result<Outcome, CliError> {
+pub async fn plan(
+    cli: &Cli,
+    config: &Path,
+    accounts: &[String],
+    all: bool,
+) -> Result<Outcome, CliError> {
     let prepared = prepare(cli, load_inventory(config)?, accounts)?;
     let planned = trailhub_engine::plan(&prepared.dag, crate::DEFAULT_CONCURRENCY as usize).await;
     let order = prepared.dag.groups();
-    let mut by_group: BTreeMap<usize, Vec<&PlannedNode>> = BTreeMap::new();
-    for p in &planned {
-        let pos = order
-            .iter()
-            .position(|g| *g == p.id.group())
-            .unwrap_or(usize::MAX);
-        by_group.entry(pos).or_default().push(p);
-    }
-    let mut counts = Counts::default();
-    for p in &planned {
-        match &p.result {
-            Ok(plan) => *counts.actions.entry(plan.action.as_str()).or_default() += 1,
-            Err(_) => counts.errors += 1,
-        }
-    }
+    let by_group = by_group(&planned, &order);
+    let counts = Counts::of(&planned);
     if cli.output == OutputFormat::Json {
         plan_json(&by_group, &counts);
     } else {
         let archive = &prepared.workflow.inventory.archive.account_id;
-        plan_text(&by_group, &counts, archive);
+        out!("{}", plan_text(&by_group, &counts, archive, all));
     }
     Ok(if counts.errors > 0 {
         Outcome::Failed
@@ -42,7 +43,22 @@ pub async fn plan(cli: &Cli, config: &Path, accounts: &[String]) -> Result<Outco
     })
 }
 
-/// How many nodes would be created, updated… and how many could not be planned.
+/// The planned nodes of each group, groups in the workflow's order (the archive, then the
+/// accounts as the inventory lists them), nodes in dependency order.
+fn by_group<'a>(planned: &'a [PlannedNode], order: &[&str]) -> Vec<Vec<&'a PlannedNode>> {
+    let mut by_group: BTreeMap<usize, Vec<&PlannedNode>> = BTreeMap::new();
+    for p in planned {
+        let pos = order
+            .iter()
+            .position(|g| *g == p.id.group())
+            .unwrap_or(usize::MAX);
+        by_group.entry(pos).or_default().push(p);
+    }
+    by_group.into_values().collect()
+}
+
+/// How many nodes would be created, updated… and how many could not be planned. Keyed by the
+/// action's name, so that every action the engine plans is counted.
 #[derive(Default)]
 struct Counts {
     actions: BTreeMap<&'static str, usize>,
@@ -50,13 +66,24 @@ struct Counts {
 }
 
 impl Counts {
-    fn of(&self, action: PlanAction) -> usize {
+    fn of(planned: &[PlannedNode]) -> Counts {
+        let mut counts = Counts::default();
+        for p in planned {
+            match &p.result {
+                Ok(plan) => *counts.actions.entry(plan.action.as_str()).or_default() += 1,
+                Err(_) => counts.errors += 1,
+            }
+        }
+        counts
+    }
+
+    fn of_action(&self, action: PlanAction) -> usize {
         self.actions.get(action.as_str()).copied().unwrap_or(0)
     }
 }
 
-fn plan_json(by_group: &BTreeMap<usize, Vec<&PlannedNode>>, counts: &Counts) {
-    for p in by_group.values().flatten() {
+fn plan_json(by_group: &[Vec<&PlannedNode>], counts: &Counts) {
+    for p in by_group.iter().flatten() {
         let value = match &p.result {
             Ok(plan) => {
                 let mut line = json!({
@@ -79,80 +106,450 @@ fn plan_json(by_group: &BTreeMap<usize, Vec<&PlannedNode>>, counts: &Counts) {
     }
     json_line(&json!({
         "type": "plan-summary",
-        "create": counts.of(PlanAction::Create),
-        "update": counts.of(PlanAction::Update),
-        "no_op": counts.of(PlanAction::NoOp),
-        "unknown": counts.of(PlanAction::Unknown),
-        "blocked": counts.of(PlanAction::Blocked),
+        "create": counts.of_action(PlanAction::Create),
+        "update": counts.of_action(PlanAction::Update),
+        "no_op": counts.of_action(PlanAction::NoOp),
+        "unknown": counts.of_action(PlanAction::Unknown),
+        "blocked": counts.of_action(PlanAction::Blocked),
         "errors": counts.errors,
     }));
 }
 
-fn plan_text(by_group: &BTreeMap<usize, Vec<&PlannedNode>>, counts: &Counts, archive: &str) {
-    for nodes in by_group.values() {
-        let group = nodes[0].id.group();
-        if group == trailhub_workflows::ARCHIVE {
-            println!("archive ({archive})");
-        } else {
-            println!("account {group}");
-        }
-        for p in nodes {
-            plan_node_text(p);
-        }
-    }
+/// The plan as text: every account in full for a small fleet or with `all`; grouped otherwise.
+fn plan_text(by_group: &[Vec<&PlannedNode>], counts: &Counts, archive: &str, all: bool) -> String {
+    let sources = by_group
+        .iter()
+        .filter(|nodes| nodes.first().is_some_and(|p| p.id.group() != ARCHIVE))
+        .count();
+    let mut out = if all || sources < FLEET {
+        full_text(by_group, archive)
+    } else {
+        grouped_text(by_group, archive)
+    };
     let errors = counts.errors;
     // Blocked steps are counted apart from the work apply would do: it would not reach them.
-    let blocked = match counts.of(PlanAction::Blocked) {
+    let blocked = match counts.of_action(PlanAction::Blocked) {
         0 => String::new(),
         n => format!("{n} blocked by errors, "),
     };
-    println!(
+    let _ = writeln!(
+        out,
         "\nPlan: {} to create, {} to update, {} unchanged, {} unknown until apply, {blocked}{errors} error{}. Nothing was changed.",
-        counts.of(PlanAction::Create),
-        counts.of(PlanAction::Update),
-        counts.of(PlanAction::NoOp),
-        counts.of(PlanAction::Unknown),
+        counts.of_action(PlanAction::Create),
+        counts.of_action(PlanAction::Update),
+        counts.of_action(PlanAction::NoOp),
+        counts.of_action(PlanAction::Unknown),
         if errors == 1 { "" } else { "s" },
     );
+    out
 }
 
-fn plan_node_text(p: &PlannedNode) {
+fn heading(group: &str, archive: &str) -> String {
+    if group == ARCHIVE {
+        format!("archive ({archive})")
+    } else {
+        format!("account {group}")
+    }
+}
+
+/// Every account, every step, as it is.
+fn full_text(by_group: &[Vec<&PlannedNode>], archive: &str) -> String {
+    let mut out = String::new();
+    for nodes in by_group {
+        let Some(first) = nodes.first() else { continue };
+        let _ = writeln!(out, "{}", heading(first.id.group(), archive));
+        for p in nodes {
+            out.push_str(&node_text(p, None));
+        }
+    }
+    out
+}
+
+/// The sign and padded name of an action, as the plan's lines begin.
+fn sign(action: PlanAction) -> &'static str {
+    match action {
+        PlanAction::Create => "+",
+        PlanAction::Update => "~",
+        PlanAction::NoOp => " ",
+        PlanAction::Unknown => "?",
+        PlanAction::Blocked => "x",
+    }
+}
+
+/// One node's lines; with `generalize_for`, that account's id written `{account_id}`.
+fn node_text(p: &PlannedNode, generalize_for: Option<&str>) -> String {
+    let g = |text: &str| match generalize_for {
+        Some(group) => generalize(text, group),
+        None => text.to_string(),
+    };
     let step = p.id.step();
+    let mut out = String::new();
     match &p.result {
         Ok(plan) => {
-            let sign = match plan.action {
-                PlanAction::Create => "+",
-                PlanAction::Update => "~",
-                PlanAction::NoOp => " ",
-                PlanAction::Unknown => "?",
-                PlanAction::Blocked => "x",
-            };
-            println!(
-                "  {sign} {:<8} {step:<13} {}",
+            let _ = writeln!(
+                out,
+                "  {} {:<8} {step:<13} {}",
+                sign(plan.action),
                 plan.action.as_str(),
-                p.description
+                g(&p.description)
             );
             for c in &plan.changes {
-                println!(
+                let _ = writeln!(
+                    out,
                     "      {}: {} -> {}",
-                    c.field,
-                    c.from.as_deref().unwrap_or("(absent)"),
-                    c.to
+                    g(&c.field),
+                    g(c.from.as_deref().unwrap_or("(absent)")),
+                    g(&c.to)
                 );
             }
             if let Some(note) = &plan.note {
-                println!("      ({note})");
+                let _ = writeln!(out, "      ({})", g(note));
             }
         }
         Err(e) => {
-            println!(
+            let _ = writeln!(
+                out,
                 "  ! {:<8} {step:<13} {}",
                 "error",
-                error_line(&e.to_record())
+                g(&error_line(&e.to_record()))
             );
             if let Some(hint) = &e.hint {
-                println!("      what to do: {hint}");
+                let _ = writeln!(out, "      what to do: {}", g(hint));
             }
         }
+    }
+    out
+}
+
+/// Accounts with the same plan but for their own id.
+struct Class<'a> {
+    accounts: Vec<&'a str>,
+    /// The first account's nodes: the class's plan.
+    nodes: &'a [&'a PlannedNode],
+    errors: bool,
+}
+
+/// Identical accounts once, the others in full; errors first, then the archive, then the
+/// larger groups.
+fn grouped_text(by_group: &[Vec<&PlannedNode>], archive: &str) -> String {
+    let mut classes: Vec<Class<'_>> = Vec::new();
+    let mut index: BTreeMap<String, usize> = BTreeMap::new();
+    for nodes in by_group {
+        let Some(first) = nodes.first() else { continue };
+        let group = first.id.group();
+        let errors = nodes.iter().any(|p| p.result.is_err());
+        if group == ARCHIVE {
+            classes.push(Class {
+                accounts: vec![group],
+                nodes,
+                errors,
+            });
+            continue;
+        }
+        let signature: String = nodes.iter().map(|p| node_text(p, Some(group))).collect();
+        match index.get(&signature) {
+            Some(&i) => classes[i].accounts.push(group),
+            None => {
+                index.insert(signature, classes.len());
+                classes.push(Class {
+                    accounts: vec![group],
+                    nodes,
+                    errors,
+                });
+            }
+        }
+    }
+    // Stable: classes of as many accounts stay in the order of their first account.
+    classes.sort_by_key(|c| {
+        (
+            !c.errors,
+            c.accounts != [ARCHIVE],
+            std::cmp::Reverse(c.accounts.len()),
+        )
+    });
+    let mut out = String::new();
+    for (i, class) in classes.iter().enumerate() {
+        if i > 0 {
+            out.push('\n');
+        }
+        match class.accounts.as_slice() {
+            [one] => {
+                let _ = writeln!(out, "{}", heading(one, archive));
+                for p in class.nodes {
+                    out.push_str(&node_text(p, None));
+                }
+            }
+            many => out.push_str(&class_text(class, many)),
+        }
+    }
+    let accounts: usize = classes
+        .iter()
+        .filter(|c| c.accounts != [ARCHIVE])
+        .map(|c| c.accounts.len())
+        .sum();
+    let groups = classes.iter().filter(|c| c.accounts != [ARCHIVE]).count();
+    let _ = writeln!(
+        out,
+        "\n({accounts} accounts in {groups} group{} of the same plan; `--all` lists every account in full)",
+        if groups == 1 { "" } else { "s" }
+    );
+    out
+}
+
+/// A class of several accounts: their ids, the steps that change nothing on one line, the steps
+/// that would do the same thing with no field to show on one line each kind, the rest in full.
+fn class_text(class: &Class<'_>, accounts: &[&str]) -> String {
+    let ids: Vec<String> = accounts.iter().map(|a| a.to_string()).collect();
+    let shown = if class.errors { IDS_SHOWN } else { 5 };
+    let mut out = format!(
+        "{} accounts — {}\n",
+        accounts.len(),
+        id_list(&ids, shown, "`--all` lists each")
+    );
+    let group = accounts[0];
+    let no_ops: Vec<&str> = class
+        .nodes
+        .iter()
+        .filter(|p| matches!(&p.result, Ok(plan) if plan.action == PlanAction::NoOp && plan.changes.is_empty()))
+        .map(|p| p.id.step())
+        .collect();
+    if !no_ops.is_empty() {
+        let _ = writeln!(
+            out,
+            "  {} {:<8} {}",
+            sign(PlanAction::NoOp),
+            "no-op",
+            no_ops.join(", ")
+        );
+    }
+    // Steps with no field to show, of one action and one note, share a line.
+    let mut merged: Vec<(PlanAction, Option<String>, Vec<&str>)> = Vec::new();
+    let mut lines: Vec<Option<String>> = Vec::new();
+    for p in class.nodes {
+        match &p.result {
+            Ok(plan) if plan.action == PlanAction::NoOp && plan.changes.is_empty() => {}
+            Ok(plan) if plan.changes.is_empty() => {
+                let note = plan.note.as_deref().map(|n| generalize(n, group));
+                match merged
+                    .iter_mut()
+                    .find(|(a, n, _)| *a == plan.action && *n == note)
+                {
+                    Some((_, _, steps)) => steps.push(p.id.step()),
+                    None => {
+                        merged.push((plan.action, note, vec![p.id.step()]));
+                        lines.push(None);
+                    }
+                }
+            }
+            _ => lines.push(Some(node_text(p, Some(group)))),
+        }
+    }
+    let mut merged = merged.into_iter();
+    for line in lines {
+        match line {
+            Some(text) => out.push_str(&text),
+            None => {
+                let Some((action, note, steps)) = merged.next() else {
+                    continue;
+                };
+                let _ = writeln!(
+                    out,
+                    "  {} {:<8} {}",
+                    sign(action),
+                    action.as_str(),
+                    steps.join(", ")
+                );
+                if let Some(note) = note {
+                    let _ = writeln!(out, "      ({note})");
+                }
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use trailhub_engine::{Plan, TaskError};
+
+    fn node(
+        group: &str,
+        step: &str,
+        description: String,
+        result: Result<Plan, TaskError>,
+    ) -> PlannedNode {
+        PlannedNode {
+            id: trailhub_engine::NodeId::new(group, step),
+            description,
+            result,
+        }
+    }
+
+    /// A source's plan as the onboarding workflow makes it for an account whose bucket exists
+    /// (or, `broken`, does not).
+    fn source(a: &str, broken: bool) -> Vec<PlannedNode> {
+        let bucket = format!("cm-members-cloudtrail-{a}");
+        let missing = || {
+            TaskError::fatal(format!(
+                "source bucket {bucket} does not exist in account {a}: HeadBucket answered 404"
+            ))
+            .with_code("NoSuchBucket")
+            .with_hint(format!(
+                "create the CloudTrail bucket {bucket} in account {a}, then `trailhub resume`"
+            ))
+        };
+        let noop = |note: &str| Ok(Plan::new(PlanAction::NoOp).note(note));
+        let mut replication = Plan::new(PlanAction::Create).change(
+            "Role",
+            None,
+            format!("\"arn:aws:iam::{a}:role/S3ReplicationRole\""),
+        );
+        for field in [
+            "Rules[0].ID",
+            "Rules[0].Priority",
+            "Rules[0].Status",
+            "Rules[0].Filter.Prefix",
+        ] {
+            replication = replication.change(field, None, "…");
+        }
+        vec![
+            node(
+                a,
+                "identity",
+                format!("check that the credentials resolve to account {a}"),
+                noop(&format!(
+                    "credentials resolve to arn:aws:sts::{a}:user/moto"
+                )),
+            ),
+            node(
+                a,
+                "bucket-check",
+                format!("check that bucket {bucket} exists in account {a}"),
+                if broken {
+                    Err(missing())
+                } else {
+                    noop("preconditions hold")
+                },
+            ),
+            node(
+                a,
+                "role-stack",
+                format!("stack cloudtrail-replication-role in account {a}"),
+                Ok(Plan::new(PlanAction::Create).change(
+                    "StackName",
+                    None,
+                    "cloudtrail-replication-role",
+                )),
+            ),
+            node(
+                a,
+                "versioning",
+                format!("enable versioning on {bucket}"),
+                if broken {
+                    Err(missing())
+                } else {
+                    Ok(Plan::new(PlanAction::Update).change("Status", None, "Enabled"))
+                },
+            ),
+            node(
+                a,
+                "key",
+                format!("for SSE-KMS logs, allow {a}'s role"),
+                noop("the logs are not SSE-KMS: no key needed"),
+            ),
+            node(
+                a,
+                "grant",
+                format!("allow {a}'s role"),
+                Ok(Plan::new(PlanAction::Unknown)
+                    .note(format!("known once {a}/role-stack is created"))),
+            ),
+            node(
+                a,
+                "replication",
+                format!("replicate s3://{bucket}"),
+                if broken {
+                    Ok(Plan::new(PlanAction::Unknown)
+                        .note(format!("known once {a}/role-stack is created")))
+                } else {
+                    Ok(replication)
+                },
+            ),
+            node(
+                a,
+                "verify",
+                format!("read back account {a}'s configuration"),
+                noop("read-only check after apply"),
+            ),
+        ]
+    }
+
+    fn plan_of(n: usize, broken: &[usize]) -> String {
+        let mut planned = vec![
+            node(
+                ARCHIVE,
+                "identity",
+                "check the archive's credentials".into(),
+                Ok(Plan::new(PlanAction::NoOp)),
+            ),
+            node(
+                ARCHIVE,
+                "bucket",
+                "create the archive bucket".into(),
+                Ok(Plan::new(PlanAction::Create).change(
+                    "Bucket",
+                    None,
+                    "aggregation-cloudtrail-logs-111111111111",
+                )),
+            ),
+        ];
+        let sources: Vec<String> = (1..=n)
+            .map(|i| format!("{}", 200_000_000_000u64 + i as u64))
+            .collect();
+        for (i, a) in sources.iter().enumerate() {
+            planned.extend(source(a, broken.contains(&(i + 1))));
+        }
+        let mut order = vec![ARCHIVE];
+        order.extend(sources.iter().map(String::as_str));
+        let groups = by_group(&planned, &order);
+        plan_text(&groups, &Counts::of(&planned), "111111111111", false)
+    }
+
+    #[test]
+    fn identical_accounts_are_shown_once_errors_first() {
+        let text = plan_of(50, &[11, 12, 13]);
+        insta::assert_snapshot!("plan_fifty_three_broken", text);
+        assert!(
+            text.lines().count() <= 60,
+            "{} lines:\n{text}",
+            text.lines().count()
+        );
+        let errors = text
+            .find("3 accounts — 200000000011 200000000012 200000000013\n")
+            .expect("the broken accounts together");
+        let archive = text.find("archive (111111111111)").expect("the archive");
+        let rest = text.find("47 accounts — 200000000001 200000000002 200000000003 200000000004 200000000005 … and 42 more (`--all` lists each)\n").expect("the others together");
+        assert!(errors < archive && archive < rest, "{text}");
+        assert!(
+            text.contains("    no-op    identity, bucket-check, key, verify\n"),
+            "{text}"
+        );
+        assert!(text.contains(
+            "      Role: (absent) -> \"arn:aws:iam::{account_id}:role/S3ReplicationRole\""
+        ));
+        assert!(text.contains(
+            "(50 accounts in 2 groups of the same plan; `--all` lists every account in full)"
+        ));
+    }
+
+    #[test]
+    fn a_small_fleet_is_listed_in_full() {
+        let text = plan_of(3, &[2]);
+        assert_eq!(
+            text.matches("\naccount 2000000000").count() + usize::from(text.starts_with("account")),
+            3
+        );
+        assert!(!text.contains("{account_id}"), "{text}");
     }
 }

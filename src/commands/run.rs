@@ -12,14 +12,16 @@ use super::common::{
 };
 use crate::cli::{Cli, OutputFormat};
 use crate::errors::{CliError, Outcome};
+use crate::fleet::{self, Cause, Counts};
 use crate::output::{accounts_table, duration, json_line};
+use crate::print::{errln, out, outln};
 use crate::progress::{Reporter, Style};
 use serde_json::json;
 use std::path::Path;
 use std::time::Instant;
 use trailhub_engine::{
-    GroupResult, RetryPolicy, RollbackScope, RollbackSummary, RunOptions, RunPart, RunStatus,
-    account_rollbacks, execute, pending_rollback, refuse_later_runs,
+    GroupResult, GroupSummary, RetryPolicy, RollbackScope, RollbackSummary, RunOptions, RunPart,
+    RunStatus, account_rollbacks, execute, pending_rollback, refuse_later_runs,
 };
 use trailhub_state::{EventKind, Journal, NewRun, Write};
 use trailhub_steps::tasks::BackfillOptions;
@@ -66,6 +68,7 @@ pub async fn backfill(
     concurrency: u16,
     accounts: &[String],
     options: BackfillOptions,
+    all: bool,
 ) -> Result<Outcome, CliError> {
     let inventory = load_inventory(config)?;
     let workflow = Workflow::new(inventory, accounts.to_vec())
@@ -73,7 +76,12 @@ pub async fn backfill(
         .backfilling(options);
     let prepared = prepare_workflow(cli, workflow)?;
     let extra = json!({ "backfill": options });
-    start(cli, config, &prepared, accounts, concurrency, extra).await
+    let run = Started {
+        accounts,
+        concurrency,
+        all,
+    };
+    start(cli, config, &prepared, &run, extra).await
 }
 
 pub async fn apply(
@@ -81,10 +89,23 @@ pub async fn apply(
     config: &Path,
     concurrency: u16,
     accounts: &[String],
+    all: bool,
 ) -> Result<Outcome, CliError> {
     let inventory = load_inventory(config)?;
     let prepared = prepare(cli, inventory, accounts)?;
-    start(cli, config, &prepared, accounts, concurrency, json!({})).await
+    let run = Started {
+        accounts,
+        concurrency,
+        all,
+    };
+    start(cli, config, &prepared, &run, json!({})).await
+}
+
+/// What a new run was asked.
+struct Started<'a> {
+    accounts: &'a [String],
+    concurrency: u16,
+    all: bool,
 }
 
 /// Journals a new run of `prepared` (its frozen inventory, graph and options, `extra` among
@@ -93,11 +114,11 @@ async fn start(
     cli: &Cli,
     config: &Path,
     prepared: &Prepared,
-    accounts: &[String],
-    concurrency: u16,
+    asked: &Started<'_>,
     extra: serde_json::Value,
 ) -> Result<Outcome, CliError> {
     let journal = open_journal(cli)?;
+    let (accounts, concurrency) = (asked.accounts, asked.concurrency);
     let mut options = json!({ "accounts": accounts, "concurrency": concurrency });
     if let (Some(all), Some(more)) = (options.as_object_mut(), extra.as_object()) {
         all.extend(more.clone());
@@ -126,13 +147,19 @@ async fn start(
             cli.state.display()
         ),
     );
-    execute_run(cli, &journal, prepared, &run.id, operation, concurrency).await
+    let asked = Asked {
+        operation,
+        concurrency,
+        all: asked.all,
+    };
+    execute_run(cli, &journal, prepared, &run.id, &asked).await
 }
 
 pub async fn resume(
     cli: &Cli,
     run: Option<&str>,
     concurrency: Option<u16>,
+    all: bool,
 ) -> Result<Outcome, CliError> {
     let journal = open_existing_journal(cli)?;
     let run = journal.resolve_run(run)?;
@@ -150,7 +177,12 @@ pub async fn resume(
             "resume",
             &format!("run {}: continuing its unfinished rollback", run.id),
         );
-        return rollback_run(cli, &journal, &prepared, &run.id, scope, concurrency).await;
+        let asked = Asked {
+            operation: "rollback",
+            concurrency,
+            all,
+        };
+        return rollback_run(cli, &journal, &prepared, &run.id, scope, &asked).await;
     }
     let mut note = format!(
         "run {}: resuming with the inventory frozen when it was applied",
@@ -174,32 +206,55 @@ pub async fn resume(
         },
     }])?;
     announce(cli, &run.id, "resume", &note);
-    execute_run(cli, &journal, &prepared, &run.id, "resume", concurrency).await
+    let asked = Asked {
+        operation: "resume",
+        concurrency,
+        all,
+    };
+    execute_run(cli, &journal, &prepared, &run.id, &asked).await
+}
+
+/// How a run goes on: the operation, its concurrency, and whether its summary lists every
+/// account (`--all`).
+struct Asked<'a> {
+    operation: &'a str,
+    concurrency: u16,
+    all: bool,
 }
 
 /// What `trailhub rollback` was asked.
-struct RollbackArgs<'a> {
-    accounts: &'a [String],
-    to: Option<&'a str>,
-    concurrency: u16,
+pub struct RollbackArgs<'a> {
+    /// `--account`.
+    pub accounts: &'a [String],
+    /// `--to`.
+    pub to: Option<&'a str>,
+    /// `--force`.
+    pub force: bool,
+    /// `--concurrency`.
+    pub concurrency: u16,
+    /// `--all`.
+    pub all: bool,
+}
+
+impl RollbackArgs<'_> {
+    fn asked(&self) -> Asked<'static> {
+        Asked {
+            operation: "rollback",
+            concurrency: self.concurrency,
+            all: self.all,
+        }
+    }
 }
 
 pub async fn rollback(
     cli: &Cli,
     run: Option<&str>,
-    accounts: &[String],
-    to: Option<&str>,
-    force: bool,
-    concurrency: u16,
+    args: &RollbackArgs<'_>,
 ) -> Result<Outcome, CliError> {
     let journal = open_existing_journal(cli)?;
+    let (accounts, to) = (args.accounts, args.to);
     if run.is_none() && !accounts.is_empty() {
-        let args = RollbackArgs {
-            accounts,
-            to,
-            concurrency,
-        };
-        return rollback_accounts(cli, &journal, &args).await;
+        return rollback_accounts(cli, &journal, args).await;
     }
     let run = journal.resolve_run(run)?;
     let asked = RollbackScope {
@@ -216,12 +271,12 @@ pub async fn rollback(
             (asked, message)
         }
     };
-    if !force {
+    if !args.force {
         refuse_later_runs(&journal, &run.id, &scope)?;
     }
     let prepared = prepare_run(cli, &run)?;
     announce(cli, &run.id, "rollback", &message);
-    rollback_run(cli, &journal, &prepared, &run.id, scope, concurrency).await
+    rollback_run(cli, &journal, &prepared, &run.id, scope, &args.asked()).await
 }
 
 /// `rollback --account X…` without a run: every run that touched the accounts, newest first,
@@ -257,7 +312,7 @@ async fn rollback_accounts(
             prepared,
             id,
             part.scope.clone(),
-            args.concurrency,
+            &args.asked(),
         )
         .await?;
         if outcome != Outcome::Ok {
@@ -280,7 +335,7 @@ fn announce_accounts(cli: &Cli, who: &str, accounts: &[String], parts: &[RunPart
         })),
         OutputFormat::Text if cli.quiet => {}
         OutputFormat::Text if parts.is_empty() => {}
-        OutputFormat::Text => eprintln!(
+        OutputFormat::Text => errln!(
             "{who}: rolling back {} run{}, newest first: {}",
             parts.len(),
             if parts.len() == 1 { "" } else { "s" },
@@ -323,9 +378,9 @@ fn accounts_finished(
     };
     let Some(stopped) = stopped_at else {
         if done.is_empty() {
-            println!("Nothing to roll back for {who}: no run has its steps left to undo.");
+            outln!("Nothing to roll back for {who}: no run has its steps left to undo.");
         } else {
-            println!(
+            outln!(
                 "\n{who} rolled back across {} run{}, newest first: {}.",
                 done.len(),
                 if done.len() == 1 { "" } else { "s" },
@@ -342,14 +397,14 @@ fn accounts_finished(
     if let Some(step) = args.to {
         again.push_str(&format!(" --to {step}"));
     }
-    println!("\nStopped: the rollback of run {stopped} did not finish for {who}.");
+    outln!("\nStopped: the rollback of run {stopped} did not finish for {who}.");
     if !left.is_empty() {
-        println!(
+        outln!(
             "Older runs not rolled back, because their undo records describe the state under it: {}.",
             runs(left)
         );
     }
-    println!(
+    outln!(
         "Rolled back before it: {}. Once the cause is fixed, `trailhub rollback{again}` continues where it stopped.",
         runs(done)
     );
@@ -372,7 +427,7 @@ fn announce(cli: &Cli, run: &str, operation: &str, text: &str) {
         OutputFormat::Json => json_line(
             &json!({ "type": "run", "run": run, "operation": operation, "message": text }),
         ),
-        OutputFormat::Text if !cli.quiet => eprintln!("{text}"),
+        OutputFormat::Text if !cli.quiet => errln!("{text}"),
         OutputFormat::Text => {}
     }
 }
@@ -382,8 +437,7 @@ async fn execute_run(
     journal: &Journal,
     prepared: &Prepared,
     run: &str,
-    operation: &str,
-    concurrency: u16,
+    asked: &Asked<'_>,
 ) -> Result<Outcome, CliError> {
     let started = Instant::now();
     let reporter = Reporter::new(style(cli), "done", prepared.dag.shape());
@@ -391,56 +445,51 @@ async fn execute_run(
         &prepared.dag,
         journal,
         run,
-        operation,
-        &options(concurrency),
+        asked.operation,
+        &options(asked.concurrency),
         &reporter,
         shutdown(),
     )
     .await?;
     reporter.finish();
+    let records = journal.nodes(run)?;
     if prepared.workflow.backfill.is_some() {
         crate::output::print_jobs(
             run,
-            &crate::output::backfill_jobs(&journal.nodes(run)?),
+            &crate::output::backfill_jobs(&records),
             cli.output == OutputFormat::Json,
         );
     }
     let elapsed = started.elapsed().as_millis() as u64;
-    let count = |r: GroupResult| summary.groups.iter().filter(|g| g.result == r).count();
-    let (ok, failed, blocked) = (
-        count(GroupResult::Succeeded),
-        count(GroupResult::Failed),
-        count(GroupResult::Blocked),
-    );
+    let shape = prepared.dag.shape();
+    let mut causes = fleet::failures(fleet::failed_nodes(shape, &records));
+    causes.extend(fleet::blocked(shape, &records, &summary.groups));
     let status = summary.status;
     if cli.output == OutputFormat::Json {
+        for cause in &causes {
+            json_line(&fleet::cause_json(run, cause));
+        }
         for g in &summary.groups {
             json_line(&crate::output::account_json(run, g));
         }
+        let count = |r: GroupResult| summary.groups.iter().filter(|g| g.result == r).count();
         json_line(&json!({
             "type": "run-finished", "run": run, "status": status.as_str(), "elapsed_ms": elapsed,
-            "accounts_succeeded": ok, "accounts_failed": failed, "accounts_blocked": blocked,
+            "accounts_succeeded": count(GroupResult::Succeeded), "accounts_failed": count(GroupResult::Failed),
+            "accounts_blocked": count(GroupResult::Blocked), "accounts_pending": count(GroupResult::NotFinished),
             "steps_total": summary.total, "steps_done": summary.done, "steps_changed": summary.changed,
         }));
     } else {
-        println!("{}", accounts_table(&summary.groups).trim_end());
-        println!(
-            "\nRun {run} {} in {}: {ok} succeeded, {failed} failed, {blocked} blocked ({} of {} steps done, {} changed).",
-            status.as_str(),
-            duration(elapsed),
-            summary.done,
-            summary.total,
-            summary.changed
-        );
-        match status {
-            RunStatus::Succeeded => {}
-            RunStatus::Interrupted => {
-                println!("Interrupted: `trailhub resume {run}` continues it.")
-            }
-            _ => println!(
-                "`trailhub status {run}` shows each failure and what to do; after fixing, `trailhub resume {run}` finishes only what is left."
-            ),
-        }
+        let finished = Finished {
+            run,
+            status,
+            elapsed,
+            steps: (summary.done, summary.total, summary.changed),
+            groups: &summary.groups,
+            causes: &causes,
+            all: asked.all,
+        };
+        out!("{}", finished.text());
     }
     Ok(if status == RunStatus::Succeeded {
         Outcome::Ok
@@ -449,13 +498,76 @@ async fn execute_run(
     })
 }
 
+/// How a run ended, as `apply`, `resume` and `backfill` tell it.
+struct Finished<'a> {
+    run: &'a str,
+    status: RunStatus,
+    elapsed: u64,
+    /// Steps done, in all, and changed.
+    steps: (usize, usize, usize),
+    groups: &'a [GroupSummary],
+    causes: &'a [Cause],
+    all: bool,
+}
+
+impl Finished<'_> {
+    /// A small fleet's table of every account then the counts; a fleet's counts, causes and
+    /// the accounts not done. Then what to do next.
+    fn text(&self) -> String {
+        let run = self.run;
+        let (done, total, changed) = self.steps;
+        let steps = format!("{done} of {total} steps done, {changed} changed");
+        let mut out = if fleet::is_fleet(self.groups) {
+            let headline = format!(
+                "Run {run} {} in {}: {} ({steps}).",
+                self.status.as_str(),
+                duration(self.elapsed),
+                Counts::of(self.groups).text()
+            );
+            fleet::Summary {
+                headline: &headline,
+                causes: self.causes,
+                groups: self.groups,
+                all: self.all,
+                rest: &format!("`trailhub status {run} --output json` lists them"),
+                all_hint: "`--all`",
+            }
+            .text()
+        } else {
+            let count = |r: GroupResult| self.groups.iter().filter(|g| g.result == r).count();
+            format!(
+                "{}\n\nRun {run} {} in {}: {} succeeded, {} failed, {} blocked ({steps}).\n",
+                accounts_table(self.groups).trim_end(),
+                self.status.as_str(),
+                duration(self.elapsed),
+                count(GroupResult::Succeeded),
+                count(GroupResult::Failed),
+                count(GroupResult::Blocked),
+            )
+        };
+        if self.status != RunStatus::Succeeded && fleet::is_fleet(self.groups) {
+            out.push('\n');
+        }
+        match self.status {
+            RunStatus::Succeeded => {}
+            RunStatus::Interrupted => {
+                out.push_str(&format!("Interrupted: `trailhub resume {run}` continues it.\n"))
+            }
+            _ => out.push_str(&format!(
+                "`trailhub status {run}` shows each failure and what to do; after fixing, `trailhub resume {run}` finishes only what is left.\n"
+            )),
+        }
+        out
+    }
+}
+
 async fn rollback_run(
     cli: &Cli,
     journal: &Journal,
     prepared: &Prepared,
     run: &str,
     scope: RollbackScope,
-    concurrency: u16,
+    asked: &Asked<'_>,
 ) -> Result<Outcome, CliError> {
     let started = Instant::now();
     let reporter = Reporter::new(style(cli), "rolled back", &Default::default());
@@ -464,7 +576,7 @@ async fn rollback_run(
         journal,
         run,
         &scope,
-        &options(concurrency),
+        &options(asked.concurrency),
         &reporter,
         shutdown(),
     )
@@ -474,7 +586,12 @@ async fn rollback_run(
     if cli.output == OutputFormat::Json {
         rollback_json(run, &summary, elapsed);
     } else {
-        rollback_text(run, &summary, elapsed);
+        let groups: Vec<_> = in_scope(&summary).cloned().collect();
+        if fleet::is_fleet(&groups) {
+            out!("{}", rollback_fleet_text(run, &summary, elapsed, asked.all));
+        } else {
+            rollback_text(run, &summary, elapsed);
+        }
     }
     Ok(
         if summary.failed.is_empty() && summary.blocked.is_empty() && summary.not_run == 0 {
@@ -492,6 +609,9 @@ fn rollback_json(run: &str, summary: &RollbackSummary, elapsed: u64) {
     for (node, error) in &summary.failed {
         json_line(&json!({ "type": "rollback-failed", "run": run, "node": node, "error": error }));
     }
+    for cause in fleet::failures(&summary.failed) {
+        json_line(&fleet::cause_json(run, &cause));
+    }
     for g in in_scope(summary) {
         json_line(&crate::output::account_json(run, g));
     }
@@ -504,9 +624,9 @@ fn rollback_json(run: &str, summary: &RollbackSummary, elapsed: u64) {
 
 fn rollback_text(run: &str, summary: &RollbackSummary, elapsed: u64) {
     if !summary.notes.is_empty() {
-        println!("Notes:");
+        outln!("Notes:");
         for (node, note) in &summary.notes {
-            println!("  {node}: {note}");
+            outln!("  {node}: {note}");
         }
     }
     for (node, error) in &summary.failed {
@@ -515,17 +635,17 @@ fn rollback_text(run: &str, summary: &RollbackSummary, elapsed: u64) {
             .as_deref()
             .map(|c| format!("[{c}] "))
             .unwrap_or_default();
-        println!("  ✗ {node}: {code}{}", error.message);
+        outln!("  ✗ {node}: {code}{}", error.message);
     }
     for (node, by) in &summary.blocked {
         let by = by
             .as_ref()
             .map_or("a step after it".to_string(), |b| b.to_string());
-        println!("  ⊘ {node}: kept, because {by} could not be rolled back");
+        outln!("  ⊘ {node}: kept, because {by} could not be rolled back");
     }
     let groups: Vec<_> = in_scope(summary).cloned().collect();
-    println!("{}", accounts_table(&groups).trim_end());
-    println!(
+    outln!("{}", accounts_table(&groups).trim_end());
+    outln!(
         "\nRollback of run {run} ({}) {} in {}: {} of {} steps undone, {} changed, {} failed, {} kept.",
         describe_scope(&summary.scope),
         summary.status.as_str(),
@@ -537,8 +657,54 @@ fn rollback_text(run: &str, summary: &RollbackSummary, elapsed: u64) {
         summary.blocked.len()
     );
     if summary.not_run > 0 || !summary.failed.is_empty() {
-        println!("`trailhub rollback {run}` continues it once the cause is fixed.");
+        outln!("`trailhub rollback {run}` continues it once the cause is fixed.");
     }
+}
+
+/// A fleet's rollback: the notes, the failures and what was kept, each grouped by step and
+/// cause with the accounts it concerns, then the accounts not rolled back (all with `--all`).
+fn rollback_fleet_text(run: &str, summary: &RollbackSummary, elapsed: u64, all: bool) -> String {
+    let groups: Vec<_> = in_scope(summary).cloned().collect();
+    let headline = format!(
+        "Rollback of run {run} ({}) {} in {}: {} of {} steps undone, {} changed, {} failed, {} kept.",
+        describe_scope(&summary.scope),
+        summary.status.as_str(),
+        duration(elapsed),
+        summary.rolled_back,
+        summary.selected,
+        summary.changed,
+        summary.failed.len(),
+        summary.blocked.len()
+    );
+    let causes = fleet::failures(&summary.failed);
+    let rest = format!("`trailhub status {run} --output json` lists them");
+    let view = fleet::Summary {
+        headline: &headline,
+        causes: &causes,
+        groups: &groups,
+        all,
+        rest: &rest,
+        all_hint: "`--all`",
+    };
+    let notes = fleet::notes(
+        summary
+            .notes
+            .iter()
+            .map(|(node, note)| (node, note.clone()))
+            .chain(summary.blocked.iter().map(|(node, by)| {
+                let by = by.as_ref().map_or("a step after it".to_string(), |b| {
+                    fleet::generalize(b.as_str(), node.group())
+                });
+                (node, format!("kept, because {by} could not be rolled back"))
+            })),
+    );
+    let mut out = view.text_with(&notes);
+    if summary.not_run > 0 || !summary.failed.is_empty() {
+        out.push_str(&format!(
+            "`trailhub rollback {run}` continues it once the cause is fixed.\n"
+        ));
+    }
+    out
 }
 
 /// The groups the rollback's scope names (all when it names none).
@@ -547,4 +713,119 @@ fn in_scope(summary: &RollbackSummary) -> impl Iterator<Item = &trailhub_engine:
         .groups
         .iter()
         .filter(|g| summary.scope.groups.is_empty() || summary.scope.groups.contains(&g.group))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::synthetic;
+
+    fn finished(n: usize, failing: &[usize], all: bool) -> String {
+        let (view, _) = synthetic::run(n, failing);
+        let groups = view.groups();
+        let mut causes = fleet::failures(fleet::failed_nodes(&view.shape, &view.records));
+        causes.extend(fleet::blocked(&view.shape, &view.records, &groups));
+        let done = view
+            .records
+            .values()
+            .filter(|r| r.state == trailhub_state::NodeState::Done)
+            .count();
+        Finished {
+            run: &view.run.id,
+            status: view.run.status,
+            elapsed: 61_200,
+            steps: (done, view.shape.len(), done),
+            groups: &groups,
+            causes: &causes,
+            all,
+        }
+        .text()
+    }
+
+    #[test]
+    fn fifty_accounts_with_three_failures_end_on_one_screen_with_the_failures_first() {
+        let text = finished(50, &[11, 12, 13], false);
+        insta::assert_snapshot!("apply_fifty_three_failed", text);
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(lines.len() <= 15, "{} lines:\n{text}", lines.len());
+        assert!(lines[0].contains("47 succeeded, 3 failed, 0 blocked, 0 pending"));
+        assert!(lines[2].starts_with("3 accounts failed at bucket-check: NoSuchBucket — 200000000011 200000000012 200000000013"));
+        assert!(
+            !text.contains("200000000001  succeeded"),
+            "accounts done are not listed"
+        );
+        let all = finished(50, &[11, 12, 13], true);
+        assert!(all.contains("200000000001  succeeded") && all.contains("200000000050  succeeded"));
+    }
+
+    #[test]
+    fn a_fleets_rollback_groups_its_notes_and_failures() {
+        let (view, _) = synthetic::run(12, &[]);
+        let mut groups = view.groups();
+        for g in groups
+            .iter_mut()
+            .filter(|g| g.group != trailhub_workflows::ARCHIVE)
+        {
+            g.result = GroupResult::RolledBack;
+        }
+        let failed_node: trailhub_engine::NodeId =
+            "200000000004/role-stack".parse().expect("an id");
+        let failed_group = groups
+            .iter_mut()
+            .find(|g| g.group == "200000000004")
+            .expect("it");
+        failed_group.result = GroupResult::Failed;
+        let mut notes = std::collections::BTreeMap::new();
+        for i in 1..=12 {
+            let a = format!("{}", 200_000_000_000u64 + i);
+            notes.insert(
+                format!("{a}/versioning").parse().expect("an id"),
+                format!("bucket cm-members-cloudtrail-{a} stays versioned: S3 can only suspend it"),
+            );
+        }
+        let summary = RollbackSummary {
+            status: RunStatus::RollbackFailed,
+            scope: RollbackScope::default(),
+            selected: 96,
+            rolled_back: 95,
+            changed: 60,
+            failed: [(
+                failed_node,
+                trailhub_state::ErrorRecord {
+                    message: "stack deletion failed".into(),
+                    code: Some("DELETE_FAILED".into()),
+                    retryable: false,
+                    hint: None,
+                },
+            )]
+            .into(),
+            blocked: Default::default(),
+            notes,
+            not_run: 0,
+            groups,
+        };
+        let text = rollback_fleet_text("R", &summary, 3_000, false);
+        assert!(
+            text.contains("1 account failed at role-stack: DELETE_FAILED — 200000000004\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("12 accounts at versioning: bucket cm-members-cloudtrail-{account_id} stays versioned: S3 can only suspend it — 200000000001 "),
+            "{text}"
+        );
+        assert!(text.contains("200000000004  failed"), "{text}");
+        assert!(!text.contains("200000000001  rolled-back"), "{text}");
+        assert!(text.lines().count() <= 12, "{text}");
+    }
+
+    #[test]
+    fn a_small_fleet_keeps_its_table_of_every_account() {
+        let text = finished(5, &[2], false);
+        assert!(
+            text.starts_with("ACCOUNT       RESULT     STEPS  FAILED STEP\narchive"),
+            "{text}"
+        );
+        assert!(text.contains("200000000001  succeeded"));
+        assert!(text.contains("\nRun 20261128T101500Z-0001 partially-failed in 1m01s: 5 succeeded, 1 failed, 0 blocked"));
+    }
 }

@@ -3,23 +3,32 @@
 use super::common::{RunView, open_existing_journal};
 use crate::cli::{Cli, OutputFormat};
 use crate::errors::{CliError, Outcome};
+use crate::fleet::{self, Counts};
 use crate::output::{
     account_json, accounts_table, clock, error_line, json_line, table, time, time_ms, truncate,
 };
+use crate::print::out;
 use serde_json::json;
+use trailhub_engine::GroupSummary;
 use trailhub_state::{EventKind, NodeState};
 
-pub fn status(cli: &Cli, run: Option<&str>) -> Result<Outcome, CliError> {
+pub fn status(cli: &Cli, run: Option<&str>, all: bool) -> Result<Outcome, CliError> {
     let journal = open_existing_journal(cli)?;
     let view = RunView::read(&journal, run)?;
     let run = &view.run;
+    let groups = view.groups();
+    let mut causes = fleet::failures(fleet::failed_nodes(&view.shape, &view.records));
+    causes.extend(fleet::blocked(&view.shape, &view.records, &groups));
     if cli.output == OutputFormat::Json {
         json_line(&json!({
             "type": "run", "run": run.id, "status": run.status.as_str(), "created_at": time(run.created_at_ms),
             "updated_at": time(run.updated_at_ms), "inventory": run.source, "workflow": run.workflow,
         }));
-        for g in view.groups() {
-            json_line(&account_json(&run.id, &g));
+        for cause in &causes {
+            json_line(&fleet::cause_json(&run.id, cause));
+        }
+        for g in &groups {
+            json_line(&account_json(&run.id, g));
         }
         for id in view.ordered_nodes() {
             let rec = view.records.get(id).cloned().unwrap_or_default();
@@ -33,21 +42,65 @@ pub fn status(cli: &Cli, run: Option<&str>) -> Result<Outcome, CliError> {
         crate::output::print_jobs(&run.id, &crate::output::backfill_jobs(&view.records), true);
         return Ok(Outcome::Ok);
     }
-    println!(
-        "Run {}  {}  created {}  inventory {}",
+    out!("{}", status_text(&view, &groups, &causes, all));
+    crate::output::print_jobs(&run.id, &crate::output::backfill_jobs(&view.records), false);
+    Ok(Outcome::Ok)
+}
+
+/// `status` as text: the run, then a small fleet's every account and step (also a fleet's
+/// with `all`), or a fleet's counts, causes and accounts not done.
+fn status_text(
+    view: &RunView,
+    groups: &[GroupSummary],
+    causes: &[fleet::Cause],
+    all: bool,
+) -> String {
+    let run = &view.run;
+    let mut out = format!(
+        "Run {}  {}  created {}  inventory {}\n",
         run.id,
         run.status.as_str(),
         time(run.created_at_ms),
         run.source.as_deref().unwrap_or("(frozen)")
     );
-    println!("{}", accounts_table(&view.groups()));
-    status_nodes(&view);
-    crate::output::print_jobs(&run.id, &crate::output::backfill_jobs(&view.records), false);
-    Ok(Outcome::Ok)
+    if fleet::is_fleet(groups) && !all {
+        let done = view
+            .records
+            .values()
+            .filter(|r| r.state == NodeState::Done)
+            .count();
+        let headline = format!(
+            "{} ({done} of {} steps done).",
+            capitalized(&Counts::of(groups).text()),
+            view.shape.len()
+        );
+        let summary = fleet::Summary {
+            headline: &headline,
+            causes,
+            groups,
+            all,
+            rest: "`trailhub status --output json` lists them",
+            all_hint: "`trailhub status --all`",
+        };
+        out.push_str(&summary.text());
+    } else {
+        out.push_str(&accounts_table(groups));
+        out.push('\n');
+        out.push_str(&status_nodes(view));
+    }
+    out
+}
+
+fn capitalized(text: &str) -> String {
+    let mut chars = text.chars();
+    match chars.next() {
+        Some(first) => first.to_uppercase().chain(chars).collect(),
+        None => String::new(),
+    }
 }
 
 /// The node table, then each failure with what to do.
-fn status_nodes(view: &RunView) {
+fn status_nodes(view: &RunView) -> String {
     let mut rows = Vec::new();
     let mut problems = Vec::new();
     for id in view.ordered_nodes() {
@@ -79,13 +132,14 @@ fn status_nodes(view: &RunView) {
         "FINISHED",
         "LAST ERROR",
     ];
-    print!("{}", table(&header, &rows));
+    let mut out = table(&header, &rows);
     for (node, e) in &problems {
-        println!("\n{node} failed: {}", error_line(e));
+        out.push_str(&format!("\n{node} failed: {}\n", error_line(e)));
         if let Some(hint) = &e.hint {
-            println!("  what to do: {hint}");
+            out.push_str(&format!("  what to do: {hint}\n"));
         }
     }
+    out
 }
 
 pub fn runs(cli: &Cli) -> Result<Outcome, CliError> {
@@ -124,7 +178,7 @@ pub fn runs(cli: &Cli) -> Result<Outcome, CliError> {
         }
     }
     if cli.output == OutputFormat::Text {
-        print!(
+        out!(
             "{}",
             table(
                 &[
@@ -163,7 +217,7 @@ pub fn history(cli: &Cli, run: Option<&str>) -> Result<Outcome, CliError> {
         }
     }
     if cli.output == OutputFormat::Text {
-        print!("{}", table(&["TIME", "NODE", "EVENT", "DETAIL"], &rows));
+        out!("{}", table(&["TIME", "NODE", "EVENT", "DETAIL"], &rows));
     }
     Ok(Outcome::Ok)
 }
@@ -230,4 +284,55 @@ fn describe(kind: &EventKind) -> (String, String) {
         ),
     };
     (k.to_string(), d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::synthetic;
+
+    fn status(n: usize, failing: &[usize], all: bool) -> String {
+        let (view, _) = synthetic::run(n, failing);
+        let groups = view.groups();
+        let mut causes = fleet::failures(fleet::failed_nodes(&view.shape, &view.records));
+        causes.extend(fleet::blocked(&view.shape, &view.records, &groups));
+        status_text(&view, &groups, &causes, all)
+    }
+
+    #[test]
+    fn a_fleets_status_fits_on_one_screen_with_the_failures_first() {
+        let text = status(50, &[11, 12, 13], false);
+        insta::assert_snapshot!("status_fifty_three_failed", text);
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(lines.len() <= 15, "{} lines:\n{text}", lines.len());
+        assert!(
+            lines[3].starts_with("3 accounts failed at bucket-check: NoSuchBucket"),
+            "{text}"
+        );
+        let all = status(50, &[11, 12, 13], true);
+        assert!(
+            all.contains("200000000050  verify        done"),
+            "--all: every step"
+        );
+    }
+
+    #[test]
+    fn beyond_twenty_accounts_a_cause_says_where_the_rest_are() {
+        let failing: Vec<usize> = (1..=25).collect();
+        let text = status(60, &failing, false);
+        assert!(
+            text.contains("25 accounts failed at bucket-check: NoSuchBucket — 200000000001"),
+            "{text}"
+        );
+        assert!(
+            text.contains("200000000020 … and 5 more (`trailhub status --output json` lists them)")
+        );
+        assert!(
+            !text
+                .lines()
+                .nth(3)
+                .unwrap_or_default()
+                .contains("200000000021")
+        );
+    }
 }

@@ -5,6 +5,7 @@ use super::common::{each_bounded, load_inventory, prepare};
 use crate::cli::{Cli, OutputFormat};
 use crate::errors::{CliError, Outcome};
 use crate::output::{error_line, json_line, table};
+use crate::print::{out, outln};
 use serde_json::json;
 use std::path::Path;
 use std::time::Duration;
@@ -127,15 +128,15 @@ fn summary(
     }
     if !rows.is_empty() {
         let header = ["ACCOUNT", "RESOURCE", "FIELD", "EXPECTED", "ACTUAL"];
-        print!("{}", table(&header, rows));
+        out!("{}", table(&header, rows));
     }
-    println!(
+    outln!(
         "\nVerified {checked} account{} (archive included): {} match, {drift} drifted, {unreadable} could not be read.",
         if checked == 1 { "" } else { "s" },
         checked - drift - unreadable
     );
     if drift > 0 {
-        println!(
+        outln!(
             "`trailhub apply -c {}` brings drifted accounts back to the article's configuration.",
             config.display()
         );

@@ -6,6 +6,7 @@ use super::common::each_bounded;
 use crate::cli::{Cli, OutputFormat};
 use crate::errors::{CliError, Outcome};
 use crate::output::{duration, error_line, json_line, table};
+use crate::print::{errln, out};
 use serde_json::json;
 use std::time::Duration;
 use trailhub_engine::TaskError;
@@ -21,7 +22,7 @@ pub async fn run(
 ) -> Result<Outcome, CliError> {
     let json = cli.output == OutputFormat::Json;
     if !json && !cli.quiet {
-        eprintln!(
+        errln!(
             "writing a canary object in {} source bucket{} and waiting up to {} for replication…",
             sources.len(),
             if sources.len() == 1 { "" } else { "s" },
@@ -58,7 +59,7 @@ pub async fn run(
             "TIME",
             "LIKELY CAUSES",
         ];
-        print!("{}", table(&header, &rows));
+        out!("{}", table(&header, &rows));
     }
     Ok(if all_replicated {
         Outcome::Ok

@@ -9,6 +9,7 @@
 //! - [`policy`]: merging principals into, and out of, the archive bucket policy.
 //! - [`rules`]: replication rules that are not trailhub's, refused or kept beside its own.
 //! - [`lifecycle_doc`]: lifecycle rules as journaled records, and trailhub's own rule.
+//! - [`profiles`]: the AWS config file's profiles and the accounts they reach (`trailhub init`).
 
 pub mod bucket_protection;
 pub mod canary;
@@ -21,6 +22,7 @@ pub mod lifecycle_doc;
 pub mod logs;
 pub mod migrate;
 pub mod policy;
+pub mod profiles;
 mod replication_doc;
 mod retry_history;
 pub mod rules;

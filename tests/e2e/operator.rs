@@ -116,6 +116,43 @@ fn cmd_with_env(from: &Command, mut to: Command) -> Command {
     to
 }
 
+/// `trailhub runs | head -1`: the reader goes away before the command has written everything.
+/// The command must not panic (Rust ignores SIGPIPE: a write then fails with BrokenPipe), say
+/// nothing about it, and exit as it would have.
+#[test]
+fn every_printing_command_exits_quietly_when_its_reader_goes_away() {
+    let (_emu, th, inv) = two_accounts_one_broken();
+    let inv = inv.to_str().unwrap();
+    th.expect(&["apply", "-c", inv], 1);
+    for (args, code) in [
+        (vec!["runs"], 0),
+        (vec!["status"], 0),
+        (vec!["status", "--all"], 0),
+        (vec!["--output", "json", "status"], 0),
+        (vec!["history"], 0),
+        (vec!["plan", "-c", inv], 1),
+        (vec!["graph", "-c", inv, "--format", "dot"], 0),
+        (vec!["verify", "-c", inv], 3),
+        (vec!["completions", "bash"], 0),
+        (vec!["apply", "-c", inv], 1),
+    ] {
+        let mut child = th
+            .command()
+            .args(&args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        // The reader goes away before anything is read.
+        drop(child.stdout.take());
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+        assert!(!stderr.contains("Broken pipe"), "{args:?}: {stderr}");
+        assert_eq!(out.status.code(), Some(code), "{args:?}: {stderr}");
+    }
+}
+
 #[test]
 fn completions_and_help() {
     let emu = Emulator::start();
@@ -205,8 +242,20 @@ fn the_report_renders_in_a_browser() {
         .unwrap()
         .find_iter(&dom)
         .count();
-    assert_eq!(graph_nodes, 5 + 8 * 2, "the DAG as SVG, one shape per node");
+    assert_eq!(
+        graph_nodes,
+        5 + 8,
+        "the DAG drawn once: the archive's steps and one account's"
+    );
+    assert!(
+        dom.contains("each of 2 accounts"),
+        "the accounts' cluster says how many it stands for"
+    );
     assert!(dom.contains("#f4a3a3"), "the failed node is colored");
+    assert!(
+        dom.contains("1 failed · 1 done"),
+        "bucket-check counts each state"
+    );
     let bars = Regex::new(r#"<rect class="bar (done|failed|retried)""#)
         .unwrap()
         .find_iter(&dom)
@@ -222,7 +271,15 @@ fn the_report_renders_in_a_browser() {
         dom.contains(r#"<tr class="failed" data-account="200000000002">"#),
         "{dom}"
     );
-    assert!(dom.contains("NoSuchBucket"));
+    let failures = dom.find("id=\"failures\"").unwrap();
+    let matrix = dom.find("id=\"matrix\"").unwrap();
+    let timeline = dom.find("id=\"timeline\"").unwrap();
+    assert!(
+        failures < matrix && matrix < timeline,
+        "failures, then the matrix, then the timeline"
+    );
+    assert!(dom[failures..matrix].contains("1 account failed at bucket-check: NoSuchBucket"));
+    assert!(dom[failures..matrix].contains("What to do:"));
     let shot = th.dir.path().join("report.png");
     let out = chromium(&[&format!("--screenshot={}", shot.display())]);
     assert!(out.status.success());

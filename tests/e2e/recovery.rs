@@ -28,10 +28,18 @@ fn a_missing_bucket_fails_one_account_and_resume_finishes_only_it() {
     }
     assert_policy(&emu, &ok);
 
+    // Twelve accounts are a fleet: the failure is told by cause; `--all` has every node.
     let (status, _) = th.expect(&["status"], 0);
     assert!(
-        status.contains(&format!("{broken}/bucket-check failed: [NoSuchBucket]")),
+        status.contains(&format!(
+            "1 account failed at bucket-check: NoSuchBucket — {broken}\n"
+        )),
         "{status}"
+    );
+    let (all, _) = th.expect(&["status", "--all"], 0);
+    assert!(
+        all.contains(&format!("{broken}/bucket-check failed: [NoSuchBucket]")),
+        "{all}"
     );
     assert!(
         status.contains("what to do: create the CloudTrail bucket"),

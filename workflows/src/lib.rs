@@ -3,6 +3,7 @@
 
 mod build;
 mod errors;
+pub mod init;
 mod inventory;
 mod migration;
 mod names;
