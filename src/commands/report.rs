@@ -28,12 +28,36 @@ pub fn report(cli: &Cli, run: Option<&str>, out: &Path) -> Result<Outcome, CliEr
     let view = RunView::read(&journal, run)?;
     let events = journal.events(&view.run.id)?;
     let html = render_report(&view, &events)?;
-    std::fs::write(out, html)
-        .map_err(|e| CliError::Environment(format!("cannot write {}: {e}", out.display())))?;
+    write_private(out, &html)?;
     if !cli.quiet {
         errln!("report of run {} written to {}", view.run.id, out.display());
     }
     Ok(Outcome::Ok)
+}
+
+/// Writes the report readable by its owner only (it holds account ids, error texts and the
+/// inventory's path): into a new temporary file beside `out` (created 0600), then renamed over
+/// `out`. A rename replaces the name itself, so a symbolic link at `out` is never followed; one
+/// is refused outright, saying so, rather than replaced.
+fn write_private(out: &Path, html: &str) -> Result<(), CliError> {
+    use std::io::Write;
+    let fail = |e: &dyn std::fmt::Display| {
+        CliError::Environment(format!("cannot write {}: {e}", out.display()))
+    };
+    if std::fs::symlink_metadata(out).is_ok_and(|m| m.file_type().is_symlink()) {
+        return Err(CliError::Environment(format!(
+            "{} is a symbolic link: trailhub does not write a report through one; give another path",
+            out.display()
+        )));
+    }
+    let dir = match out.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let mut file = tempfile::NamedTempFile::new_in(dir).map_err(|e| fail(&e))?;
+    file.write_all(html.as_bytes()).map_err(|e| fail(&e))?;
+    file.persist(out).map_err(|e| fail(&e.error))?;
+    Ok(())
 }
 
 /// The page's values; `src/templates/report.html` lays them out.

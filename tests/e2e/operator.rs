@@ -205,6 +205,19 @@ fn the_report_renders_in_a_browser() {
     let report = th.dir.path().join("report.html");
     th.expect(&["report", "-o", report.to_str().unwrap()], 0);
     let html = std::fs::read_to_string(&report).unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&report).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "the report is its owner's alone: {mode:o}");
+        // A symbolic link in its place is refused, and what it points to stays as it was.
+        let target = th.dir.path().join("elsewhere.txt");
+        std::fs::write(&target, "untouched").unwrap();
+        let link = th.dir.path().join("linked.html");
+        std::os::unix::fs::symlink(&target, &link).unwrap();
+        let (_, err) = th.expect(&["report", "-o", link.to_str().unwrap()], 1);
+        assert!(err.contains("is a symbolic link"), "{err}");
+        assert_eq!(std::fs::read_to_string(&target).unwrap(), "untouched");
+    }
     assert!(
         !html.contains("http://")
             || !Regex::new(r#"(src|href)="https?://"#)
