@@ -239,6 +239,16 @@ aws111 s3api put-object-lock-configuration --bucket "$lock" --object-lock-config
 same_json "$(aws111 s3api get-object-lock-configuration --bucket "$lock")" '{"ObjectLockConfiguration": {"ObjectLockEnabled": "Enabled"}}'
 ok "object lock: the default retention reads back with its one period, and is changed and removed on a bucket with objects"
 
+# --- r. new buckets: BucketOwnerEnforced and Block Public Access on ------------------------------
+fresh=fresh-defaults-111111111111
+aws111 s3api create-bucket --bucket "$fresh" --create-bucket-configuration LocationConstraint=ap-northeast-1 >/dev/null
+[ "$(aws111 s3api get-bucket-ownership-controls --bucket "$fresh" --query 'OwnershipControls.Rules[0].ObjectOwnership' --output text)" = BucketOwnerEnforced ] \
+  || fail "a new bucket is not BucketOwnerEnforced"
+same_json "$(aws111 s3api get-public-access-block --bucket "$fresh")" \
+  '{"PublicAccessBlockConfiguration": {"BlockPublicAcls": true, "IgnorePublicAcls": true, "BlockPublicPolicy": true, "RestrictPublicBuckets": true}}'
+ok "a new bucket has BucketOwnerEnforced and Block Public Access on (patch r)"
+
+
 # --- recorder -------------------------------------------------------------------------------------
 moto_api() { "$py" -c 'import sys, urllib.request as u; sys.stdout.write(u.urlopen(u.Request(sys.argv[1], method="POST")).read().decode())' "$endpoint/moto-api/recorder/$1"; }
 moto_api reset-recording >/dev/null
@@ -263,13 +273,4 @@ pid=""
 [ "$rc" -eq 0 ] || fail "server exited with $rc on SIGTERM"
 ok "stdout held exactly one line; SIGTERM -> exit 0"
 echo "all emulator smoke checks passed"
-# --- r. new buckets: BucketOwnerEnforced and Block Public Access on ------------------------------
-fresh=fresh-defaults-111111111111
-aws111 s3api create-bucket --bucket "$fresh" --create-bucket-configuration LocationConstraint=ap-northeast-1 >/dev/null
-[ "$(aws111 s3api get-bucket-ownership-controls --bucket "$fresh" --query 'OwnershipControls.Rules[0].ObjectOwnership' --output text)" = BucketOwnerEnforced ] \
-  || fail "a new bucket is not BucketOwnerEnforced"
-same_json "$(aws111 s3api get-public-access-block --bucket "$fresh")" \
-  '{"PublicAccessBlockConfiguration": {"BlockPublicAcls": true, "IgnorePublicAcls": true, "BlockPublicPolicy": true, "RestrictPublicBuckets": true}}'
-ok "a new bucket has BucketOwnerEnforced and Block Public Access on (patch r)"
-
 bash "$root/emulator/replication_smoke.sh"  # patches k-q: replication, and the policy evaluator's unittest suite
