@@ -349,6 +349,16 @@ def cmd_report(args: argparse.Namespace) -> None:
             ok = t["put_bucket_policy"] < top / 2 and lost == 0 if top > 2 else lost == 0
             checks.append((f"PutBucketPolicy for {top} grants; lost principals", "far fewer than N; 0",
                            f"{t['put_bucket_policy']}; {fmt(lost)}", "met" if ok else "NOT met"))
+    for n in sizes:
+        local, shared = get("trailhub", n, default_c), get("trailhub-s3", n, default_c)
+        if local and shared:
+            v = round(shared["wall_s"] / local["wall_s"], 2)
+            ratios[f"N={n}"]["s3_state_over_local"] = v
+            checks.append((f"T({n}) s3 state / T({n}) local", "<= 1.15", fmt(v), "met" if v <= 1.15 else "NOT met"))
+        re_s3 = get("trailhub-s3-reapply", n, default_c)
+        if re_s3 and re_s3.get("state_requests") is not None:
+            v = re_s3["state_requests"]
+            checks.append((f"re-apply({n}) with s3 state: state requests", "<= 2", str(v), "met" if v <= 2 else "NOT met"))
     big = [e for e in entries.values() if e.get("kind") == "big"]
     for b in big:
         rss = b.get("max_rss_kb")
@@ -369,7 +379,8 @@ def cmd_report(args: argparse.Namespace) -> None:
     with open(os.path.join(args.out, "results.json"), "w") as f:
         json.dump(results, f, indent=1)
 
-    order = {"trailhub": 0, "trailhub-reapply": 1, "article-seq": 2, "article-par": 3, "big": 4, "big-reapply": 5}
+    order = {"trailhub": 0, "trailhub-reapply": 1, "trailhub-s3": 2, "trailhub-s3-reapply": 3,
+             "article-seq": 4, "article-par": 5, "big": 6, "big-reapply": 7}
     rows = sorted(entries.values(), key=lambda e: (e.get("kind") in ("big", "big-reapply"), e.get("n", 0),
                                                    order.get(e.get("kind"), 9), e.get("concurrency") or 0))
     head = ["measurement", "N", "conc", "wall s", "exit", "requests", "PutBucketPolicy", "mutating",
@@ -382,7 +393,9 @@ def cmd_report(args: argparse.Namespace) -> None:
         table.append([
             e.get("label", e["key"]), str(e.get("n")), fmt(e.get("concurrency")),
             fmt(e["wall_s"]) + (f" (median of {', '.join(fmt(w) for w in e['wall_s_all'])})" if e["repeats"] > 1 else ""),
-            fmt(e.get("exit_code")), str(e["requests"]), str(e["put_bucket_policy"]), str(e["mutating_requests"]),
+            fmt(e.get("exit_code")),
+            str(e["requests"]) + (f" ({e['state_requests']} state)" if e.get("state_requests") else ""),
+            str(e["put_bucket_policy"]), str(e["mutating_requests"]),
             fmt(e["max_rss_kb"] / 1024, 1) if e.get("max_rss_kb") else "-",
             fmt((e.get("user_s") or 0) + (e.get("sys_s") or 0), 1) if "user_s" in e else "-",
             fmt(e.get("emulator_cpu_s"), 1),

@@ -3,7 +3,7 @@
 Usage:
     .venv/bin/python emulator/proxy.py --upstream http://127.0.0.1:PORT [--port 0]
         [--delay-ms 100] [--create-stack-delay-ms 3000] [--fail-rate 0.0] [--reset-rate 0.0]
-        [--seed N] [--log FILE]
+        [--seed N] [--log FILE] [--conflicts N] [--hold ACTION=MS]...
 
 Binds 127.0.0.1 only (and forwards only to an upstream on 127.0.0.1 / localhost); --port 0
 picks a free port. Once listening, prints exactly one line to stdout,
@@ -24,7 +24,16 @@ Per request, in this order:
 4. A CloudFormation ``CreateStack`` (``Action=CreateStack`` in the form body or the query)
    sleeps a further --create-stack-delay-ms (AWS takes tens of seconds to create a stack; the
    emulator creates it at once, so the delay stands for the time until CREATE_COMPLETE).
-5. The request is forwarded with a de-chunked body and ``Content-Length``; hop-by-hop headers
+5. Conditional S3 writes (a request with ``If-None-Match`` or ``If-Match``: PutObject,
+   DeleteObject), as AWS makes them atomic: moto checks the precondition and then writes, so two
+   such requests on one key at once could both pass; the proxy forwards them one at a time per
+   key (path). With --conflicts N, the first N of them are answered ``409
+   ConditionalRequestConflict`` without being forwarded, as S3 answers a conditional write that
+   raced another on the same key (moto never does).
+6. --hold ACTION=MS (repeatable): the first request whose ``action`` (below) is ACTION waits a
+   further MS milliseconds before it is forwarded; a log line ``{"held": true, ...}`` is written
+   when it starts waiting, so that a test can act while that request is in flight.
+7. The request is forwarded with a de-chunked body and ``Content-Length``; hop-by-hop headers
    (Connection, Keep-Alive, Proxy-*, TE, Transfer-Encoding, Expect) are dropped, the rest
    (Host, Authorization, ...) passes unchanged. The response is relayed as it comes: by
    Content-Length or chunked as-is; a body delimited by the upstream closing is buffered and
@@ -268,7 +277,7 @@ def error_response(req: Request, protocol: str, status: int, code: str, message:
             f"<RequestId>{rid}</RequestId></ErrorResponse>"
         ).encode()
         headers = [("Content-Type", "text/xml"), ("x-amzn-RequestId", rid)]
-    reason = {502: "Bad Gateway", 503: "Service Unavailable"}.get(status, "Error")
+    reason = {409: "Conflict", 502: "Bad Gateway", 503: "Service Unavailable"}.get(status, "Error")
     head = f"HTTP/1.1 {status} {reason}\r\n"
     for k, v in headers:
         head += f"{k}: {v}\r\n"
@@ -294,12 +303,19 @@ class Proxy:
         self.rng = random.Random(args.seed)
         self.log = open(args.log, "a", encoding="utf-8") if args.log else None
         self.tasks: set[asyncio.Task] = set()
+        self.conflicts_left = args.conflicts
+        self.holds: dict[str, float] = {}
+        for spec in args.hold:
+            action, _, ms = spec.rpartition("=")
+            self.holds[action] = float(ms) / 1000.0
+        self.key_locks: dict[str, asyncio.Lock] = {}
 
     def write_log(self, req: Request, action: str, service: str | None, status: int | None,
-                  fault: str | None) -> None:
+                  fault: str | None, held: bool = False) -> None:
         if not self.log:
             return
-        entry = {
+        entry: dict = {"held": True} if held else {}
+        entry |= {
             "t": round(req.start, 6),
             "method": req.method,
             "path": req.path,
@@ -393,8 +409,26 @@ class Proxy:
                 return False
             if protocol == "query" and action == "CreateStack" and self.stack_delay > 0:
                 await asyncio.sleep(self.stack_delay)
+            hold = self.holds.pop(action, None)
+            if hold is not None:
+                self.write_log(req, action, service, None, None, held=True)
+                await asyncio.sleep(hold)
+        conditional = protocol == "s3" and not control and (
+            req.header("if-none-match") is not None or req.header("if-match") is not None)
+        if conditional and self.conflicts_left > 0:
+            self.conflicts_left -= 1
+            writer.write(error_response(req, protocol, 409, "ConditionalRequestConflict",
+                                        "A conflicting operation occurred (injected)"))
+            await writer.drain()
+            self.write_log(req, action, service, 409, "409")
+            return True
         try:
-            status, keep = await self.forward(req, writer, upstream)
+            if conditional:
+                lock = self.key_locks.setdefault(req.path, asyncio.Lock())
+                async with lock:
+                    status, keep = await self.forward(req, writer, upstream)
+            else:
+                status, keep = await self.forward(req, writer, upstream)
         except UpstreamError as e:
             print(f"proxy: upstream error on {req.method} {req.target}: {e}", file=sys.stderr)
             status = None
@@ -626,6 +660,10 @@ def main() -> None:
     parser.add_argument("--reset-rate", type=float, default=0.0, help="probability of a connection reset")
     parser.add_argument("--seed", type=int, default=None, help="seed of the fault draws")
     parser.add_argument("--log", default=None, help="append one JSON line per request to this file")
+    parser.add_argument("--conflicts", type=int, default=0,
+                        help="answer the first N conditional S3 writes 409 ConditionalRequestConflict")
+    parser.add_argument("--hold", action="append", default=[], metavar="ACTION=MS",
+                        help="delay the first request of ACTION by MS more milliseconds (repeatable)")
     args = parser.parse_args()
     for name in ("fail_rate", "reset_rate"):
         if not 0.0 <= getattr(args, name) <= 1.0:
@@ -634,6 +672,16 @@ def main() -> None:
         parser.error("--fail-rate + --reset-rate must not exceed 1")
     if args.delay_ms < 0 or args.create_stack_delay_ms < 0:
         parser.error("delays must not be negative")
+    for spec in args.hold:
+        action, eq, ms = spec.rpartition("=")
+        try:
+            ok = bool(eq and action) and float(ms) >= 0
+        except ValueError:
+            ok = False
+        if not ok:
+            parser.error(f"--hold {spec!r}: write ACTION=MS, e.g. --hold 'PUT ?policy=3000'")
+    if args.conflicts < 0:
+        parser.error("--conflicts must not be negative")
     try:
         asyncio.run(main_async(args))
     except KeyboardInterrupt:

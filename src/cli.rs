@@ -8,15 +8,21 @@ use std::path::PathBuf;
 #[derive(Debug, Parser)]
 #[command(name = "trailhub", version, about, long_about = None, after_help = EXAMPLES)]
 pub struct Cli {
-    /// State directory holding the journal of runs.
+    /// Where the journal of runs is: a local state directory, or a shared journal in S3
+    /// (s3://BUCKET/PREFIX, optionally ?region=R&profile=P) that a team and its CI share, with
+    /// a working copy in the user's cache directory (README, "Team use").
     #[arg(
         long,
         global = true,
         env = "TRAILHUB_STATE",
         default_value = ".trailhub",
-        value_name = "DIR"
+        value_name = "DIR|s3://BUCKET/PREFIX"
     )]
-    pub state: PathBuf,
+    pub state: String,
+    /// With a shared state, how long to wait for another process's archive lock before giving
+    /// up (exit 2, showing the lock); 0 fails at once.
+    #[arg(long, global = true, default_value = "0s", value_parser = humantime::parse_duration, value_name = "DURATION")]
+    pub lock_timeout: std::time::Duration,
     /// Send every AWS request to this endpoint (e.g. a local emulator); S3 then uses path-style
     /// addressing.
     #[arg(long, global = true, env = "AWS_ENDPOINT_URL", value_name = "URL")]
@@ -63,6 +69,20 @@ pub enum GraphFormat {
     Mermaid,
     /// SVG, drawn by Graphviz `dot` (which must be installed).
     Svg,
+}
+
+/// `trailhub state …`.
+#[derive(Debug, Subcommand)]
+pub enum StateCommand {
+    /// Copy a local state directory's runs (--state DIR) into an empty shared state in S3.
+    #[command(
+        after_help = "Example:\n  trailhub --state .trailhub state push --to s3://team-state/prod\n  then use --state s3://team-state/prod (or TRAILHUB_STATE) from now on"
+    )]
+    Push {
+        /// The shared state: s3://BUCKET/PREFIX (an empty prefix of a versioned bucket).
+        #[arg(long, value_name = "s3://BUCKET/PREFIX")]
+        to: String,
+    },
 }
 
 /// The inventory file.
@@ -285,6 +305,21 @@ A node that a later run changed again or relies on is not undone under it: the r
         /// Replace the file if it exists.
         #[arg(long)]
         force: bool,
+    },
+    /// Break an archive lock of a shared state (--state s3://…) whose holder is gone: a
+    /// delete conditioned on the lock as read, so that a lock taken again meanwhile stays.
+    #[command(
+        after_help = "Example:\n  trailhub --state s3://team-state/prod force-unlock 18c2f9a1b20-3f1a\n\nThe id is in the message of the command that found the lock, and in `trailhub status`."
+    )]
+    ForceUnlock {
+        /// The lock's id.
+        lock_id: String,
+    },
+    /// Manage the state itself.
+    State {
+        /// What to do.
+        #[command(subcommand)]
+        command: StateCommand,
     },
     /// Print a shell completion script.
     #[command(

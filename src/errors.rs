@@ -1,11 +1,14 @@
 //! Every error the binary expects, and its exit code, in one place.
 //!
 //! Exit codes: 0 all done; 1 some steps failed (the rest finished), or something could not be
-//! read; 2 bad input (inventory, arguments, state directory), reported before any AWS request;
+//! read; 2 bad input (inventory, arguments, state directory or bucket, a held archive lock),
+//! reported before any AWS request (a held lock: before the archive's policies are written);
 //! 3 drift found by `verify`.
 
 use trailhub_engine::EngineError;
 use trailhub_state::StateError;
+use trailhub_state::remote::LockError;
+use trailhub_steps::state_store::StateBucketError;
 use trailhub_workflows::InventoryError;
 
 /// An error that ends the command.
@@ -26,6 +29,15 @@ pub enum CliError {
     /// No inventory could be drafted from the profiles (`init`).
     #[error(transparent)]
     Init(#[from] trailhub_workflows::init::InitError),
+    /// The shared state's bucket cannot hold state.
+    #[error(transparent)]
+    StateBucket(#[from] StateBucketError),
+    /// The archive lock could not be taken, kept or broken.
+    #[error(transparent)]
+    Lock(#[from] LockError),
+    /// A run stopped at the archive's policies, locked by another process.
+    #[error("{0}")]
+    ArchiveLocked(String),
     /// Bad arguments.
     #[error("{0}")]
     Usage(String),
@@ -42,6 +54,10 @@ impl CliError {
             | CliError::Usage(_)
             | CliError::Profiles(_)
             | CliError::Init(_) => 2,
+            CliError::StateBucket(StateBucketError::Unreadable { .. }) => 1,
+            CliError::StateBucket(_) | CliError::ArchiveLocked(_) => 2,
+            CliError::Lock(LockError::Held { .. } | LockError::NotFound { .. }) => 2,
+            CliError::Lock(_) => 1,
             CliError::State(e) => state_code(e),
             CliError::Engine(EngineError::Journal(e)) => state_code(e),
             CliError::Engine(EngineError::Invalid(_) | EngineError::Refused(_)) => 2,
@@ -55,6 +71,8 @@ fn state_code(e: &StateError) -> u8 {
         StateError::Db(_)
         | StateError::Decode { .. }
         | StateError::BadKey { .. }
+        | StateError::Remote { .. }
+        | StateError::SharedTask { .. }
         | StateError::Io { .. } => 1,
         _ => 2,
     }

@@ -13,6 +13,7 @@ mod progress;
 mod synthetic;
 
 use print::errln;
+mod state;
 
 use clap::Parser;
 use std::process::ExitCode;

@@ -123,7 +123,9 @@ pub(crate) enum Msg {
         undo: Value,
         /// Replace the node's record rather than keep the first one.
         amend: bool,
-        ack: oneshot::Sender<Value>,
+        /// Answered once journaled (and in the shared journal, for a working copy of one), or
+        /// with why it could not be shared.
+        ack: oneshot::Sender<Result<Value, String>>,
     },
     Call {
         node: NodeId,
@@ -490,6 +492,14 @@ impl<U: Serialize + DeserializeOwned> ApplyCtx<U> {
                 .map_err(|_| TaskError::fatal("the run is shutting down"))?;
                 done.await
                     .map_err(|_| TaskError::fatal("the journal could not record the undo record"))?
+                    .map_err(|why| {
+                        TaskError::retryable(format!(
+                            "the undo record of {} could not reach the shared journal ({why}); nothing was changed",
+                            self.core.node
+                        ))
+                        .with_code("StateNotShared")
+                        .with_hint("check access to the --state bucket; `trailhub resume` continues")
+                    })?
             }
             memory => {
                 memory.record("undo".into(), false, value.to_string());

@@ -93,11 +93,17 @@ pub(crate) fn waits_for<'d>(
         .collect()
 }
 
+/// An answer that waits for the shared journal: `Err` says why the writes could not reach it.
+type SharedAck = Box<dyn FnOnce(Result<(), String>) + Send>;
+
 /// What one batch of reports journals (in one commit), answers and shows, in that order.
 #[derive(Default)]
 struct Batch {
     writes: Vec<Write>,
     acks: Vec<Box<dyn FnOnce() + Send>>,
+    /// Answered only once the batch is in the shared journal (when the journal is a working
+    /// copy of one): undo records, which must survive the machine before their mutation.
+    shared_acks: Vec<SharedAck>,
     events: Vec<Progress>,
 }
 
@@ -255,10 +261,27 @@ impl<'a> Drain<'a> {
         }
     }
 
-    /// Journals the batch in one durable commit, then answers and shows it.
+    /// Journals the batch in one durable commit, then answers and shows it. Undo records are
+    /// answered once the shared journal has them too, without holding up the walk.
     fn flush(&mut self) -> Result<(), EngineError> {
         let batch = std::mem::take(&mut self.batch);
-        self.walk.journal.commit(batch.writes)?;
+        if self.walk.journal.store().is_none() {
+            self.walk.journal.commit(batch.writes)?;
+            for ack in batch.shared_acks {
+                ack(Ok(()));
+            }
+        } else if batch.shared_acks.is_empty() {
+            self.walk.journal.commit(batch.writes)?;
+        } else {
+            let receipt = self.walk.journal.commit_shared(batch.writes)?;
+            let acks = batch.shared_acks;
+            tokio::spawn(async move {
+                let shared = receipt.shared().await.map_err(|e| e.to_string());
+                for ack in acks {
+                    ack(shared.clone());
+                }
+            });
+        }
         for ack in batch.acks {
             ack();
         }
@@ -379,7 +402,13 @@ impl<'a> Drain<'a> {
             .push(Progress::NodeStarted { node, attempt });
     }
 
-    fn undo(&mut self, node: NodeId, undo: Value, amend: bool, ack: oneshot::Sender<Value>) {
+    fn undo(
+        &mut self,
+        node: NodeId,
+        undo: Value,
+        amend: bool,
+        ack: oneshot::Sender<Result<Value, String>>,
+    ) {
         if amend || self.walk.records[&node].undo.is_none() {
             self.record(&node).undo = Some(undo);
             self.write_record(&node);
@@ -389,8 +418,8 @@ impl<'a> Drain<'a> {
             .undo
             .clone()
             .expect("undo was just set");
-        self.batch.acks.push(Box::new(move || {
-            let _ = ack.send(effective);
+        self.batch.shared_acks.push(Box::new(move |shared| {
+            let _ = ack.send(shared.map(|()| effective));
         }));
     }
 

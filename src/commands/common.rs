@@ -1,17 +1,20 @@
-//! What several commands share: opening the journal (migrating an older one), loading the
-//! inventory, building the workflow from it or from a run's frozen inventory, reading a run back
-//! from the journal alone, and the Ctrl-C handling.
+//! What several commands share: opening the journal (migrating an older one; pulling a shared
+//! one's working copy up to date), loading the inventory, building the workflow from it or from a
+//! run's frozen inventory, reading a run back from the journal alone, and the Ctrl-C handling.
 
 use crate::cli::Cli;
 use crate::errors::CliError;
 use crate::print::errln;
+use crate::state::{Open, State};
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::Arc;
 use trailhub_engine::{Built, Dag, GroupSummary, NodeId, NodeRecord, Shape, summarize};
+use trailhub_state::remote::LockKeeper;
 use trailhub_state::{Journal, RunRecord};
 use trailhub_steps::Connector;
 use trailhub_steps::tasks::StepContext;
-use trailhub_workflows::{Inventory, JournalMigration, Workflow, step_context};
+use trailhub_workflows::{Inventory, Workflow, step_context};
 
 /// A workflow ready to run: its inventory, clients and DAG.
 pub struct Prepared {
@@ -20,23 +23,18 @@ pub struct Prepared {
     pub dag: Dag<Built>,
 }
 
-/// Opens (creating it if needed) the state directory's journal, migrating one written by an
-/// older trailhub.
-pub fn open_journal(cli: &Cli) -> Result<Journal, CliError> {
-    Ok(Journal::open_migrating(
-        &cli.state,
-        true,
-        &JournalMigration::default(),
-    )?)
-}
-
-/// Opens the state directory's existing journal, migrating one written by an older trailhub.
-pub fn open_existing_journal(cli: &Cli) -> Result<Journal, CliError> {
-    Ok(Journal::open_migrating(
-        &cli.state,
-        false,
-        &JournalMigration::default(),
-    )?)
+/// Opens the existing journal to read it (a shared one's working copy brought up to date),
+/// migrating one written by an older trailhub.
+pub async fn open_existing_state(cli: &Cli) -> Result<State, CliError> {
+    State::open(
+        cli,
+        Open {
+            create: false,
+            pull: true,
+            archive: None,
+        },
+    )
+    .await
 }
 
 /// Reads and validates an inventory file.
@@ -47,13 +45,19 @@ pub fn load_inventory(path: &Path) -> Result<Inventory, CliError> {
 /// Builds the workflow for `inventory`, limited to `only` when not empty. Makes no AWS request.
 pub fn prepare(cli: &Cli, inventory: Inventory, only: &[String]) -> Result<Prepared, CliError> {
     let workflow = Workflow::new(inventory, only.to_vec()).map_err(CliError::Usage)?;
-    prepare_workflow(cli, workflow)
+    prepare_workflow(cli, workflow, None)
 }
 
-/// Builds a workflow's clients and DAG. Makes no AWS request.
-pub fn prepare_workflow(cli: &Cli, workflow: Workflow) -> Result<Prepared, CliError> {
+/// Builds a workflow's clients and DAG, its archive writes under `lock` (a shared state's
+/// archive lock). Makes no AWS request.
+pub fn prepare_workflow(
+    cli: &Cli,
+    workflow: Workflow,
+    lock: Option<Arc<LockKeeper>>,
+) -> Result<Prepared, CliError> {
     let connector = Connector::new(&workflow.inventory.region, cli.endpoint_url.clone());
     let mut ctx = step_context(&workflow.inventory, connector);
+    ctx.archive_lock = lock;
     // Tests make the re-reads of eventually consistent state fast with it.
     if let Some(ms) = std::env::var("TRAILHUB_CONSISTENCY_MS")
         .ok()
@@ -65,10 +69,20 @@ pub fn prepare_workflow(cli: &Cli, workflow: Workflow) -> Result<Prepared, CliEr
     Ok(Prepared { workflow, ctx, dag })
 }
 
-/// The workflow of an existing run, from its frozen inventory and its account filter.
-pub fn prepare_run(cli: &Cli, run: &RunRecord) -> Result<Prepared, CliError> {
+/// The workflow of an existing run, from its frozen inventory and its account filter, its
+/// archive writes under `state`'s archive lock (a shared state's) for `command`.
+pub fn prepare_run(
+    cli: &Cli,
+    state: &mut State,
+    run: &RunRecord,
+    command: &str,
+) -> Result<Prepared, CliError> {
     let workflow = Workflow::of_run(run).map_err(CliError::Usage)?;
-    prepare_workflow(cli, workflow)
+    let lock = state.keeper(cli, &workflow.inventory.archive.bucket, command);
+    if let Some(lock) = &lock {
+        lock.set_run(&run.id);
+    }
+    prepare_workflow(cli, workflow, lock)
 }
 
 /// A run as the journal alone tells it: its graph (journaled when it was created) and its node

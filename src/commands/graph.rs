@@ -1,7 +1,7 @@
 //! `trailhub graph`: the DAG as text, DOT, Mermaid or SVG (through Graphviz), optionally colored
 //! by a run's journaled state.
 
-use super::common::{RunView, load_inventory, open_existing_journal};
+use super::common::{RunView, load_inventory, open_existing_state};
 use crate::cli::{Cli, GraphFormat};
 use crate::errors::{CliError, Outcome};
 use crate::print::out;
@@ -12,7 +12,7 @@ use std::process::{Command, Stdio};
 use trailhub_engine::{Shape, render};
 use trailhub_workflows::Workflow;
 
-pub fn graph(
+pub async fn graph(
     cli: &Cli,
     config: Option<&Path>,
     run: Option<&str>,
@@ -20,8 +20,9 @@ pub fn graph(
 ) -> Result<Outcome, CliError> {
     let (shape, states) = match run {
         Some(id) => {
-            let journal = open_existing_journal(cli)?;
-            let view = RunView::read(&journal, Some(id))?;
+            let state = open_existing_state(cli).await?;
+            let journal = &state.journal;
+            let view = RunView::read(journal, Some(id))?;
             let states: BTreeMap<_, _> = view
                 .records
                 .into_iter()

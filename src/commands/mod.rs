@@ -7,10 +7,11 @@ mod plan;
 mod report;
 mod run;
 mod status;
+mod team;
 mod verify;
 mod verify_canary;
 
-use crate::cli::{Cli, Command};
+use crate::cli::{Cli, Command, StateCommand};
 use crate::errors::{CliError, Outcome};
 
 /// Runs the command line's subcommand.
@@ -25,7 +26,7 @@ pub async fn run(cli: &Cli) -> Result<Outcome, CliError> {
             config,
             run,
             format,
-        } => graph::graph(cli, config.as_deref(), run.as_deref(), *format),
+        } => graph::graph(cli, config.as_deref(), run.as_deref(), *format).await,
         Command::Apply {
             inventory,
             concurrency,
@@ -78,16 +79,16 @@ pub async fn run(cli: &Cli) -> Result<Outcome, CliError> {
             };
             run::rollback(cli, run.as_deref(), &args).await
         }
-        Command::Status { run, all } => status::status(cli, run.as_deref(), *all),
-        Command::Runs => status::runs(cli),
-        Command::History { run } => status::history(cli, run.as_deref()),
+        Command::Status { run, all } => status::status(cli, run.as_deref(), *all).await,
+        Command::Runs => status::runs(cli).await,
+        Command::History { run } => status::history(cli, run.as_deref()).await,
         Command::Verify {
             inventory,
             canary,
             timeout,
             accounts,
         } => verify::verify(cli, &inventory.config, *canary, *timeout, accounts).await,
-        Command::Report { run, out } => report::report(cli, run.as_deref(), out),
+        Command::Report { run, out } => report::report(cli, run.as_deref(), out).await,
         Command::Init {
             from_aws_config: _,
             prefer,
@@ -105,6 +106,10 @@ pub async fn run(cli: &Cli) -> Result<Outcome, CliError> {
             };
             init::init(cli, &args).await
         }
+        Command::ForceUnlock { lock_id } => team::force_unlock(cli, lock_id).await,
+        Command::State {
+            command: StateCommand::Push { to },
+        } => team::push(cli, to).await,
         Command::Completions { shell } => {
             let mut command = <Cli as clap::CommandFactory>::command();
             // Written whole through the binary's stdout, which a closed pipe does not panic.

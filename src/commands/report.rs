@@ -9,7 +9,7 @@
 //! default: no AWS error text can add markup. The one value it does not escape is the graph's
 //! SVG, which Graphviz drew from DOT holding only step names, group labels and counts.
 
-use super::common::{RunView, open_existing_journal};
+use super::common::{RunView, open_existing_state};
 use super::graph::svg;
 use crate::cli::Cli;
 use crate::errors::{CliError, Outcome};
@@ -23,9 +23,10 @@ use trailhub_engine::{GraphFormat, GroupResult, GroupSummary, render, render_fol
 use trailhub_state::{Event, EventKind, NodeId, NodeState};
 use trailhub_workflows::ARCHIVE;
 
-pub fn report(cli: &Cli, run: Option<&str>, out: &Path) -> Result<Outcome, CliError> {
-    let journal = open_existing_journal(cli)?;
-    let view = RunView::read(&journal, run)?;
+pub async fn report(cli: &Cli, run: Option<&str>, out: &Path) -> Result<Outcome, CliError> {
+    let state = open_existing_state(cli).await?;
+    let journal = &state.journal;
+    let view = RunView::read(journal, run)?;
     let events = journal.events(&view.run.id)?;
     let html = render_report(&view, &events)?;
     write_private(out, &html)?;

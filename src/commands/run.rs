@@ -6,16 +6,14 @@
 //! `--force`. With `--account` and no run, it undoes the accounts' enrollment across every run
 //! that touched them, newest first.
 
-use super::common::{
-    Prepared, load_inventory, open_existing_journal, open_journal, prepare, prepare_run,
-    prepare_workflow, shutdown,
-};
+use super::common::{Prepared, load_inventory, prepare_run, prepare_workflow, shutdown};
 use crate::cli::{Cli, OutputFormat};
 use crate::errors::{CliError, Outcome};
 use crate::fleet::{self, Cause, Counts};
 use crate::output::{accounts_table, duration, json_line};
 use crate::print::{errln, out, outln};
 use crate::progress::{Reporter, Style};
+use crate::state::{Open, State};
 use serde_json::json;
 use std::path::Path;
 use std::time::Instant;
@@ -74,14 +72,52 @@ pub async fn backfill(
     let workflow = Workflow::new(inventory, accounts.to_vec())
         .map_err(CliError::Usage)?
         .backfilling(options);
-    let prepared = prepare_workflow(cli, workflow)?;
+    let mut state = open_for_run(cli, &workflow).await?;
+    // A backfill touches only source accounts: it never waits for the archive lock.
+    let prepared = prepare_workflow(cli, workflow, None)?;
     let extra = json!({ "backfill": options });
     let run = Started {
         accounts,
         concurrency,
         all,
     };
-    start(cli, config, &prepared, &run, extra).await
+    let outcome = start(cli, &mut state, config, &prepared, &run, extra).await;
+    closing(&state, outcome).await
+}
+
+/// Opens (creating it if needed) the journal a new run of `workflow` goes into.
+async fn open_for_run(cli: &Cli, workflow: &Workflow) -> Result<State, CliError> {
+    State::open(
+        cli,
+        Open {
+            create: true,
+            pull: false,
+            archive: Some(&workflow.inventory.archive.bucket),
+        },
+    )
+    .await
+}
+
+/// Opens the existing journal a command continues a run of, up to date.
+async fn open_existing(cli: &Cli) -> Result<State, CliError> {
+    State::open(
+        cli,
+        Open {
+            create: false,
+            pull: true,
+            archive: None,
+        },
+    )
+    .await
+}
+
+/// Ends a command that wrote the journal: the archive lock released, every change in the
+/// shared journal; the command's own error, if any, comes first.
+async fn closing(state: &State, outcome: Result<Outcome, CliError>) -> Result<Outcome, CliError> {
+    let closed = state.close().await;
+    let outcome = outcome?;
+    closed?;
+    Ok(outcome)
 }
 
 pub async fn apply(
@@ -92,13 +128,17 @@ pub async fn apply(
     all: bool,
 ) -> Result<Outcome, CliError> {
     let inventory = load_inventory(config)?;
-    let prepared = prepare(cli, inventory, accounts)?;
+    let workflow = Workflow::new(inventory, accounts.to_vec()).map_err(CliError::Usage)?;
+    let mut state = open_for_run(cli, &workflow).await?;
+    let lock = state.keeper(cli, &workflow.inventory.archive.bucket, "apply");
+    let prepared = prepare_workflow(cli, workflow, lock)?;
     let run = Started {
         accounts,
         concurrency,
         all,
     };
-    start(cli, config, &prepared, &run, json!({})).await
+    let outcome = start(cli, &mut state, config, &prepared, &run, json!({})).await;
+    closing(&state, outcome).await
 }
 
 /// What a new run was asked.
@@ -112,47 +152,54 @@ struct Started<'a> {
 /// them), says so, and runs it.
 async fn start(
     cli: &Cli,
+    state: &mut State,
     config: &Path,
     prepared: &Prepared,
     asked: &Started<'_>,
     extra: serde_json::Value,
 ) -> Result<Outcome, CliError> {
-    let journal = open_journal(cli)?;
+    let journal = &state.journal;
     let (accounts, concurrency) = (asked.accounts, asked.concurrency);
     let mut options = json!({ "accounts": accounts, "concurrency": concurrency });
     if let (Some(all), Some(more)) = (options.as_object_mut(), extra.as_object()) {
         all.extend(more.clone());
     }
-    let run = journal.create_run(NewRun {
-        workflow: prepared.workflow.name(),
-        definition: &prepared.workflow.inventory.text,
-        source: Some(config.display().to_string()),
-        options,
-        graph: Some(prepared.dag.record()),
-    })?;
+    let run = journal
+        .new_run(NewRun {
+            workflow: prepared.workflow.name(),
+            definition: &prepared.workflow.inventory.text,
+            source: Some(config.display().to_string()),
+            options,
+            graph: Some(prepared.dag.record()),
+        })
+        .await?;
+    if let Some(lock) = &prepared.ctx.archive_lock {
+        lock.set_run(&run.id);
+    }
     let sources = prepared.workflow.sources().count();
     let (operation, doing) = match prepared.workflow.backfill {
         Some(_) => ("backfill", "backfilling"),
         None => ("apply", "onboarding"),
     };
-    announce(
-        cli,
-        &run.id,
-        operation,
-        &format!(
-            "run {}: {doing} {sources} account{} into {} (journal in {})",
-            run.id,
-            if sources == 1 { "" } else { "s" },
-            prepared.workflow.inventory.archive.bucket,
-            cli.state.display()
-        ),
+    let message = format!(
+        "run {}: {doing} {sources} account{} into {} (journal in {})",
+        run.id,
+        if sources == 1 { "" } else { "s" },
+        prepared.workflow.inventory.archive.bucket,
+        state.describe()
     );
+    announce(cli, &run.id, operation, &message);
+    if state.shared.is_none() && cli.output == OutputFormat::Text && !cli.quiet {
+        errln!(
+            "the journal is local: concurrent operators of this archive need a shared state, --state s3://BUCKET/PREFIX (README, \"Team use\"); without it another writer of the archive policy is detected, not prevented"
+        );
+    }
     let asked = Asked {
         operation,
         concurrency,
         all: asked.all,
     };
-    execute_run(cli, &journal, prepared, &run.id, &asked).await
+    execute_run(cli, journal, prepared, &run.id, &asked).await
 }
 
 pub async fn resume(
@@ -161,16 +208,28 @@ pub async fn resume(
     concurrency: Option<u16>,
     all: bool,
 ) -> Result<Outcome, CliError> {
-    let journal = open_existing_journal(cli)?;
-    let run = journal.resolve_run(run)?;
-    let prepared = prepare_run(cli, &run)?;
+    let mut state = open_existing(cli).await?;
+    let outcome = resume_in(cli, &mut state, run, concurrency, all).await;
+    closing(&state, outcome).await
+}
+
+async fn resume_in(
+    cli: &Cli,
+    state: &mut State,
+    run: Option<&str>,
+    concurrency: Option<u16>,
+    all: bool,
+) -> Result<Outcome, CliError> {
+    let run = state.journal.resolve_run(run)?;
+    let prepared = prepare_run(cli, state, &run, "resume")?;
+    let journal = &state.journal;
     let concurrency = concurrency
         .or_else(|| run.options["concurrency"].as_u64().map(|c| c as u16))
         .unwrap_or(crate::DEFAULT_CONCURRENCY);
-    if let Some(scope) = pending_rollback(&journal, &run.id)? {
+    if let Some(scope) = pending_rollback(journal, &run.id)? {
         // A later run may have been applied since this rollback started: resume has no
         // --force, so what `rollback` would refuse, it refuses too, and says how to force it.
-        refuse_later_runs(&journal, &run.id, &scope)?;
+        refuse_later_runs(journal, &run.id, &scope)?;
         announce(
             cli,
             &run.id,
@@ -182,7 +241,7 @@ pub async fn resume(
             concurrency,
             all,
         };
-        return rollback_run(cli, &journal, &prepared, &run.id, scope, &asked).await;
+        return rollback_run(cli, journal, &prepared, &run.id, scope, &asked).await;
     }
     let mut note = format!(
         "run {}: resuming with the inventory frozen when it was applied",
@@ -211,7 +270,7 @@ pub async fn resume(
         concurrency,
         all,
     };
-    execute_run(cli, &journal, &prepared, &run.id, &asked).await
+    execute_run(cli, journal, &prepared, &run.id, &asked).await
 }
 
 /// How a run goes on: the operation, its concurrency, and whether its summary lists every
@@ -251,17 +310,28 @@ pub async fn rollback(
     run: Option<&str>,
     args: &RollbackArgs<'_>,
 ) -> Result<Outcome, CliError> {
-    let journal = open_existing_journal(cli)?;
+    let mut state = open_existing(cli).await?;
+    let outcome = rollback_in(cli, &mut state, run, args).await;
+    closing(&state, outcome).await
+}
+
+async fn rollback_in(
+    cli: &Cli,
+    state: &mut State,
+    run: Option<&str>,
+    args: &RollbackArgs<'_>,
+) -> Result<Outcome, CliError> {
     let (accounts, to) = (args.accounts, args.to);
     if run.is_none() && !accounts.is_empty() {
-        return rollback_accounts(cli, &journal, args).await;
+        return rollback_accounts(cli, state, args).await;
     }
-    let run = journal.resolve_run(run)?;
+    let run = state.journal.resolve_run(run)?;
+    let journal = &state.journal;
     let asked = RollbackScope {
         groups: accounts.to_vec(),
         after_step: to.map(str::to_string),
     };
-    let (scope, message) = match pending_rollback(&journal, &run.id)? {
+    let (scope, message) = match pending_rollback(journal, &run.id)? {
         Some(pending) if accounts.is_empty() && to.is_none() => (
             pending,
             format!("run {}: continuing its unfinished rollback", run.id),
@@ -272,11 +342,12 @@ pub async fn rollback(
         }
     };
     if !args.force {
-        refuse_later_runs(&journal, &run.id, &scope)?;
+        refuse_later_runs(journal, &run.id, &scope)?;
     }
-    let prepared = prepare_run(cli, &run)?;
+    let prepared = prepare_run(cli, state, &run, "rollback")?;
+    let journal = &state.journal;
     announce(cli, &run.id, "rollback", &message);
-    rollback_run(cli, &journal, &prepared, &run.id, scope, &args.asked()).await
+    rollback_run(cli, journal, &prepared, &run.id, scope, &args.asked()).await
 }
 
 /// `rollback --account X…` without a run: every run that touched the accounts, newest first,
@@ -285,14 +356,15 @@ pub async fn rollback(
 /// older runs' undo records describe a state under what it left.
 async fn rollback_accounts(
     cli: &Cli,
-    journal: &Journal,
+    state: &mut State,
     args: &RollbackArgs<'_>,
 ) -> Result<Outcome, CliError> {
-    let parts = account_rollbacks(journal, args.accounts, args.to)?;
+    let parts = account_rollbacks(&state.journal, args.accounts, args.to)?;
     let prepared = parts
         .iter()
-        .map(|p| prepare_run(cli, &p.run))
+        .map(|p| prepare_run(cli, state, &p.run, "rollback"))
         .collect::<Result<Vec<_>, _>>()?;
+    let journal = &state.journal;
     let who = args.accounts.join(", ");
     announce_accounts(cli, &who, args.accounts, &parts);
     let mut done = Vec::new();
@@ -306,6 +378,9 @@ async fn rollback_accounts(
             None => format!("run {id}: rolling back {}", describe_scope(&part.scope)),
         };
         announce(cli, id, "rollback", &message);
+        if let Some(lock) = &prepared.ctx.archive_lock {
+            lock.set_run(id);
+        }
         let outcome = rollback_run(
             cli,
             journal,
@@ -491,6 +566,7 @@ async fn execute_run(
         };
         out!("{}", finished.text());
     }
+    stopped_by_lock(&summary.failed, &format!("`trailhub resume {run}`"))?;
     Ok(if status == RunStatus::Succeeded {
         Outcome::Ok
     } else {
@@ -561,6 +637,24 @@ impl Finished<'_> {
     }
 }
 
+/// A run whose archive writes found the archive lock held by another process ends with exit 2
+/// and the lock's holder and age, saying how to continue.
+fn stopped_by_lock(
+    failed: &std::collections::BTreeMap<trailhub_engine::NodeId, trailhub_engine::ErrorRecord>,
+    continue_with: &str,
+) -> Result<(), CliError> {
+    match failed
+        .values()
+        .find(|e| e.code.as_deref() == Some("ArchiveLocked"))
+    {
+        Some(e) => Err(CliError::ArchiveLocked(format!(
+            "{}; the steps that write the archive's policies did not run: {continue_with} continues",
+            e.message
+        ))),
+        None => Ok(()),
+    }
+}
+
 async fn rollback_run(
     cli: &Cli,
     journal: &Journal,
@@ -593,6 +687,7 @@ async fn rollback_run(
             rollback_text(run, &summary, elapsed);
         }
     }
+    stopped_by_lock(&summary.failed, &format!("`trailhub rollback {run}`"))?;
     Ok(
         if summary.failed.is_empty() && summary.blocked.is_empty() && summary.not_run == 0 {
             Outcome::Ok

@@ -1,6 +1,6 @@
 //! `status`, `runs` and `history`: what the journal says, read-only.
 
-use super::common::{RunView, open_existing_journal};
+use super::common::{RunView, open_existing_state};
 use crate::cli::{Cli, OutputFormat};
 use crate::errors::{CliError, Outcome};
 use crate::fleet::{self, Counts};
@@ -12,9 +12,10 @@ use serde_json::json;
 use trailhub_engine::GroupSummary;
 use trailhub_state::{EventKind, NodeState};
 
-pub fn status(cli: &Cli, run: Option<&str>, all: bool) -> Result<Outcome, CliError> {
-    let journal = open_existing_journal(cli)?;
-    let view = RunView::read(&journal, run)?;
+pub async fn status(cli: &Cli, run: Option<&str>, all: bool) -> Result<Outcome, CliError> {
+    let state = open_existing_state(cli).await?;
+    let journal = &state.journal;
+    let view = RunView::read(journal, run)?;
     let run = &view.run;
     let groups = view.groups();
     let mut causes = fleet::failures(fleet::failed_nodes(&view.shape, &view.records));
@@ -40,10 +41,12 @@ pub fn status(cli: &Cli, run: Option<&str>, all: bool) -> Result<Outcome, CliErr
             }));
         }
         crate::output::print_jobs(&run.id, &crate::output::backfill_jobs(&view.records), true);
+        super::team::print_locks(cli, &state).await?;
         return Ok(Outcome::Ok);
     }
     out!("{}", status_text(&view, &groups, &causes, all));
     crate::output::print_jobs(&run.id, &crate::output::backfill_jobs(&view.records), false);
+    super::team::print_locks(cli, &state).await?;
     Ok(Outcome::Ok)
 }
 
@@ -142,8 +145,9 @@ fn status_nodes(view: &RunView) -> String {
     out
 }
 
-pub fn runs(cli: &Cli) -> Result<Outcome, CliError> {
-    let journal = open_existing_journal(cli)?;
+pub async fn runs(cli: &Cli) -> Result<Outcome, CliError> {
+    let state = open_existing_state(cli).await?;
+    let journal = &state.journal;
     let mut rows = Vec::new();
     for run in journal.runs()? {
         let nodes = journal.nodes(&run.id)?;
@@ -196,8 +200,9 @@ pub fn runs(cli: &Cli) -> Result<Outcome, CliError> {
     Ok(Outcome::Ok)
 }
 
-pub fn history(cli: &Cli, run: Option<&str>) -> Result<Outcome, CliError> {
-    let journal = open_existing_journal(cli)?;
+pub async fn history(cli: &Cli, run: Option<&str>) -> Result<Outcome, CliError> {
+    let state = open_existing_state(cli).await?;
+    let journal = &state.journal;
     let run = journal.resolve_run(run)?;
     let mut rows = Vec::new();
     for e in journal.events(&run.id)? {

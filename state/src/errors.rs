@@ -151,6 +151,43 @@ pub enum StateError {
         /// The id asked for.
         id: String,
     },
+    /// The shared journal's store could not be read or written.
+    #[error("error {what} in the shared journal at {location}: {source}")]
+    Remote {
+        /// The store (`s3://bucket/prefix`).
+        location: String,
+        /// What was being done.
+        what: String,
+        /// The store's error.
+        #[source]
+        source: crate::remote::RemoteError,
+    },
+    /// A segment of the shared journal was written by a newer trailhub.
+    #[error(
+        "{key} has segment format {found}, newer than this trailhub reads ({supported}); upgrade trailhub to use this state (nothing was changed)"
+    )]
+    NewerSegment {
+        /// The segment's location.
+        key: String,
+        /// Its format.
+        found: u32,
+        /// What this binary reads.
+        supported: u32,
+    },
+    /// `state push` into a store that already holds runs.
+    #[error(
+        "{location} already holds runs; push a local state only into an empty state prefix (pick another PREFIX)"
+    )]
+    SharedNotEmpty {
+        /// The store.
+        location: String,
+    },
+    /// A background read of the shared journal stopped.
+    #[error("reading the shared journal stopped: {reason}")]
+    SharedTask {
+        /// Why.
+        reason: String,
+    },
     /// The journal holds no run at all.
     #[error("this journal holds no run yet; start one with `trailhub apply -c INVENTORY`")]
     NoRuns,

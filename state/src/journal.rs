@@ -5,6 +5,8 @@ use crate::StateError;
 use crate::ids::{GraphRecord, NodeId};
 use crate::lock::DirLock;
 use crate::records::{Event, EventKind, NodeRecord, RunRecord, RunStatus, now_ms};
+use crate::remote::mirror::{Mirror, Receipt};
+use crate::remote::segment::SharedWrite;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use sled::Transactional;
@@ -98,6 +100,10 @@ pub enum Write {
 ///
 /// Every `commit` is atomic (all its writes or none) and durable: when it returns `Ok`, the
 /// writes have been flushed and fsynced, and survive a `kill -9` or a crash of the process.
+///
+/// A journal may be the working copy of a shared one ([`Journal::share`]): its commits then
+/// also go to the shared store, in order, at most a period given to [`Journal::share`] later, and
+/// [`Journal::commit_shared`]'s as soon as they are made.
 #[derive(Debug)]
 pub struct Journal {
     dir: PathBuf,
@@ -105,7 +111,17 @@ pub struct Journal {
     runs: sled::Tree,
     nodes: sled::Tree,
     events: sled::Tree,
+    pub(crate) shared: Option<Shared>,
     _lock: DirLock,
+}
+
+/// What a working copy keeps of its shared journal.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub(crate) mirror: Mirror,
+    /// Per run sequence (big-endian), the last segment this working copy has (replayed or
+    /// written itself), big-endian.
+    pub(crate) applied: sled::Tree,
 }
 
 impl Journal {
@@ -199,6 +215,7 @@ impl Journal {
             runs,
             nodes,
             events,
+            shared: None,
             _lock: lock,
         };
         if let (Some(version), Some(migration)) = (found, migration)
@@ -246,12 +263,26 @@ impl Journal {
         &self.dir
     }
 
-    /// Creates a run with status `pending` and journals its `run-created` event, durably.
+    /// Creates a run with status `pending` and journals its `run-created` event, durably (in
+    /// this journal only: a working copy of a shared journal creates runs with
+    /// [`Journal::new_run`]).
     pub fn create_run(&self, new: NewRun<'_>) -> Result<RunRecord, StateError> {
-        let now = now_ms();
         // The lock makes this process the only writer, so one more than the highest sequence
         // is unique, and orders this run after every other whatever the clock says.
         let seq = self.runs()?.last().map_or(0, |r| r.sequence) + 1;
+        let (run, writes) = self.make_run(&new, seq)?;
+        self.store_local(&writes, None)?;
+        Ok(run)
+    }
+
+    /// The record and the creation writes (the record, its `run-created` event) of a run of
+    /// sequence `seq`.
+    pub(crate) fn make_run(
+        &self,
+        new: &NewRun<'_>,
+        seq: u64,
+    ) -> Result<(RunRecord, Vec<SharedWrite>), StateError> {
+        let now = now_ms();
         let stamp = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
         let compact: String = stamp
             .chars()
@@ -264,13 +295,13 @@ impl Journal {
             updated_at_ms: now,
             workflow: new.workflow.to_string(),
             definition: new.definition.to_string(),
-            source: new.source,
+            source: new.source.clone(),
             status: RunStatus::Pending,
-            options: new.options,
+            options: new.options.clone(),
             pending_rollback: None,
-            graph: new.graph,
+            graph: new.graph.clone(),
         };
-        self.commit(vec![
+        let writes = self.resolve(vec![
             Write::Run(run.clone()),
             Write::Event {
                 run: run.id.clone(),
@@ -278,7 +309,7 @@ impl Journal {
                 kind: EventKind::RunCreated,
             },
         ])?;
-        Ok(run)
+        Ok((run, writes))
     }
 
     /// The run with this id.
@@ -349,53 +380,109 @@ impl Journal {
     ///
     /// If this returns `Ok`, every write is on disk (flushed and fsynced) and will be found
     /// after a crash or `kill -9`; if the process dies before it returns, either all of the
-    /// writes are found or none.
+    /// writes are found or none. In a working copy of a shared journal, they are also queued
+    /// for the shared store (written at most a period given to [`Journal::share`] later).
     pub fn commit(&self, writes: Vec<Write>) -> Result<(), StateError> {
+        self.commit_with(writes, false).map(|_| ())
+    }
+
+    /// As [`Journal::commit`], and sent to the shared store at once: the receipt is answered
+    /// once the store has them (at once in a journal that is not shared). What must survive
+    /// the machine before the caller goes on (an undo record, before its mutation) is
+    /// committed so.
+    pub fn commit_shared(&self, writes: Vec<Write>) -> Result<Receipt, StateError> {
+        self.commit_with(writes, true)
+    }
+
+    fn commit_with(&self, writes: Vec<Write>, urgent: bool) -> Result<Receipt, StateError> {
         if writes.is_empty() {
-            return Ok(());
+            return Ok(Receipt::local());
         }
+        let resolved = self.resolve(writes)?;
+        self.store_local(&resolved, None)?;
+        Ok(match &self.shared {
+            Some(shared) => shared.mirror.enqueue(resolved, urgent),
+            None => Receipt::local(),
+        })
+    }
+
+    /// The writes with what the journal decides: each event's position and time.
+    fn resolve(&self, writes: Vec<Write>) -> Result<Vec<SharedWrite>, StateError> {
         let now = now_ms();
-        let mut encoded: Vec<(u8, Vec<u8>, Vec<u8>)> = Vec::with_capacity(writes.len());
+        let mut resolved = Vec::with_capacity(writes.len());
         for write in writes {
-            match write {
-                Write::Run(run) => encoded.push((0, run.id.clone().into_bytes(), encode(&run))),
-                Write::Node { run, node, record } => {
-                    encoded.push((1, node_key(&run, &node), encode(&record)))
-                }
-                Write::Event { run, node, kind } => {
-                    let seq = self.db.generate_id()?;
-                    let mut key = run_prefix(&run);
-                    key.extend_from_slice(&seq.to_be_bytes());
-                    let event = Event {
-                        seq,
+            resolved.push(match write {
+                Write::Run(record) => SharedWrite::Run { record },
+                Write::Node { run, node, record } => SharedWrite::Node { run, node, record },
+                Write::Event { run, node, kind } => SharedWrite::Event {
+                    run,
+                    event: Event {
+                        seq: self.db.generate_id()?,
                         at_ms: now,
                         node,
                         kind,
-                    };
-                    encoded.push((2, key, encode(&event)));
+                    },
+                },
+            });
+        }
+        Ok(resolved)
+    }
+
+    /// Writes resolved `writes` into this journal, atomically and durably; with `segment`
+    /// (a run sequence and segment number), records that this working copy has that segment
+    /// of the shared journal, in the same transaction.
+    pub(crate) fn store_local(
+        &self,
+        writes: &[SharedWrite],
+        segment: Option<(u64, u64)>,
+    ) -> Result<(), StateError> {
+        let mut encoded: Vec<(u8, Vec<u8>, Vec<u8>)> = Vec::with_capacity(writes.len() + 1);
+        for write in writes {
+            match write {
+                SharedWrite::Run { record } => {
+                    encoded.push((0, record.id.clone().into_bytes(), encode(record)))
+                }
+                SharedWrite::Node { run, node, record } => {
+                    encoded.push((1, node_key(run, node), encode(record)))
+                }
+                SharedWrite::Event { run, event } => {
+                    let mut key = run_prefix(run);
+                    key.extend_from_slice(&event.seq.to_be_bytes());
+                    encoded.push((2, key, encode(event)));
                 }
             }
         }
-        (&self.runs, &self.nodes, &self.events)
-            .transaction(|(runs, nodes, events)| {
-                for (tree, key, value) in &encoded {
-                    let tree = match tree {
-                        0 => runs,
-                        1 => nodes,
-                        _ => events,
-                    };
-                    tree.insert(key.as_slice(), value.as_slice())?;
-                }
-                Ok::<(), ConflictableTransactionError<()>>(())
-            })
-            .map_err(|e| match e {
-                sled::transaction::TransactionError::Storage(e) => StateError::Db(e),
-                sled::transaction::TransactionError::Abort(()) => {
-                    unreachable!("the journal's transactions never abort")
-                }
-            })?;
+        let applied = match (&self.shared, segment) {
+            (Some(shared), Some((seq, n))) => {
+                encoded.push((3, seq.to_be_bytes().to_vec(), n.to_be_bytes().to_vec()));
+                Some(&shared.applied)
+            }
+            _ => None,
+        };
+        let done = match applied {
+            Some(applied) => (&self.runs, &self.nodes, &self.events, applied)
+                .transaction(|(r, n, e, a)| insert_all(&encoded, [r, n, e, a])),
+            None => (&self.runs, &self.nodes, &self.events)
+                .transaction(|(r, n, e)| insert_all(&encoded, [r, n, e, e])),
+        };
+        done.map_err(|e| match e {
+            sled::transaction::TransactionError::Storage(e) => StateError::Db(e),
+            sled::transaction::TransactionError::Abort(()) => {
+                unreachable!("the journal's transactions never abort")
+            }
+        })?;
         self.db.flush()?;
         Ok(())
+    }
+
+    /// A new event position, for an event replayed from the shared journal.
+    pub(crate) fn next_event_seq(&self) -> Result<u64, StateError> {
+        Ok(self.db.generate_id()?)
+    }
+
+    /// The database, for the shared journal's bookkeeping tree.
+    pub(crate) fn db(&self) -> &sled::Db {
+        &self.db
     }
 
     /// Sets permissions to 0600 on every file of the state directory (sled creates its files
@@ -606,6 +693,18 @@ fn check_marker(marker_path: &Path, dir: &Path) -> Result<u32, StateError> {
         });
     }
     Ok(marker.version)
+}
+
+/// Inserts every encoded write into its tree (0 runs, 1 nodes, 2 events, 3 the shared
+/// journal's bookkeeping; a journal that is not shared has no write for 3).
+fn insert_all(
+    encoded: &[(u8, Vec<u8>, Vec<u8>)],
+    trees: [&sled::transaction::TransactionalTree; 4],
+) -> Result<(), ConflictableTransactionError<()>> {
+    for (tree, key, value) in encoded {
+        trees[usize::from((*tree).min(3))].insert(key.as_slice(), value.as_slice())?;
+    }
+    Ok(())
 }
 
 fn run_prefix(run: &str) -> Vec<u8> {

@@ -3,13 +3,15 @@
 //!
 //! The journal lives in one state directory, owned by one process at a time (a lock file), with
 //! a versioned format marker beside the sled database. Records are JSON values in sled trees;
-//! they never hold credentials.
+//! they never hold credentials. A journal may be the working copy of a shared one kept in a
+//! remote store ([`remote`]), with a lock per archive.
 
 mod errors;
 mod ids;
 mod journal;
 mod lock;
 mod records;
+pub mod remote;
 
 pub use errors::StateError;
 pub use ids::{GraphRecord, NodeId};

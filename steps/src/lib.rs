@@ -10,6 +10,7 @@
 //! - [`rules`]: replication rules that are not trailhub's, refused or kept beside its own.
 //! - [`lifecycle_doc`]: lifecycle rules as journaled records, and trailhub's own rule.
 //! - [`profiles`]: the AWS config file's profiles and the accounts they reach (`trailhub init`).
+//! - [`state_store`]: the shared journal's store on S3 (`--state s3://…`) and its checks.
 
 pub mod bucket_protection;
 pub mod canary;
@@ -28,6 +29,7 @@ mod retry_history;
 pub mod rules;
 mod source_keys;
 pub mod spec;
+pub mod state_store;
 pub mod tags;
 pub mod tasks;
 mod template;

@@ -31,5 +31,8 @@ mod replication;
 mod retries;
 #[path = "mocks/role_stack.rs"]
 mod role_stack;
+#[path = "mocks/state_store.rs"]
+mod state_store;
+
 #[path = "mocks/verify.rs"]
 mod verify;

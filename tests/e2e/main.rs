@@ -27,4 +27,5 @@ mod report;
 mod rollback;
 mod scope;
 mod support;
+mod team;
 mod verify;

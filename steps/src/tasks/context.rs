@@ -31,6 +31,9 @@ pub struct StepContext {
     /// Each source's logs, as read once by this process for `plan` and `verify` (a run's steps
     /// read bucket-check's journaled outputs instead).
     pub logs: Arc<Mutex<HashMap<String, Arc<tokio::sync::OnceCell<SourceLogs>>>>>,
+    /// The archive lock of a shared state, held around every write of the archive's bucket
+    /// and key policies (`None`: a local state, one process per state directory).
+    pub archive_lock: Option<Arc<trailhub_state::remote::LockKeeper>>,
 }
 
 impl StepContext {
@@ -44,6 +47,7 @@ impl StepContext {
             regions: Arc::default(),
             logs: Arc::default(),
             consistency: Duration::from_millis(500),
+            archive_lock: None,
         }
     }
 

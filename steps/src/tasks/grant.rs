@@ -2,10 +2,13 @@
 //! section 3), keeping every other statement and principal.
 //!
 //! The policy is one document shared by every grant: its read-modify-write runs under the
-//! engine's exclusive resource for the bucket, and grants that are waiting together are written
-//! by one `PutBucketPolicy` (group commit): each grant queues its change, the first to hold the
-//! resource writes every queued change at once and tells the others.
+//! engine's exclusive resource for the bucket (and, with a shared state, the archive lock
+//! across processes: the read inside it, the read-back after the write), and grants that are
+//! waiting together are written by one `PutBucketPolicy` (group commit): each grant queues its
+//! change, the first to hold the resource writes every queued change at once and tells the
+//! others.
 
+use super::archive_lock::{self, ArchiveHold};
 use super::role_stack::RoleStackOutput;
 use super::{SourceNodes, StepContext, call, mutate};
 use crate::drift::Finding;
@@ -16,6 +19,7 @@ use crate::spec::SourceSpec;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::sync::oneshot;
 use trailhub_engine::{
@@ -84,6 +88,8 @@ pub struct PolicyWriter {
     /// The policy as this process last wrote it, if it did: what a read must show before the
     /// next write starts from it.
     written: tokio::sync::Mutex<Option<Option<Value>>>,
+    /// The archive lock's epoch of the last write (0 with a local state).
+    epoch: AtomicU64,
 }
 
 impl std::fmt::Debug for PolicyWriter {
@@ -130,7 +136,20 @@ impl PolicyWriter {
             queue: Mutex::new(Vec::new()),
             known: tokio::sync::Mutex::new(None),
             written: tokio::sync::Mutex::new(None),
+            epoch: AtomicU64::new(0),
         })
+    }
+
+    /// The archive lock, for one read-modify-write of the policy (a shared state's; nothing
+    /// with a local state). Taken again since this process's last write, the lock may have
+    /// let another process write in between: that write is then no longer what a read must
+    /// show first.
+    async fn hold_archive(&self, ctx: &ApplyCtx<GrantUndo>) -> Result<ArchiveHold, TaskError> {
+        let held = archive_lock::hold(&self.ctx, ctx).await?;
+        if self.epoch.swap(held.epoch(), Ordering::SeqCst) != held.epoch() {
+            *self.written.lock().await = None;
+        }
+        Ok(held)
     }
 
     /// The policy as last read or written in this process, read once (for every grant waiting
@@ -177,13 +196,24 @@ impl PolicyWriter {
         }
         let batch: Vec<Request> =
             std::mem::take(&mut *self.queue.lock().expect("queue should not be poisoned"));
+        let held = match self.hold_archive(ctx).await {
+            Ok(held) => held,
+            Err(e) => {
+                for request in batch {
+                    let _ = request.done.send(Err(e.clone()));
+                }
+                return result.await.unwrap_or_else(|_| {
+                    Err(TaskError::retryable("the policy write was interrupted"))
+                });
+            }
+        };
         if batch.len() > 1 {
             ctx.note(format!(
                 "writing {} policy changes in one PutBucketPolicy",
                 batch.len()
             ));
         }
-        match self.write(ctx, &batch).await {
+        match self.write(ctx, &held, &batch).await {
             Ok(flags) => {
                 for (request, changed) in batch.into_iter().zip(flags) {
                     let _ = request.done.send(Ok(Written {
@@ -204,7 +234,7 @@ impl PolicyWriter {
                 // not hold back the others: write them one by one (those that can be are
                 // written; the rest fail with the reason).
                 for request in batch {
-                    let one = self.write(ctx, std::slice::from_ref(&request)).await;
+                    let one = self.write(ctx, &held, std::slice::from_ref(&request)).await;
                     let _ = request.done.send(one.map(|flags| Written {
                         changed: flags[0],
                         by: ctx.node().clone(),
@@ -233,6 +263,7 @@ impl PolicyWriter {
     async fn write(
         &self,
         ctx: &ApplyCtx<GrantUndo>,
+        held: &ArchiveHold,
         batch: &[Request],
     ) -> Result<Vec<bool>, TaskError> {
         let mut current = self.read_after_own_write(ctx).await?;
@@ -281,6 +312,7 @@ impl PolicyWriter {
             ));
         }
         let who: Vec<&str> = batch.iter().map(|r| r.node.as_str()).collect();
+        held.fence().await?;
         self.put(ctx, current.as_ref(), &who.join(", ")).await?;
         *self.written.lock().await = Some(current.clone());
         self.confirm(&current).await?;

@@ -6,6 +6,7 @@
 //! The key is never scheduled for deletion, not even by rollback: replicas encrypted with it
 //! would become unreadable. Rollback takes the source's principal out of the key policy.
 
+use super::archive_lock;
 use super::role_stack::RoleStackOutput;
 use super::{SourceNodes, StepContext, call, mutate};
 use crate::drift::Finding;
@@ -124,6 +125,8 @@ impl ArchiveKey {
         if let Some(arn) = self.find().await? {
             return Ok(arn);
         }
+        let held = archive_lock::hold(&self.ctx, ctx).await?;
+        held.fence().await?;
         let archive = &self.ctx.setting.archive;
         let kms = self.kms().await?;
         let mut tags = crate::tags::marks(ctx.run());
@@ -211,7 +214,8 @@ impl ArchiveKey {
     }
 
     /// Applies `change` to the key policy (read, change, write, under the key's exclusive
-    /// resource); returns whether it changed anything.
+    /// resource and, with a shared state, the archive lock); returns whether it changed
+    /// anything.
     async fn update<U>(
         &self,
         ctx: &ApplyCtx<U>,
@@ -219,6 +223,7 @@ impl ArchiveKey {
         change: impl Fn(&Value) -> (Value, bool),
     ) -> Result<bool, TaskError> {
         let _exclusive = ctx.exclusive(&format!("kms-key-policy:{key}")).await;
+        let held = archive_lock::hold(&self.ctx, ctx).await?;
         let (next, changed) = change(&self.policy(key).await?);
         if !changed {
             return Ok(false);
@@ -227,6 +232,7 @@ impl ArchiveKey {
             key_policy_text(&next).map_err(|e| TaskError::fatal(e).with_code("PolicyTooLarge"))?;
         let archive = &self.ctx.setting.archive;
         let kms = self.kms().await?;
+        held.fence().await?;
         mutate(
             ctx,
             &archive.account_id,

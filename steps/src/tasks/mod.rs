@@ -7,6 +7,7 @@
 //! outputs.
 
 pub(crate) mod archive_bucket;
+mod archive_lock;
 mod backfill;
 pub(crate) mod bucket_check;
 mod context;

@@ -11,6 +11,8 @@ pub struct Trailhub {
     pub dir: tempfile::TempDir,
     /// The emulator's URL (or a proxy's).
     pub endpoint: String,
+    /// A shared state URL (`s3://…`) used instead of the state directory.
+    pub shared: Option<String>,
 }
 
 /// An inventory for `sources`, each reached through profile `acct-<id>` (so that the
@@ -44,7 +46,15 @@ impl Trailhub {
         Trailhub {
             dir,
             endpoint: endpoint.to_string(),
+            shared: None,
         }
+    }
+
+    /// This workplace with `--state URL` (a shared state) instead of its state directory; its
+    /// working copy is in its own HOME's cache, as another machine's would be.
+    pub fn sharing(mut self, url: &str) -> Trailhub {
+        self.shared = Some(url.to_string());
+        self
     }
 
     /// Adds profiles `acct-<id>` acting as account `acts_as` (normally the same id).
@@ -93,7 +103,12 @@ impl Trailhub {
                 self.dir.path().join("aws-credentials"),
             )
             .env("AWS_EC2_METADATA_DISABLED", "true")
-            .env("TRAILHUB_STATE", self.state())
+            .env(
+                "TRAILHUB_STATE",
+                self.shared
+                    .clone()
+                    .unwrap_or_else(|| self.state().display().to_string()),
+            )
             .env("TRAILHUB_RETRY_INITIAL_MS", "20")
             .env("TRAILHUB_CONSISTENCY_MS", "20")
             .env("CI", "1");
