@@ -6,6 +6,7 @@
 //! - [`tasks`]: one [`trailhub_engine::Task`] per step of the article.
 //! - [`checks`]: reading live state back and comparing it with the specification (the
 //!   `S/verify` node and `trailhub verify`).
+//! - [`evaluate`]: an IAM policy evaluator (AWS's evaluation logic) for the delivery check.
 //! - [`policy`]: merging principals into, and out of, the archive bucket policy.
 //! - [`rules`]: replication rules that are not trailhub's, refused or kept beside its own.
 //! - [`lifecycle_doc`]: lifecycle rules as journaled records, and trailhub's own rule.
@@ -18,6 +19,7 @@ pub mod checks;
 pub mod clients;
 mod drift;
 mod errors;
+pub mod evaluate;
 pub mod history;
 pub mod lifecycle_doc;
 pub mod logs;
