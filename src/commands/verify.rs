@@ -145,10 +145,23 @@ fn summary(
 
 fn emit(json: bool, f: &Finding, rows: &mut Vec<Vec<String>>) {
     if json {
-        json_line(&json!({
+        let mut line = json!({
             "type": "drift", "account": f.account, "resource": f.resource, "field": f.field,
             "expected": f.expected, "actual": f.actual,
-        }));
+        });
+        if let Some(d) = &f.delivery {
+            line["delivery"] = json!(d);
+        }
+        json_line(&line);
+    } else if f.delivery.is_some() {
+        // The verdict names policy, statement, condition and fix: cut, it would say nothing.
+        rows.push(vec![
+            f.account.clone(),
+            f.resource.clone(),
+            f.field.clone(),
+            f.expected.clone(),
+            f.actual.clone(),
+        ]);
     } else {
         rows.push(vec![
             f.account.clone(),

@@ -5,6 +5,7 @@
 //! comparison its step's plan and apply use); this module chooses what to read and gathers the
 //! findings.
 
+use crate::delivery::Verdict;
 use crate::logs::{SourceLogs, is_trail_drift};
 use crate::spec::SourceSpec;
 use crate::tasks::replication::Wanted;
@@ -129,7 +130,35 @@ pub async fn source_findings(
     for part in [replication, role, grant, key] {
         out.extend(part);
     }
+    if let verdict @ Verdict::WouldFail(_) = delivery(ctx, source, &logs, &arn) {
+        out.push(Finding::delivery(account, verdict));
+    }
     Ok(out)
+}
+
+/// The delivery check of `source` from the documents this process has read (no request of its
+/// own): whether S3 would deliver a log written under each of its prefixes.
+pub fn delivery(
+    ctx: &StepContext,
+    source: &SourceSpec,
+    logs: &SourceLogs,
+    role_arn: &str,
+) -> Verdict {
+    let prefixes = logs.own_prefixes(&source.account_id);
+    crate::delivery::check(
+        &ctx.setting,
+        &ctx.documents,
+        &crate::delivery::Source {
+            account: &source.account_id,
+            bucket: &source.bucket,
+            region: logs.region(ctx),
+            role_arn,
+            prefixes,
+            kms_keys: &logs.kms_keys,
+            bucket_key: logs.bucket_key,
+            other_member: None,
+        },
+    )
 }
 
 async fn grant_findings(

@@ -17,6 +17,9 @@ pub struct Finding {
     pub expected: String,
     /// What is there.
     pub actual: String,
+    /// The delivery check's verdict, when this finding is that S3 would not deliver the logs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub delivery: Option<crate::delivery::Verdict>,
 }
 
 impl Finding {
@@ -34,7 +37,15 @@ impl Finding {
             field: field.to_string(),
             expected: expected.into(),
             actual: actual.into(),
+            delivery: None,
         }
+    }
+
+    /// The delivery check's verdict as a finding (`delivery`, expected `delivers`).
+    pub(crate) fn delivery(account: &str, verdict: crate::delivery::Verdict) -> Finding {
+        let mut f = Finding::new(account, "delivery", "verdict", "delivers", verdict.line());
+        f.delivery = Some(verdict);
+        f
     }
 
     /// A plan's change as a finding: its field under `prefix`, its absent value shown as

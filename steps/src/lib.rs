@@ -6,6 +6,7 @@
 //! - [`tasks`]: one [`trailhub_engine::Task`] per step of the article.
 //! - [`checks`]: reading live state back and comparing it with the specification (the
 //!   `S/verify` node and `trailhub verify`).
+//! - [`delivery`]: the delivery check: would S3 deliver a log, from the policies already read.
 //! - [`evaluate`]: an IAM policy evaluator (AWS's evaluation logic) for the delivery check.
 //! - [`policy`]: merging principals into, and out of, the archive bucket policy.
 //! - [`rules`]: replication rules that are not trailhub's, refused or kept beside its own.
@@ -17,6 +18,7 @@ pub mod bucket_protection;
 pub mod canary;
 pub mod checks;
 pub mod clients;
+pub mod delivery;
 mod drift;
 mod errors;
 pub mod evaluate;

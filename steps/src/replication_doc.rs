@@ -507,11 +507,15 @@ pub(crate) async fn live(
             .send(),
     )
     .await;
-    match result {
+    let read = match result {
         Ok(out) => Ok(out.replication_configuration().map(to_json)),
         Err(e) if service_code(&e) == Some("ReplicationConfigurationNotFoundError") => Ok(None),
         Err(e) => Err(classify("GetBucketReplication", &source.bucket, e, &[])),
+    };
+    if let Ok(config) = &read {
+        ctx.documents.replication(&source.bucket, config.as_ref());
     }
+    read
 }
 
 #[cfg(test)]

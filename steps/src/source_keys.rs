@@ -83,6 +83,7 @@ async fn check_one(
         .policy()
         .and_then(|p| serde_json::from_str(p).ok())
         .unwrap_or(Value::Null);
+    ctx.documents.key_policy(&arn, &doc);
     if delegates_to_iam(&doc, account) {
         return Ok(arn);
     }

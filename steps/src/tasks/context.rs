@@ -34,6 +34,9 @@ pub struct StepContext {
     /// The archive lock of a shared state, held around every write of the archive's bucket
     /// and key policies (`None`: a local state, one process per state directory).
     pub archive_lock: Option<Arc<trailhub_state::remote::LockKeeper>>,
+    /// The policy documents this process read, for the delivery check (which so makes no
+    /// request of its own).
+    pub documents: Arc<crate::delivery::Documents>,
 }
 
 impl StepContext {
@@ -48,6 +51,7 @@ impl StepContext {
             logs: Arc::default(),
             consistency: Duration::from_millis(500),
             archive_lock: None,
+            documents: Arc::default(),
         }
     }
 

@@ -115,7 +115,7 @@ pub(crate) async fn read_policy(ctx: &StepContext) -> Result<Option<Value>, Task
             .send(),
     )
     .await;
-    match result {
+    let read = match result {
         Ok(out) => {
             let text = out.policy().unwrap_or("{}");
             policy::parse(text).map(Some).map_err(|e| {
@@ -125,7 +125,11 @@ pub(crate) async fn read_policy(ctx: &StepContext) -> Result<Option<Value>, Task
         }
         Err(e) if service_code(&e) == Some("NoSuchBucketPolicy") => Ok(None),
         Err(e) => Err(classify("GetBucketPolicy", &archive.bucket, e, &[])),
+    };
+    if let Ok(policy) = &read {
+        ctx.documents.archive_policy(policy.as_ref());
     }
+    read
 }
 
 impl PolicyWriter {

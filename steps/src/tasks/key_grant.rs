@@ -205,12 +205,15 @@ impl ArchiveKey {
         )
         .await
         .map_err(|e| classify("GetKeyPolicy", key, e, &[]))?;
-        out.policy()
+        let policy: Value = out
+            .policy()
             .and_then(|p| serde_json::from_str(p).ok())
             .ok_or_else(|| {
                 TaskError::fatal(format!("the policy of key {key} is not JSON"))
                     .with_code("UnreadablePolicy")
-            })
+            })?;
+        self.ctx.documents.key_policy(key, &policy);
+        Ok(policy)
     }
 
     /// Applies `change` to the key policy (read, change, write, under the key's exclusive

@@ -260,7 +260,10 @@ pub(crate) async fn read_role(
                 .map_or(Doc::Unreadable, Doc::decoded);
             (role.map(|r| r.arn().to_string()).unwrap_or_default(), trust)
         }
-        Err(e) if service_code(&e) == Some("NoSuchEntity") => return Ok(None),
+        Err(e) if service_code(&e) == Some("NoSuchEntity") => {
+            ctx.documents.no_role(&ctx.setting.role_arn(account, role));
+            return Ok(None);
+        }
         Err(e) => return Err(classify("GetRole", role, e, &[])),
     };
     let inline = call(
@@ -281,6 +284,11 @@ pub(crate) async fn read_role(
         Err(e) if service_code(&e) == Some("NoSuchEntity") => Doc::Absent,
         Err(e) => return Err(classify("GetRolePolicy", role, e, &[])),
     };
+    let inline_docs = match &inline {
+        Doc::Absent => Vec::new(),
+        other => vec![(INLINE_POLICY.to_string(), other.json().cloned())],
+    };
+    ctx.documents.role(&arn, trust.json().cloned(), inline_docs);
     Ok(Some(RoleDocs { arn, trust, inline }))
 }
 
