@@ -11,11 +11,13 @@ use std::path::Path;
 use std::time::Duration;
 use trailhub_engine::TaskError;
 use trailhub_steps::checks::{
-    Finding, Known, Reads, archive_findings, source_findings, unlisted_principal_findings,
+    Finding, Known, Reads, archive_findings, source_findings, source_verdict,
+    unlisted_principal_findings,
 };
+use trailhub_steps::delivery::Verdict;
 
 /// One account's verdict: its findings, or why it could not be read.
-type Checked = (String, Result<Vec<Finding>, TaskError>);
+type Checked = (String, Result<Vec<Finding>, TaskError>, Option<Verdict>);
 
 pub async fn verify(
     cli: &Cli,
@@ -39,7 +41,7 @@ pub async fn verify(
                 Err(e) => findings = Err(e),
             }
         }
-        (account, findings)
+        (account, findings, None)
     };
     let each = each_bounded(
         sources.clone(),
@@ -48,7 +50,11 @@ pub async fn verify(
             let ctx = ctx.clone();
             async move {
                 let findings = source_findings(&ctx, &source, Known::default(), Reads::all()).await;
-                (source.account_id, findings)
+                let verdict = match &findings {
+                    Ok(_) => source_verdict(&ctx, &source).await.ok(),
+                    Err(_) => None,
+                };
+                (source.account_id, findings, verdict)
             }
         },
     );
@@ -76,11 +82,19 @@ fn report(cli: &Cli, config: &Path, results: &[Checked]) -> (usize, usize) {
     let json = cli.output == OutputFormat::Json;
     let mut rows = Vec::new();
     let (mut drift, mut unreadable) = (0usize, 0usize);
-    for (account, result) in results {
+    let mut verdicts = Vec::new();
+    for (account, result, verdict) in results {
+        if let Some(v) = verdict {
+            verdicts.push((account.clone(), v.clone()));
+        }
         match result {
             Ok(findings) if findings.is_empty() => {
                 if json {
-                    json_line(&json!({ "type": "account", "account": account, "result": "ok" }));
+                    let mut line = json!({ "type": "account", "account": account, "result": "ok" });
+                    if let Some(v) = verdict {
+                        line["delivery"] = json!(v);
+                    }
+                    json_line(&line);
                 }
             }
             Ok(findings) => {
@@ -105,6 +119,12 @@ fn report(cli: &Cli, config: &Path, results: &[Checked]) -> (usize, usize) {
                     ]);
                 }
             }
+        }
+    }
+    if !json && !verdicts.is_empty() {
+        outln!("Delivery check (a prediction from the policies read; `--canary` is the proof):");
+        for (account, v) in &verdicts {
+            outln!("  {account}: {}", v.line());
         }
     }
     summary(cli, config, &rows, results.len(), drift, unreadable);

@@ -136,6 +136,14 @@ pub async fn source_findings(
     Ok(out)
 }
 
+/// The delivery check of `source` after [`source_findings`] read it (its logs and role as that
+/// read them; no request of its own).
+pub async fn source_verdict(ctx: &StepContext, source: &SourceSpec) -> Result<Verdict, TaskError> {
+    let logs = ctx.logs_of(source).await?;
+    let arn = ctx.setting.role_arn(&source.account_id, &source.role_name);
+    Ok(delivery(ctx, source, &logs, &arn))
+}
+
 /// The delivery check of `source` from the documents this process has read (no request of its
 /// own): whether S3 would deliver a log written under each of its prefixes.
 pub fn delivery(

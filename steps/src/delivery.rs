@@ -34,10 +34,13 @@ pub struct Documents {
     inner: Mutex<Inner>,
 }
 
+/// A role as read: its trust policy and its inline policies by name (`None`: unreadable).
+type RoleRead = (Option<Value>, Vec<(String, Option<Value>)>);
+
 #[derive(Debug, Default, Clone)]
 struct Inner {
     /// By role ARN: (trust policy, inline policies by name). `None`: the role does not exist.
-    roles: HashMap<String, Option<(Option<Value>, Vec<(String, Option<Value>)>)>>,
+    roles: HashMap<String, Option<RoleRead>>,
     /// The archive bucket policy (`Some(None)`: it has none).
     archive_policy: Option<Option<Value>>,
     /// Key policies by key ARN.

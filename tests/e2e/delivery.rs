@@ -39,7 +39,7 @@ pub(crate) enum Layout {
     Merged,
 }
 
-const LAYOUTS: [Layout; 7] = [
+pub(crate) const LAYOUTS: [Layout; 7] = [
     Layout::Plain,
     Layout::TrailPrefix,
     Layout::TrailKms,
@@ -49,13 +49,13 @@ const LAYOUTS: [Layout; 7] = [
     Layout::Merged,
 ];
 
-const REGION: &str = "ap-northeast-1";
+pub(crate) const REGION: &str = "ap-northeast-1";
 const OTHER_REGION: &str = "us-east-1";
 /// The day the tests' logs claim to be of.
 const DAY: &str = "2026/12/01";
 
 impl Layout {
-    fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Layout::Plain => "plain",
             Layout::TrailPrefix => "trail key prefix",
@@ -118,7 +118,7 @@ pub(crate) const MODES: [Mode; 3] = [
 ];
 
 impl Mode {
-    fn sources(self) -> Vec<(String, Layout)> {
+    pub(crate) fn sources(self) -> Vec<(String, Layout)> {
         LAYOUTS
             .iter()
             .enumerate()
@@ -132,7 +132,7 @@ impl Mode {
 
     /// The inventory: the mode, a one-day GOVERNANCE retention, every source following its
     /// trails (none pinned), the DR source merging.
-    fn inventory(self) -> String {
+    pub(crate) fn inventory(self) -> String {
         let mut text = format!(
             "region = \"{REGION}\"\npolicy = \"{}\"\n\n[archive]\naccount_id = \"{}\"\nprofile = \"acct-{}\"\n\n[archive.retention]\nmode = \"GOVERNANCE\"\ndays = 1\n\n[source_defaults]\nprofile = \"acct-{{account_id}}\"\n",
             self.policy, self.archive, self.archive

@@ -21,6 +21,7 @@ mod layouts;
 mod migration;
 mod operator;
 mod ownership;
+mod prediction;
 mod recovery;
 mod reliability;
 mod report;

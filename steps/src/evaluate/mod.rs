@@ -292,7 +292,9 @@ fn scan(
 
 /// The refusal when `side` allows nothing, named after its closest statement.
 fn missing(side: &Side, fallback_policy: &str, request: &Request, what: &str) -> Denial {
-    let Some((_, policy, statement, m)) = &side.closest else {
+    // A statement that does not even name the principal is no statement to blame.
+    let closest = side.closest.as_ref().filter(|(rank, ..)| *rank > 0);
+    let Some((_, policy, statement, m)) = closest else {
         return Denial {
             policy: fallback_policy.to_string(),
             statement: None,
