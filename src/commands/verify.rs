@@ -173,14 +173,14 @@ fn emit(json: bool, f: &Finding, rows: &mut Vec<Vec<String>>) {
             line["delivery"] = json!(d);
         }
         json_line(&line);
-    } else if f.delivery.is_some() {
-        // The verdict names policy, statement, condition and fix: cut, it would say nothing.
+    } else if let Some(d) = &f.delivery {
+        // The verdict (policy, statement, condition, fix) is printed whole above the table.
         rows.push(vec![
             f.account.clone(),
             f.resource.clone(),
             f.field.clone(),
             f.expected.clone(),
-            f.actual.clone(),
+            format!("{} (the delivery check above says why)", d.word()),
         ]);
     } else {
         rows.push(vec![

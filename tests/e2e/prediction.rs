@@ -336,6 +336,14 @@ fn refusal(emu: &Emulator, mode: Mode, index: usize, case: Refusal) -> Row {
         }
     }
     let predicted = predictions(&th, inv, 3);
+    // What an operator reads: the verdict names the policy, the statement and the fix.
+    let (text, _) = th.expect(&["verify", "-c", inv], 3);
+    assert!(text.contains("would fail"), "verify says it:\n{text}");
+    if case == Refusal::DenyReplicate && mode.policy == "article" {
+        eprintln!(
+            "\n`trailhub verify` after a Deny on s3:ReplicateObject was added by hand:\n{text}"
+        );
+    }
     let key = log_key(&source, layout, "refused");
     write_log(emu, &source, layout, &key, trail_key.as_deref(), None);
     let e = event(emu, &source_bucket(&source), &key, &bucket);
