@@ -7,7 +7,8 @@
 //! The canary is the only thing `verify` writes. It is never deleted: the archive keeps log
 //! objects under Object Lock, and the source copy is a log-sized object under `AWSLogs/`.
 
-use crate::checks::{Known, Reads, archive_findings, source_findings};
+use crate::checks::{Known, Reads, archive_findings, source_findings, source_verdict};
+use crate::delivery::Verdict;
 use crate::errors::{classify, http_status};
 use crate::logs::SourceLogs;
 use crate::spec::{Retention, RetentionPeriod, SourceSpec};
@@ -56,8 +57,9 @@ pub struct CanaryReport {
     pub replica_retain_until: Option<String>,
     /// From the write to the last observation.
     pub elapsed_ms: u64,
-    /// For a failed or pending canary: what is likely wrong (checks that failed, or AWS's
-    /// documented reasons when every check passes).
+    /// For a failed or pending canary: what is likely wrong, led by the delivery check's
+    /// verdict; then the checks that failed, or AWS's documented reasons when every check passes
+    /// and no refusal is predicted.
     pub causes: Vec<String>,
 }
 
@@ -333,9 +335,12 @@ pub fn protection(
     short
 }
 
-/// What probably keeps the canary from the archive: the checks that fail (the role's trust,
-/// the destination bucket, its versioning, the policy's principal, the rule), or, when all
-/// pass, AWS's documented replication failure reasons.
+/// What probably keeps the canary from the archive, led by the delivery check's verdict (from
+/// the documents the checks below just read, no request of its own): a predicted refusal names
+/// the request, policy, statement, condition and fix; a predicted delivery says the cause lies
+/// outside what the check sees. Then the checks that fail (the role's trust, the destination
+/// bucket, its versioning, the policy's principal, the rule), or, when all pass, AWS's
+/// documented replication failure reasons.
 async fn likely_causes(
     ctx: &StepContext,
     source: &SourceSpec,
@@ -351,19 +356,41 @@ async fn likely_causes(
         })),
         Err(e) => causes.push(format!("the archive could not be read: {}", e.message)),
     }
+    let mut read = true;
     match source_findings(ctx, source, Known::default(), Reads::all()).await {
-        Ok(findings) => causes.extend(findings.iter().map(|f| {
+        // The delivery finding is the verdict, which leads below: not repeated here.
+        Ok(findings) => causes.extend(findings.iter().filter(|f| f.delivery.is_none()).map(|f| {
             format!(
                 "{} {}: expected {}, found {}",
                 f.resource, f.field, f.expected, f.actual
             )
         })),
-        Err(e) => causes.push(format!(
-            "account {} could not be read: {}",
-            source.account_id, e.message
-        )),
+        Err(e) => {
+            read = false;
+            causes.push(format!(
+                "account {} could not be read: {}",
+                source.account_id, e.message
+            ))
+        }
     }
-    if causes.is_empty() {
+    // Only once source_findings read the account do the documents hold its policies.
+    let verdict = match read {
+        true => source_verdict(ctx, source).await.ok(),
+        false => None,
+    };
+    let lead = verdict.as_ref().map(|v| match v {
+        Verdict::WouldFail(_) => format!("the delivery check says S3 {}", v.line()),
+        Verdict::Delivers => "the delivery check predicted delivery from the policies read, so the cause is \
+             outside what it sees (service control policies, permission boundaries, KMS grants, \
+             Block Public Access, the source bucket's own policy)"
+            .to_string(),
+        Verdict::Unknown { what } => format!(
+            "the delivery check could not decide ({what}), so it predicts neither delivery nor refusal"
+        ),
+    });
+    let refused = matches!(verdict, Some(Verdict::WouldFail(_)));
+    // A predicted refusal is the cause: "every setting checks out" would contradict it.
+    if causes.is_empty() && !refused {
         let generic = if report.outcome == CanaryOutcome::Failed {
             "every setting checks out: S3's replication failure reasons are the role cannot be assumed by S3, \
              the destination bucket is missing or not versioned, the archive policy lacks the role, or the object is KMS-encrypted"
@@ -374,6 +401,9 @@ async fn likely_causes(
             "still PENDING: replication with RTC completes within 15 minutes; a longer --timeout may show it"
         };
         causes.push(generic.to_string());
+    }
+    if let Some(lead) = lead {
+        causes.insert(0, lead);
     }
     causes
 }

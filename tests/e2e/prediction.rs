@@ -344,6 +344,34 @@ fn refusal(emu: &Emulator, mode: Mode, index: usize, case: Refusal) -> Row {
             "\n`trailhub verify` after a Deny on s3:ReplicateObject was added by hand:\n{text}"
         );
     }
+    if case == Refusal::DenyReplicate {
+        // The canary's explanation leads with the verdict, naming the statement: never the
+        // fixed list of S3's reasons ("every setting checks out") when a refusal is predicted.
+        let lines: Vec<Value> = canary(&th, inv, true)
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .filter(|l| l["type"] == "canary")
+            .collect();
+        assert_eq!(lines.len(), 1, "{lines:?}");
+        assert_eq!(lines[0]["outcome"], "failed", "{lines:?}");
+        let causes = lines[0]["causes"].as_array().unwrap();
+        let lead = causes[0].as_str().unwrap();
+        assert!(
+            lead.starts_with("the delivery check says S3 would fail: s3:ReplicateObject")
+                && lead.contains("DenyReplicationByHand"),
+            "the explanation leads with the verdict: {causes:?}"
+        );
+        assert!(
+            !causes
+                .iter()
+                .any(|c| c.as_str().unwrap().contains("every setting checks out")),
+            "{causes:?}"
+        );
+        if mode.policy == "article" {
+            let text = canary(&th, inv, false);
+            eprintln!("\n`trailhub verify --canary` after the same Deny:\n{text}");
+        }
+    }
     let key = log_key(&source, layout, "refused");
     write_log(emu, &source, layout, &key, trail_key.as_deref(), None);
     let e = event(emu, &source_bucket(&source), &key, &bucket);
@@ -355,6 +383,24 @@ fn refusal(emu: &Emulator, mode: Mode, index: usize, case: Refusal) -> Row {
         emulator: show_outcome(e.as_ref()),
         agree: agree(&p, e.as_ref()),
     }
+}
+
+/// `verify --canary` over `inv` (text, or JSON lines): its stdout; exits 3, the verdict being
+/// drift whatever the canary does.
+fn canary(th: &Trailhub, inv: &str, json: bool) -> String {
+    let mut args = vec!["verify", "-c", inv, "--canary", "--timeout", "30s"];
+    if json {
+        args.splice(0..0, ["--output", "json"]);
+    }
+    let out = th
+        .command()
+        .env("TRAILHUB_CANARY_POLL_MS", "100")
+        .args(&args)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(out.status.code(), Some(3), "verify --canary: {stdout}");
+    stdout
 }
 
 fn mode_digit(mode: Mode) -> u8 {
