@@ -17,6 +17,8 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::Path;
 use trailhub_engine::{PlanAction, PlannedNode};
+use trailhub_steps::checks;
+use trailhub_steps::delivery::Verdict;
 use trailhub_workflows::ARCHIVE;
 
 pub async fn plan(
@@ -29,18 +31,86 @@ pub async fn plan(
     let planned = trailhub_engine::plan(&prepared.dag, crate::DEFAULT_CONCURRENCY as usize).await;
     let order = prepared.dag.groups();
     let by_group = by_group(&planned, &order);
-    let counts = Counts::of(&planned);
+    let verdicts = verdicts(&prepared, &by_group).await;
+    let mut counts = Counts::of(&planned);
+    counts.delivery = Some(DeliveryCounts::of(&verdicts));
     if cli.output == OutputFormat::Json {
-        plan_json(&by_group, &counts);
+        plan_json(&by_group, &counts, &verdicts);
     } else {
         let archive = &prepared.workflow.inventory.archive.account_id;
-        out!("{}", plan_text(&by_group, &counts, archive, all));
+        let lines = verdicts
+            .iter()
+            .map(|(a, v)| (a.clone(), v.line()))
+            .collect();
+        out!("{}", plan_text(&by_group, &counts, archive, all, &lines));
     }
     Ok(if counts.errors > 0 {
         Outcome::Failed
     } else {
         Outcome::Ok
     })
+}
+
+/// Each source's delivery check of the documents the plan would write over what it read (issue
+/// 20): `unknown (known once …)` where a step of the account could not be planned, never
+/// `delivers`.
+async fn verdicts(
+    prepared: &super::common::Prepared,
+    by_group: &[Vec<&PlannedNode>],
+) -> BTreeMap<String, Verdict> {
+    let archive_fresh = by_group.iter().flatten().any(|p| {
+        p.id.group() == ARCHIVE
+            && p.id.step() == "bucket"
+            && matches!(&p.result, Ok(plan) if plan.action == PlanAction::Create)
+    });
+    let mut out = BTreeMap::new();
+    for source in prepared.workflow.sources() {
+        let account = source.account_id.as_str();
+        let Some(nodes) = by_group
+            .iter()
+            .find(|n| n.first().is_some_and(|p| p.id.group() == account))
+        else {
+            continue;
+        };
+        let stuck = nodes.iter().find(|p| match &p.result {
+            Err(_) => true,
+            Ok(plan) => plan.action == PlanAction::Blocked,
+        });
+        let verdict = match stuck {
+            Some(p) => Verdict::Unknown {
+                what: format!("known once {} can be planned", p.id),
+            },
+            None => checks::planned_verdict(&prepared.ctx, source, archive_fresh)
+                .await
+                .unwrap_or_else(|e| Verdict::Unknown {
+                    what: format!("known once the account can be read: {}", e.message),
+                }),
+        };
+        out.insert(account.to_string(), verdict);
+    }
+    out
+}
+
+/// How many accounts the delivery check says deliver, would fail, or cannot be known yet.
+#[derive(Default)]
+struct DeliveryCounts {
+    delivers: usize,
+    would_fail: usize,
+    unknown: usize,
+}
+
+impl DeliveryCounts {
+    fn of(verdicts: &BTreeMap<String, Verdict>) -> DeliveryCounts {
+        let mut c = DeliveryCounts::default();
+        for v in verdicts.values() {
+            match v {
+                Verdict::Delivers => c.delivers += 1,
+                Verdict::WouldFail(_) => c.would_fail += 1,
+                Verdict::Unknown { .. } => c.unknown += 1,
+            }
+        }
+        c
+    }
 }
 
 /// The planned nodes of each group, groups in the workflow's order (the archive, then the
@@ -63,6 +133,8 @@ fn by_group<'a>(planned: &'a [PlannedNode], order: &[&str]) -> Vec<Vec<&'a Plann
 struct Counts {
     actions: BTreeMap<&'static str, usize>,
     errors: usize,
+    /// The delivery check's verdicts, when they were made.
+    delivery: Option<DeliveryCounts>,
 }
 
 impl Counts {
@@ -82,7 +154,11 @@ impl Counts {
     }
 }
 
-fn plan_json(by_group: &[Vec<&PlannedNode>], counts: &Counts) {
+fn plan_json(
+    by_group: &[Vec<&PlannedNode>],
+    counts: &Counts,
+    verdicts: &BTreeMap<String, Verdict>,
+) {
     for p in by_group.iter().flatten() {
         let value = match &p.result {
             Ok(plan) => {
@@ -104,6 +180,12 @@ fn plan_json(by_group: &[Vec<&PlannedNode>], counts: &Counts) {
         };
         json_line(&value);
     }
+    for (account, verdict) in verdicts {
+        json_line(&json!({ "type": "delivery", "account": account, "delivery": verdict }));
+    }
+    let delivery = counts.delivery.as_ref().map(
+        |d| json!({ "delivers": d.delivers, "would_fail": d.would_fail, "unknown": d.unknown }),
+    );
     json_line(&json!({
         "type": "plan-summary",
         "create": counts.of_action(PlanAction::Create),
@@ -112,20 +194,34 @@ fn plan_json(by_group: &[Vec<&PlannedNode>], counts: &Counts) {
         "unknown": counts.of_action(PlanAction::Unknown),
         "blocked": counts.of_action(PlanAction::Blocked),
         "errors": counts.errors,
+        "delivery": delivery,
     }));
 }
 
 /// The plan as text: every account in full for a small fleet or with `all`; grouped otherwise.
-fn plan_text(by_group: &[Vec<&PlannedNode>], counts: &Counts, archive: &str, all: bool) -> String {
+/// `verdicts`: each account's delivery check line, printed after its steps.
+fn plan_text(
+    by_group: &[Vec<&PlannedNode>],
+    counts: &Counts,
+    archive: &str,
+    all: bool,
+    verdicts: &BTreeMap<String, String>,
+) -> String {
     let sources = by_group
         .iter()
         .filter(|nodes| nodes.first().is_some_and(|p| p.id.group() != ARCHIVE))
         .count();
     let mut out = if all || sources < FLEET {
-        full_text(by_group, archive)
+        full_text(by_group, archive, verdicts)
     } else {
-        grouped_text(by_group, archive)
+        grouped_text(by_group, archive, verdicts)
     };
+    let delivery = counts.delivery.as_ref().map_or(String::new(), |d| {
+        format!(
+            "; delivery: {} deliver, {} would fail, {} unknown",
+            d.delivers, d.would_fail, d.unknown
+        )
+    });
     let errors = counts.errors;
     // Blocked steps are counted apart from the work apply would do: it would not reach them.
     let blocked = match counts.of_action(PlanAction::Blocked) {
@@ -134,7 +230,7 @@ fn plan_text(by_group: &[Vec<&PlannedNode>], counts: &Counts, archive: &str, all
     };
     let _ = writeln!(
         out,
-        "\nPlan: {} to create, {} to update, {} unchanged, {} unknown until apply, {blocked}{errors} error{}. Nothing was changed.",
+        "\nPlan: {} to create, {} to update, {} unchanged, {} unknown until apply, {blocked}{errors} error{}{delivery}. Nothing was changed.",
         counts.of_action(PlanAction::Create),
         counts.of_action(PlanAction::Update),
         counts.of_action(PlanAction::NoOp),
@@ -153,7 +249,11 @@ fn heading(group: &str, archive: &str) -> String {
 }
 
 /// Every account, every step, as it is.
-fn full_text(by_group: &[Vec<&PlannedNode>], archive: &str) -> String {
+fn full_text(
+    by_group: &[Vec<&PlannedNode>],
+    archive: &str,
+    verdicts: &BTreeMap<String, String>,
+) -> String {
     let mut out = String::new();
     for nodes in by_group {
         let Some(first) = nodes.first() else { continue };
@@ -161,8 +261,28 @@ fn full_text(by_group: &[Vec<&PlannedNode>], archive: &str) -> String {
         for p in nodes {
             out.push_str(&node_text(p, None));
         }
+        out.push_str(&delivery_text(verdicts, first.id.group(), None));
     }
     out
+}
+
+/// An account's delivery check line (none for the archive); with `generalize_for`, that
+/// account's id written `{account_id}`, so that accounts with the same verdict group.
+fn delivery_text(
+    verdicts: &BTreeMap<String, String>,
+    account: &str,
+    generalize_for: Option<&str>,
+) -> String {
+    match verdicts.get(account) {
+        Some(line) => {
+            let line = match generalize_for {
+                Some(group) => generalize(line, group),
+                None => line.clone(),
+            };
+            format!("  delivery check: {line}\n")
+        }
+        None => String::new(),
+    }
 }
 
 /// The sign and padded name of an action, as the plan's lines begin.
@@ -231,7 +351,11 @@ struct Class<'a> {
 
 /// Identical accounts once, the others in full; errors first, then the archive, then the
 /// larger groups.
-fn grouped_text(by_group: &[Vec<&PlannedNode>], archive: &str) -> String {
+fn grouped_text(
+    by_group: &[Vec<&PlannedNode>],
+    archive: &str,
+    verdicts: &BTreeMap<String, String>,
+) -> String {
     let mut classes: Vec<Class<'_>> = Vec::new();
     let mut index: BTreeMap<String, usize> = BTreeMap::new();
     for nodes in by_group {
@@ -246,7 +370,8 @@ fn grouped_text(by_group: &[Vec<&PlannedNode>], archive: &str) -> String {
             });
             continue;
         }
-        let signature: String = nodes.iter().map(|p| node_text(p, Some(group))).collect();
+        let mut signature: String = nodes.iter().map(|p| node_text(p, Some(group))).collect();
+        signature.push_str(&delivery_text(verdicts, group, Some(group)));
         match index.get(&signature) {
             Some(&i) => classes[i].accounts.push(group),
             None => {
@@ -278,8 +403,12 @@ fn grouped_text(by_group: &[Vec<&PlannedNode>], archive: &str) -> String {
                 for p in class.nodes {
                     out.push_str(&node_text(p, None));
                 }
+                out.push_str(&delivery_text(verdicts, one, None));
             }
-            many => out.push_str(&class_text(class, many)),
+            many => {
+                out.push_str(&class_text(class, many));
+                out.push_str(&delivery_text(verdicts, many[0], Some(many[0])));
+            }
         }
     }
     let accounts: usize = classes
@@ -513,7 +642,13 @@ mod tests {
         let mut order = vec![ARCHIVE];
         order.extend(sources.iter().map(String::as_str));
         let groups = by_group(&planned, &order);
-        plan_text(&groups, &Counts::of(&planned), "111111111111", false)
+        plan_text(
+            &groups,
+            &Counts::of(&planned),
+            "111111111111",
+            false,
+            &BTreeMap::new(),
+        )
     }
 
     #[test]

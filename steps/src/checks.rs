@@ -144,6 +144,57 @@ pub async fn source_verdict(ctx: &StepContext, source: &SourceSpec) -> Result<Ve
     Ok(delivery(ctx, source, &logs, &arn))
 }
 
+/// `plan`'s delivery check of `source`: of the documents its steps would write, laid over what
+/// the plan read (no request of its own; the plan's reads filled the cache).
+/// `archive_fresh`: the plan creates the archive bucket, so it has no policy yet.
+pub async fn planned_verdict(
+    ctx: &StepContext,
+    source: &SourceSpec,
+    archive_fresh: bool,
+) -> Result<Verdict, TaskError> {
+    let logs = ctx.logs_of(source).await?;
+    let arn = ctx.setting.role_arn(&source.account_id, &source.role_name);
+    let desired = ctx.documents.desired(&source.account_id);
+    // The grant step is not planned while the role it names is still to be created: its grant
+    // is laid over the archive policy the plan read here, as apply would write it.
+    if desired.archive_policy_recorded().is_none() {
+        let live = match ctx.documents.archive_policy_recorded() {
+            Some(live) => live,
+            None if archive_fresh => None,
+            None => {
+                return Ok(Verdict::Unknown {
+                    what: "known once the archive bucket policy is read (apply reads it)".into(),
+                });
+            }
+        };
+        let grant = crate::tasks::grant::grant_of(ctx, source, &logs, arn.clone());
+        desired.archive_policy(Some(&crate::policy::add(live.as_ref(), &grant).0));
+    }
+    Ok(crate::delivery::check_planned(
+        &ctx.setting,
+        &ctx.documents,
+        &delivery_source(ctx, source, &logs, &arn),
+    ))
+}
+
+fn delivery_source<'a>(
+    ctx: &'a StepContext,
+    source: &'a SourceSpec,
+    logs: &'a SourceLogs,
+    role_arn: &'a str,
+) -> crate::delivery::Source<'a> {
+    crate::delivery::Source {
+        account: &source.account_id,
+        bucket: &source.bucket,
+        region: logs.region(ctx),
+        role_arn,
+        prefixes: logs.own_prefixes(&source.account_id),
+        kms_keys: &logs.kms_keys,
+        bucket_key: logs.bucket_key,
+        other_member: None,
+    }
+}
+
 /// The delivery check of `source` from the documents this process has read (no request of its
 /// own): whether S3 would deliver a log written under each of its prefixes.
 pub fn delivery(
@@ -152,20 +203,10 @@ pub fn delivery(
     logs: &SourceLogs,
     role_arn: &str,
 ) -> Verdict {
-    let prefixes = logs.own_prefixes(&source.account_id);
     crate::delivery::check(
         &ctx.setting,
         &ctx.documents,
-        &crate::delivery::Source {
-            account: &source.account_id,
-            bucket: &source.bucket,
-            region: logs.region(ctx),
-            role_arn,
-            prefixes,
-            kms_keys: &logs.kms_keys,
-            bucket_key: logs.bucket_key,
-            other_member: None,
-        },
+        &delivery_source(ctx, source, logs, role_arn),
     )
 }
 

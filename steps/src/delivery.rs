@@ -24,7 +24,7 @@ use crate::spec::{Setting, s3_via_service};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 /// The policy documents this process read (or, for `plan`, would write), by resource: what the
 /// check evaluates, so that it costs no request of its own. Each reading function records what
@@ -32,6 +32,10 @@ use std::sync::Mutex;
 #[derive(Debug, Default)]
 pub struct Documents {
     inner: Mutex<Inner>,
+    /// `plan`'s overlay per account: what its steps would write, laid over what was read when
+    /// the plan's check is made (kept apart: the archive policy read by one account's step must
+    /// not erase the grant another account's step would add).
+    desired: Mutex<HashMap<String, Arc<Documents>>>,
 }
 
 /// A role as read: its trust policy and its inline policies by name (`None`: unreadable).
@@ -41,6 +45,9 @@ type RoleRead = (Option<Value>, Vec<(String, Option<Value>)>);
 struct Inner {
     /// By role ARN: (trust policy, inline policies by name). `None`: the role does not exist.
     roles: HashMap<String, Option<RoleRead>>,
+    /// Why the documents cannot be known before apply (`plan`'s overlay only), e.g. "apply
+    /// creates the archive KMS key".
+    unknown: Option<String>,
     /// The archive bucket policy (`Some(None)`: it has none).
     archive_policy: Option<Option<Value>>,
     /// Key policies by key ARN.
@@ -72,6 +79,11 @@ impl Documents {
         self.with(|i| i.archive_policy = Some(policy.cloned()));
     }
 
+    /// The archive bucket policy recorded (`None`: none was; `Some(None)`: the bucket has none).
+    pub fn archive_policy_recorded(&self) -> Option<Option<Value>> {
+        self.with(|i| i.archive_policy.clone())
+    }
+
     /// Records a key policy as read or written.
     pub fn key_policy(&self, arn: &str, policy: &Value) {
         self.with(|i| i.keys.insert(arn.to_string(), policy.clone()));
@@ -82,8 +94,38 @@ impl Documents {
         self.with(|i| i.replication.insert(bucket.to_string(), config.cloned()));
     }
 
+    /// Records that what `plan` would write cannot be known before apply, and why (overlay
+    /// only): the planned check then says `unknown (known once …)`.
+    pub fn unknowable(&self, why: &str) {
+        self.with(|i| i.unknown = Some(why.to_string()));
+    }
+
+    /// `account`'s overlay for `plan`: record there what its steps would write.
+    pub fn desired(&self, account: &str) -> Arc<Documents> {
+        self.desired
+            .lock()
+            .expect("the documents' lock is never poisoned")
+            .entry(account.to_string())
+            .or_default()
+            .clone()
+    }
+
     fn snapshot(&self) -> Inner {
         self.with(|i| i.clone())
+    }
+
+    /// What was read with `account`'s overlay laid over it.
+    fn planned(&self, account: &str) -> Inner {
+        let mut base = self.snapshot();
+        let over = self.desired(account).snapshot();
+        base.roles.extend(over.roles);
+        base.keys.extend(over.keys);
+        base.replication.extend(over.replication);
+        if over.archive_policy.is_some() {
+            base.archive_policy = over.archive_policy;
+        }
+        base.unknown = over.unknown;
+        base
     }
 }
 
@@ -132,6 +174,10 @@ impl Verdict {
     pub fn line(&self) -> String {
         match self {
             Verdict::Delivers => "delivers".into(),
+            // "unknown (known once …)": when it will be known, not a reason.
+            Verdict::Unknown { what } if what.starts_with("known once") => {
+                format!("unknown ({what})")
+            }
             Verdict::Unknown { what } => format!("unknown: {what}"),
             Verdict::WouldFail(r) => {
                 let mut s = format!("would fail: {} refused by {}", r.request, r.policy);
@@ -172,6 +218,19 @@ pub struct Source<'a> {
 /// The check of `source` from `documents`.
 pub fn check(setting: &Setting, documents: &Documents, source: &Source<'_>) -> Verdict {
     let docs = documents.snapshot();
+    match Check::new(setting, &docs, source).and_then(|c| c.run()) {
+        Ok(()) => Verdict::Delivers,
+        Err(v) => v,
+    }
+}
+
+/// The check `plan` makes: of the documents `source`'s steps would write, laid over what was
+/// read; `unknown (known once …)` where they cannot be known before apply.
+pub fn check_planned(setting: &Setting, documents: &Documents, source: &Source<'_>) -> Verdict {
+    let docs = documents.planned(source.account);
+    if let Some(why) = &docs.unknown {
+        return unknown(format!("known once {why}"));
+    }
     match Check::new(setting, &docs, source).and_then(|c| c.run()) {
         Ok(()) => Verdict::Delivers,
         Err(v) => v,

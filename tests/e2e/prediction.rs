@@ -299,6 +299,16 @@ fn refusal(emu: &Emulator, mode: Mode, index: usize, case: Refusal) -> Row {
         mode.policy
     ));
     let inv = inv.to_str().unwrap();
+    if case == Refusal::DenyReplicate {
+        // Before apply, plan evaluates what apply would write (the role, the grant, the rule):
+        // a fresh account delivers.
+        let (text, _) = th.expect(&["plan", "-c", inv], 0);
+        assert!(
+            text.contains("  delivery check: delivers\n")
+                && text.contains("delivery: 1 deliver, 0 would fail, 0 unknown"),
+            "plan on a fresh account predicts delivery:\n{text}"
+        );
+    }
     th.expect(&["apply", "-c", inv], 0);
     let role = role_arn(&source);
     let principal = match mode.policy {
@@ -367,7 +377,15 @@ fn refusal(emu: &Emulator, mode: Mode, index: usize, case: Refusal) -> Row {
                 .any(|c| c.as_str().unwrap().contains("every setting checks out")),
             "{causes:?}"
         );
+        let (plan, _) = th.expect(&["plan", "-c", inv], 0);
+        assert!(
+            plan.contains("delivery check: would fail: s3:ReplicateObject")
+                && plan.contains("statement DenyReplicationByHand")
+                && plan.contains("delivery: 0 deliver, 1 would fail, 0 unknown"),
+            "plan after the Deny predicts the refusal:\n{plan}"
+        );
         if mode.policy == "article" {
+            eprintln!("\n`trailhub plan` after the same Deny:\n{plan}");
             let text = canary(&th, inv, false);
             eprintln!("\n`trailhub verify --canary` after the same Deny:\n{text}");
         }

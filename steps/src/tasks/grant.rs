@@ -468,7 +468,7 @@ fn drift(policy: Option<&Value>, grant: &PolicyGrant) -> Vec<Change> {
         .collect()
 }
 
-fn grant_of(
+pub(crate) fn grant_of(
     ctx: &StepContext,
     source: &SourceSpec,
     logs: &SourceLogs,
@@ -571,7 +571,14 @@ impl Task for Grant {
             .role_arn(&self.source.account_id, &self.source.role_name);
         let logs = self.ctx.logs_of(&self.source).await?;
         let current = read_policy(&self.ctx).await?;
-        let changes = drift(current.as_ref(), &self.grant(&logs, principal));
+        let grant = self.grant(&logs, principal);
+        // The policy with this account's grant: what plan's delivery check evaluates.
+        let (with_grant, _) = policy::add(current.as_ref(), &grant);
+        self.ctx
+            .documents
+            .desired(&self.source.account_id)
+            .archive_policy(Some(&with_grant));
+        let changes = drift(current.as_ref(), &grant);
         Ok(match (changes.is_empty(), current.is_some()) {
             (true, _) => Plan::new(PlanAction::NoOp),
             (false, true) => Plan::new(PlanAction::Update).changes(changes),

@@ -360,12 +360,18 @@ impl Task for KeyGrant {
             .setting
             .role_arn(&self.source.account_id, &self.source.role_name);
         let grant = grant_of(&self.ctx, &logs, role, &self.source.account_id);
+        let desired = self.ctx.documents.desired(&self.source.account_id);
         let Some(key) = self.key.find().await? else {
+            // Its ARN, which the rule and the key policy name, exists only once it is created.
+            desired.unknowable("apply creates the archive KMS key");
             return Ok(Plan::new(PlanAction::Create)
                 .change("KmsKey", None, self.key.alias())
                 .change("KeyPolicy.Principal.AWS", None, grant.listed_principal()));
         };
-        if key_missing(&self.key.policy(&key).await?, &grant) {
+        let policy = self.key.policy(&key).await?;
+        // The key policy with this account's grant: what plan's delivery check evaluates.
+        desired.key_policy(&key, &key_add(&policy, &grant).0);
+        if key_missing(&policy, &grant) {
             return Ok(Plan::new(PlanAction::Update).change(
                 "KeyPolicy.Principal.AWS",
                 None,

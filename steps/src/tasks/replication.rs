@@ -274,7 +274,13 @@ impl Task for Replication {
             replica_key: replica_key.as_deref(),
         };
         let live = live_replication(&self.ctx, &self.source).await?;
-        let changes = Target::of(&self.ctx, &self.source, &want, live.as_ref())?.changes();
+        let target = Target::of(&self.ctx, &self.source, &want, live.as_ref())?;
+        // The configuration apply puts: what plan's delivery check evaluates.
+        self.ctx
+            .documents
+            .desired(&self.source.account_id)
+            .replication(&self.source.bucket, Some(&target.doc));
+        let changes = target.changes();
         Ok(match (changes.is_empty(), live.is_some()) {
             (true, _) => Plan::new(PlanAction::NoOp),
             (false, true) => Plan::new(PlanAction::Update).changes(changes),

@@ -812,6 +812,25 @@ impl RoleStack {
         Ok(Next::Finished(Applied::changed(self.outputs(stack).await?)))
     }
 
+    /// The plan: what the stack is and what apply would do with it.
+    async fn plan_stack(&self) -> Result<Plan, TaskError> {
+        match Phase::of(describe_stack(&self.ctx, &self.source).await?) {
+            Phase::Missing => Ok(Plan::new(PlanAction::Create)
+                .change("StackName", None, self.name())
+                .change("RoleName", None, self.source.role_name.clone())),
+            Phase::InProgress(s) => Ok(Plan::new(PlanAction::Unknown)
+                .note(format!("stack is {}; apply waits for it", status(Some(&s))))),
+            Phase::RollbackComplete => Ok(Plan::new(PlanAction::Create)
+                .change("StackName", Some("ROLLBACK_COMPLETE".into()), self.name())
+                .note("the failed stack is deleted and created again")),
+            Phase::Complete(s) => {
+                let logs = self.ctx.logs_of(&self.source).await?;
+                self.plan_complete(&s, &logs).await
+            }
+            Phase::Stuck(s) => Err(self.failed(Some(&s), "an earlier change").await),
+        }
+    }
+
     /// The plan of a settled stack: its template's differences, else its role's.
     async fn plan_complete(&self, stack: &Stack, logs: &SourceLogs) -> Result<Plan, TaskError> {
         let (changes, _) = self.template_drift(stack, logs).await?;
@@ -926,21 +945,35 @@ impl Task for RoleStack {
     }
 
     async fn plan(&self, _ctx: &PlanCtx) -> Result<Plan, TaskError> {
-        match Phase::of(describe_stack(&self.ctx, &self.source).await?) {
-            Phase::Missing => Ok(Plan::new(PlanAction::Create)
-                .change("StackName", None, self.name())
-                .change("RoleName", None, self.source.role_name.clone())),
-            Phase::InProgress(s) => Ok(Plan::new(PlanAction::Unknown)
-                .note(format!("stack is {}; apply waits for it", status(Some(&s))))),
-            Phase::RollbackComplete => Ok(Plan::new(PlanAction::Create)
-                .change("StackName", Some("ROLLBACK_COMPLETE".into()), self.name())
-                .note("the failed stack is deleted and created again")),
-            Phase::Complete(s) => {
-                let logs = self.ctx.logs_of(&self.source).await?;
-                self.plan_complete(&s, &logs).await
+        let plan = self.plan_stack().await;
+        // What apply leaves is the template's role, whatever the stack or role is now: the
+        // documents plan's delivery check evaluates (none while a change is under way).
+        let desired = self.ctx.documents.desired(&self.source.account_id);
+        match &plan {
+            Ok(p) if p.action == PlanAction::Unknown => {
+                desired.unknowable("the stack change in progress completes")
             }
-            Phase::Stuck(s) => Err(self.failed(Some(&s), "an earlier change").await),
+            Ok(_) => {
+                let logs = self.ctx.logs_of(&self.source).await?;
+                desired.role(
+                    &self
+                        .ctx
+                        .setting
+                        .role_arn(&self.source.account_id, &self.source.role_name),
+                    Some(trust_policy(&self.ctx.setting, &self.source)),
+                    vec![(
+                        INLINE_POLICY.to_string(),
+                        Some(resolved_inline_policy(
+                            &self.ctx.setting,
+                            &self.source,
+                            &logs,
+                        )),
+                    )],
+                );
+            }
+            Err(_) => {}
         }
+        plan
     }
 
     async fn apply(
