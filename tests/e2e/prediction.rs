@@ -493,3 +493,74 @@ fn the_delivery_check_predicts_what_the_emulator_does_for_every_layout_and_refus
         "each refusal is predicted to fail, each layout to deliver:\n{table}"
     );
 }
+
+/// apply's verify step fails an account whose logs S3 would refuse, with the verdict, and only
+/// that account: the others are done. A Deny added by hand for one member (by its account, with
+/// `aws:PrincipalAccount`) is not trailhub's, so apply keeps it, and the account is not "done"
+/// while its logs would not arrive. With the Deny taken out, `resume` finishes it.
+#[test]
+fn apply_fails_the_verify_step_of_the_account_s3_would_refuse_and_only_it() {
+    let emu = Emulator::start();
+    let archive = "111111111111";
+    let denied = "251000000001".to_string();
+    let fine = "251000000002".to_string();
+    for s in [&denied, &fine] {
+        seed(&emu, s, Layout::Plain);
+    }
+    let th = Trailhub::new(&emu);
+    th.profiles(&[denied.clone(), fine.clone()]);
+    th.profile(archive, archive);
+    let inv = th.write_inventory(&format!(
+        "region = \"{REGION}\"\n\n[archive]\naccount_id = \"{archive}\"\nprofile = \"acct-{archive}\"\n\n[source_defaults]\nprofile = \"acct-{{account_id}}\"\n\n[[source]]\naccount_id = \"{denied}\"\n\n[[source]]\naccount_id = \"{fine}\"\n"
+    ));
+    let inv = inv.to_str().unwrap();
+    th.expect(&["apply", "-c", inv], 0);
+
+    let bucket = format!("aggregation-cloudtrail-logs-{archive}");
+    let mut policy = bucket_policy(&emu, archive, &bucket);
+    let before = policy.clone();
+    policy["Statement"].as_array_mut().unwrap().push(json!({
+        "Sid": "DenyReplicationByHand", "Effect": "Deny", "Principal": "*",
+        "Action": "s3:ReplicateObject", "Resource": format!("arn:aws:s3:::{bucket}/*"),
+        "Condition": {"StringEquals": {"aws:PrincipalAccount": denied.as_str()}},
+    }));
+    put_bucket_policy(&emu, archive, &bucket, &policy);
+
+    th.expect(&["apply", "-c", inv], 1);
+    let nodes = th.json(&["status"], 0);
+    let verify = |account: &str| {
+        nodes
+            .iter()
+            .find(|n| n["account"] == account && n["step"] == "verify")
+            .unwrap_or_else(|| panic!("{account}/verify in {nodes:?}"))
+            .clone()
+    };
+    let failed = verify(&denied);
+    assert_eq!(failed["state"], "failed", "{failed}");
+    let why = failed["error"].to_string();
+    assert!(
+        why.contains("would fail") && why.contains("DenyReplicationByHand"),
+        "the verify step fails with the verdict, naming the statement: {why}"
+    );
+    assert_eq!(verify(&fine)["state"], "done", "the other account is done");
+    // The hand-made Deny is kept: it is not trailhub's to remove.
+    let kept = bucket_policy(&emu, archive, &bucket);
+    assert!(
+        kept["Statement"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s["Sid"] == "DenyReplicationByHand"),
+        "{kept}"
+    );
+
+    // The fix, then resume: only the refused account's verify is left, and it passes.
+    put_bucket_policy(&emu, archive, &bucket, &before);
+    th.expect(&["resume"], 0);
+    let nodes = th.json(&["status"], 0);
+    let done = nodes
+        .iter()
+        .find(|n| n["account"] == denied.as_str() && n["step"] == "verify")
+        .unwrap();
+    assert_eq!(done["state"], "done", "{done}");
+}
