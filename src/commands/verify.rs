@@ -128,6 +128,17 @@ fn report(cli: &Cli, config: &Path, results: &[Checked]) -> (usize, usize) {
         }
     }
     summary(cli, config, &rows, results.len(), drift, unreadable);
+    // apply puts back what trailhub wrote, but leaves a statement it did not write (a Deny
+    // added by hand, someone else's key policy): say so, or the hint above promises too much.
+    if !json
+        && verdicts
+            .iter()
+            .any(|(_, v)| matches!(v, Verdict::WouldFail(_)))
+    {
+        outln!(
+            "A refusal the delivery check predicts from a statement trailhub did not write stays after apply: change it as its fix says, then verify again."
+        );
+    }
     (drift, unreadable)
 }
 

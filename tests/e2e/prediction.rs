@@ -348,7 +348,11 @@ fn refusal(emu: &Emulator, mode: Mode, index: usize, case: Refusal) -> Row {
     let predicted = predictions(&th, inv, 3);
     // What an operator reads: the verdict names the policy, the statement and the fix.
     let (text, _) = th.expect(&["verify", "-c", inv], 3);
-    assert!(text.contains("would fail"), "verify says it:\n{text}");
+    assert!(
+        text.contains("would fail")
+            && text.contains("a statement trailhub did not write stays after apply"),
+        "verify says it, and that apply does not rewrite what is not trailhub's:\n{text}"
+    );
     if case == Refusal::DenyReplicate && mode.policy == "article" {
         eprintln!(
             "\n`trailhub verify` after a Deny on s3:ReplicateObject was added by hand:\n{text}"
