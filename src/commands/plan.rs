@@ -615,6 +615,10 @@ mod tests {
     }
 
     fn plan_of(n: usize, broken: &[usize]) -> String {
+        plan_with(n, broken, &BTreeMap::new())
+    }
+
+    fn plan_with(n: usize, broken: &[usize], verdicts: &BTreeMap<String, String>) -> String {
         let mut planned = vec![
             node(
                 ARCHIVE,
@@ -647,8 +651,49 @@ mod tests {
             &Counts::of(&planned),
             "111111111111",
             false,
-            &BTreeMap::new(),
+            verdicts,
         )
+    }
+
+    /// Accounts whose plans are alike but whose delivery verdicts differ are told apart, and
+    /// the same refusal naming each account's own role groups them (the id generalized).
+    #[test]
+    fn accounts_group_by_their_delivery_verdict_too() {
+        let refused = |a: &str| {
+            format!(
+                "would fail: s3:ReplicateObject refused by archive bucket aggregation-cloudtrail-logs-111111111111 policy, statement DenyByHand; fix: statement DenyByHand denies s3:ReplicateObject to arn:aws:iam::{a}:role/S3ReplicationRole"
+            )
+        };
+        let verdicts: BTreeMap<String, String> = (1..=12u64)
+            .map(|i| {
+                let a = format!("{}", 200_000_000_000u64 + i);
+                let v = if i == 4 || i == 9 {
+                    refused(&a)
+                } else {
+                    "delivers".to_string()
+                };
+                (a, v)
+            })
+            .collect();
+        let text = plan_with(12, &[], &verdicts);
+        assert!(
+            text.contains("2 accounts — 200000000004 200000000009\n"),
+            "the two refused accounts together:\n{text}"
+        );
+        assert!(
+            text.contains("10 accounts — 200000000001 200000000002"),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!("  delivery check: {}\n", refused("{account_id}"))),
+            "the refusal once, generalized:\n{text}"
+        );
+        assert_eq!(
+            text.matches("  delivery check: delivers\n").count(),
+            1,
+            "{text}"
+        );
+        assert!(!text.contains("role/200000000004"), "{text}");
     }
 
     #[test]
