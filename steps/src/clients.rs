@@ -2,8 +2,9 @@
 //!
 //! Every client of an account is built from one `SdkConfig`: the standard chain, a profile, or
 //! an assumed role (STS from the standard chain). Before a client of an account is handed to a
-//! task, `GetCallerIdentity` must answer the declared account id, once per process: a wrong
-//! profile never touches the wrong account, also after a resume in a new process.
+//! task, its identity must be the declared account id, once per process: a wrong profile never
+//! touches the wrong account, also after a resume in a new process. `GetCallerIdentity` says it
+//! for a profile or the default chain; for an assumed role, AssumeRole's own answer does.
 //! Credentials stay in memory; nothing here journals or logs them.
 
 use crate::errors::classify;
@@ -159,7 +160,7 @@ impl Connector {
 pub struct AccountClients {
     /// The account id the credentials resolved to (the declared one).
     pub account_id: String,
-    /// The caller's ARN, as GetCallerIdentity answered.
+    /// The caller's ARN, as GetCallerIdentity (or, for an assumed role, AssumeRole) answered.
     pub caller_arn: String,
     /// S3, in the inventory's region.
     pub s3: aws_sdk_s3::Client,
@@ -379,28 +380,47 @@ impl Accounts {
             .get(account_id)
             .cloned()
             .unwrap_or(Credentials::Default);
-        let config = connector.config(&credentials).await;
-        // With `RetryHistory` too: a retried identity check belongs in the node's history.
-        let sts = aws_sdk_sts::Client::from_conf(
-            aws_sdk_sts::config::Builder::from(&config)
-                .interceptor(RetryHistory)
-                .build(),
-        );
-        let identity = sts
-            .get_caller_identity()
-            .send()
-            .await
-            .map_err(|e| {
-                let mut err = classify("GetCallerIdentity", &describe(&credentials), e, &[]);
-                if err.hint.is_none() {
-                    err = err.with_hint(format!(
-                        "check the credentials for account {account_id} (`profile` or `assume_role` in the inventory)"
-                    ));
-                }
-                err
+        let hint = |mut err: TaskError| {
+            if err.hint.is_none() {
+                err = err.with_hint(format!(
+                    "check the credentials for account {account_id} (`profile` or `assume_role` in the inventory)"
+                ));
+            }
+            err
+        };
+        let (config, actual, arn) = if let Credentials::AssumeRole(role_arn) = &credentials {
+            // AssumeRole's answer names the session's ARN, in the role's account, as
+            // GetCallerIdentity would: it is the identity check, one request instead of two.
+            let base = connector.base().await;
+            let role = AssumedRole::new(base, role_arn);
+            let (first, arn) = role
+                .assume()
+                .await
+                .map_err(|e| hint(classify("AssumeRole", &describe(&credentials), e, &[])))?;
+            let actual = arn.split(':').nth(4).unwrap_or_default().to_string();
+            *role.first.lock().expect("first should not be poisoned") = Some(first);
+            (role.config(base), actual, arn)
+        } else {
+            let config = connector.config(&credentials).await;
+            // With `RetryHistory` too: a retried identity check belongs in the node's history.
+            let sts = aws_sdk_sts::Client::from_conf(
+                aws_sdk_sts::config::Builder::from(&config)
+                    .interceptor(RetryHistory)
+                    .build(),
+            );
+            let identity = sts.get_caller_identity().send().await.map_err(|e| {
+                hint(classify(
+                    "GetCallerIdentity",
+                    &describe(&credentials),
+                    e,
+                    &[],
+                ))
             })?;
-        let actual = identity.account().unwrap_or_default();
-        let arn = identity.arn().unwrap_or_default();
+            let actual = identity.account().unwrap_or_default().to_string();
+            let arn = identity.arn().unwrap_or_default().to_string();
+            (config, actual, arn)
+        };
+        let arn = arn.as_str();
         if actual != account_id {
             return Err(TaskError::fatal(format!(
                 "credentials for account {account_id} ({}) resolve to account {actual} ({arn}); nothing was changed in it",
@@ -418,6 +438,106 @@ impl Accounts {
             &config,
             connector.endpoint_url.is_some(),
         )))
+    }
+}
+
+/// The credentials of a role trailhub assumes itself (`assume_role` in the inventory), so that
+/// the AssumeRole answer, which names the session's ARN in the role's account, is the identity
+/// check: aws-config's `AssumeRoleProvider` keeps that answer to itself, and a GetCallerIdentity
+/// after it would cost every account one request more. The first credentials come from the
+/// identity check's own call; later ones (after they expire, about an hour) from a new AssumeRole.
+#[derive(Debug, Clone)]
+struct AssumedRole {
+    sts: aws_sdk_sts::Client,
+    role_arn: String,
+    first: Arc<Mutex<Option<aws_credential_types::Credentials>>>,
+}
+
+impl AssumedRole {
+    fn new(base: &SdkConfig, role_arn: &str) -> Self {
+        // With `RetryHistory`: a retried AssumeRole belongs in the node's history.
+        let sts = aws_sdk_sts::Client::from_conf(
+            aws_sdk_sts::config::Builder::from(base)
+                .interceptor(RetryHistory)
+                .build(),
+        );
+        AssumedRole {
+            sts,
+            role_arn: role_arn.to_string(),
+            first: Arc::new(Mutex::new(None)),
+        }
+    }
+
+    /// One AssumeRole (session name `trailhub`, the role's default duration): the credentials
+    /// and the session's ARN.
+    async fn assume(
+        &self,
+    ) -> Result<
+        (aws_credential_types::Credentials, String),
+        aws_sdk_sts::error::SdkError<
+            aws_sdk_sts::operation::assume_role::AssumeRoleError,
+            aws_smithy_runtime_api::client::orchestrator::HttpResponse,
+        >,
+    > {
+        let out = self
+            .sts
+            .assume_role()
+            .role_arn(&self.role_arn)
+            .role_session_name("trailhub")
+            .send()
+            .await?;
+        let arn = out
+            .assumed_role_user()
+            .map(|u| u.arn().to_string())
+            .unwrap_or_default();
+        let credentials = match out.credentials() {
+            Some(c) => aws_credential_types::Credentials::new(
+                c.access_key_id(),
+                c.secret_access_key(),
+                Some(c.session_token().to_string()),
+                std::time::SystemTime::try_from(*c.expiration()).ok(),
+                "trailhub-assume-role",
+            ),
+            None => aws_credential_types::Credentials::new("", "", None, None, "none"),
+        };
+        Ok((credentials, arn))
+    }
+
+    /// The account's configuration: `base` with these credentials, in a cache of its own per
+    /// account (the base configuration's cache is shared by every configuration derived from it
+    /// and holds at most 64 identities: with more accounts their credentials were evicted and
+    /// AssumeRole called again and again, 15 times per account at 500 accounts).
+    fn config(&self, base: &SdkConfig) -> SdkConfig {
+        base.to_builder()
+            .credentials_provider(
+                aws_credential_types::provider::SharedCredentialsProvider::new(self.clone()),
+            )
+            .identity_cache(aws_config::identity::IdentityCache::lazy().build())
+            .build()
+    }
+}
+
+impl aws_credential_types::provider::ProvideCredentials for AssumedRole {
+    fn provide_credentials<'a>(
+        &'a self,
+    ) -> aws_credential_types::provider::future::ProvideCredentials<'a>
+    where
+        Self: 'a,
+    {
+        aws_credential_types::provider::future::ProvideCredentials::new(async move {
+            if let Some(first) = self
+                .first
+                .lock()
+                .expect("first should not be poisoned")
+                .take()
+            {
+                return Ok(first);
+            }
+            self.assume()
+                .await
+                .map(|(c, _)| c)
+                .map_err(aws_credential_types::provider::error::CredentialsError::provider_error)
+        })
     }
 }
 

@@ -191,6 +191,9 @@ fn permission(operation: &str) -> String {
         }
         "DescribeTrails" | "GetTrailStatus" => format!("cloudtrail:{operation}"),
         "GetCallerIdentity" => "sts:GetCallerIdentity (or sts:AssumeRole on the role)".into(),
+        "AssumeRole" => {
+            "sts:AssumeRole on the role (and the role's trust policy must name the caller)".into()
+        }
         other => format!("the permission for {other}"),
     }
 }

@@ -144,6 +144,40 @@ fn adding_accounts_later_adds_only_their_principals() {
     );
 }
 
+/// Members reached with `assume_role`: AssumeRole's answer (the session's ARN, in the role's
+/// account) is the identity check, so no member asks GetCallerIdentity, in apply and in the
+/// converged re-apply alike. (A role in another account than the one declared is refused by
+/// the inventory check before any request.)
+#[test]
+fn an_assumed_role_is_its_own_identity_check() {
+    let emu = Emulator::start();
+    let sources = accounts(3);
+    emu.seed_sources(&sources);
+    let th = Trailhub::new(&emu);
+    let inv = th.write_inventory(&inventory(&sources, "").replace(
+        "profile = \"acct-{account_id}\"",
+        "assume_role = \"arn:aws:iam::{account_id}:role/OrganizationAccountAccessRole\"",
+    ));
+    let inv = inv.to_str().unwrap();
+    for (run, mutations) in [("apply", true), ("converged re-apply", false)] {
+        emu.start_recording();
+        th.expect(&["apply", "-c", inv], 0);
+        let requests = emu.stop_recording();
+        let count = |op: &str| requests.iter().filter(|r| r.operation == op).count();
+        // One AssumeRole per member; one GetCallerIdentity: the archive's (default credentials).
+        assert_eq!(count("AssumeRole"), 3, "{run}: {requests:?}");
+        assert_eq!(count("GetCallerIdentity"), 1, "{run}: {requests:?}");
+        assert_eq!(
+            requests.iter().any(|r| r.mutating),
+            mutations,
+            "{run}: {requests:?}"
+        );
+    }
+    for s in &sources {
+        assert_source(&emu, s);
+    }
+}
+
 #[test]
 fn credentials_of_another_account_fail_before_any_change_there() {
     let emu = Emulator::start();
