@@ -100,15 +100,7 @@ async fn open_for_run(cli: &Cli, workflow: &Workflow) -> Result<State, CliError>
 
 /// Opens the existing journal a command continues a run of, up to date.
 async fn open_existing(cli: &Cli) -> Result<State, CliError> {
-    State::open(
-        cli,
-        Open {
-            create: false,
-            pull: true,
-            archive: None,
-        },
-    )
-    .await
+    super::common::open_existing_state(cli).await
 }
 
 /// Ends a command that wrote the journal: the archive lock released, every change in the
